@@ -1,0 +1,171 @@
+"""Inference side by side, in one process: onnxruntime on our export vs the same Keras model
+called directly (TensorFlow backend) vs onnxruntime on keras' own `model.export(format="onnx")`
+(tf2onnx), plus INT8, export times, and achieved GFLOP/s against a float32 numpy matmul.
+
+Run: python benchmarks/bench_inference.py [--seconds S]   (needs `pip install tf2onnx`)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from results import record
+
+from rescompile.images import preprocess
+from rescompile.onnx_export import ExportOptions, export_onnx, keras_weights
+from rescompile.quantize import quantize
+from rescompile.runtime import bench_session
+from tests.keras_helpers import generated_model, randomize_batchnorm
+from tests.synthetic import colour_images
+
+
+def matmul_gflops(repeats: int = 5) -> float:
+    """Float32 4096x4096 numpy matmul throughput, median of several runs."""
+    a = np.random.default_rng(0).standard_normal((4096, 4096), dtype=np.float32)
+    a @ a
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ a
+        times.append(time.perf_counter() - start)
+    return 2 * 4096**3 / float(np.median(times)) / 1e9
+
+
+def ort_runner(path: Path):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})
+
+
+def keras_export(model, path: Path) -> float:
+    """keras' own ONNX export (tf2onnx under the hood); seconds taken, or nan if it fails."""
+    start = time.perf_counter()
+    try:
+        model.export(str(path), format="onnx", verbose=False)
+    except Exception as exc:  # recorded, not fatal: the comparison column shows n/a
+        print(f"keras export failed: {exc}", file=sys.stderr)
+        return float("nan")
+    return time.perf_counter() - start
+
+
+def our_export(analysis, model, path: Path, **options) -> float:
+    import onnx
+
+    start = time.perf_counter()
+    onnx.save(
+        export_onnx(analysis.spec, analysis.graph, keras_weights(model), ExportOptions(**options)), path
+    )
+    return time.perf_counter() - start
+
+
+def measure(label: str, run, shape, batch: int, seconds: float) -> float:
+    row = bench_session(run, shape, batch, seconds, warmup=2, min_runs=5)
+    print(
+        f"  {label:<34} batch {batch:>3}: {row.images_per_second:8.1f} img/s ({row.runs} runs)",
+        file=sys.stderr,
+    )
+    return row.images_per_second
+
+
+def trained_resnet20(folder: Path):
+    """CIFAR ResNet-20 trained briefly on colour classes, so INT8 top-1 agreement means something."""
+    import keras
+
+    analysis, model = generated_model("specs/cifar/resnet20.yaml")
+    config = analysis.spec.preprocess.model_dump(mode="json")
+    images, labels = colour_images(1024, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
+    model.fit(preprocess(images.astype("float32"), config), labels, epochs=3, batch_size=64, verbose=0)
+    return analysis, model, config, images
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    args = parser.parse_args()
+    gflops = matmul_gflops()
+    print(f"numpy float32 4096x4096 matmul: {gflops:.1f} GFLOP/s", file=sys.stderr)
+    rows, notes = [], []
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        analysis, model = generated_model("specs/keras/resnet50.yaml")
+        randomize_batchnorm(model)
+        ours, theirs, int8 = folder / "ours.onnx", folder / "keras.onnx", folder / "int8.onnx"
+        our_seconds = our_export(analysis, model, ours)
+        their_seconds = keras_export(model, theirs)
+        calibration = np.random.default_rng(3).uniform(0, 255, (64, 224, 224, 3)).astype(np.float32)
+        quantize(ours, int8, calibration, analysis.spec.preprocess.model_dump(mode="json"))
+        notes.append(
+            f"Export time, ResNet-50: ours {our_seconds:.2f} s, keras' own {their_seconds:.1f} s "
+            f"(ratio {our_seconds / their_seconds:.3f}; goal ≤ 0.1)."
+        )
+        engines = [("Keras model(x), TF backend", lambda x: model(x, training=False))]
+        engines.append(("onnxruntime, our export", ort_runner(ours)))
+        if theirs.exists():
+            engines.append(("onnxruntime, keras' own export", ort_runner(theirs)))
+        engines.append(("onnxruntime, our INT8 export", ort_runner(int8)))
+        macs = analysis.cost.macs
+        for batch in (1, 32):
+            speeds = {
+                label: measure(label, run, (224, 224, 3), batch, args.seconds) for label, run in engines
+            }
+            rows += [
+                ("ResNet-50 224px", batch, label, speed, 2 * macs * speed / 1e9)
+                for label, speed in speeds.items()
+            ]
+        small, small_model, config, images = trained_resnet20(folder)
+        small_ours, small_int8 = folder / "r20.onnx", folder / "r20_int8.onnx"
+        our_export(small, small_model, small_ours)
+        quantize(small_ours, small_int8, images[:512].astype(np.float32), config)
+        held_out, _ = colour_images(1000, seed=9)
+        x = preprocess(held_out.astype(np.float32), config)
+        agree = float(
+            (ort_runner(small_ours)(x)[0].argmax(1) == ort_runner(small_int8)(x)[0].argmax(1)).mean()
+        )
+        notes.append(
+            f"INT8 top-1 agreement with fp32, CIFAR ResNet-20, 1000 held-out images: {agree:.1%}"
+            " (goal ≥ 99%)."
+        )
+        small_engines = [
+            ("Keras model(x), TF backend", lambda x: small_model(x, training=False)),
+            ("onnxruntime, our export", ort_runner(small_ours)),
+            ("onnxruntime, our INT8 export", ort_runner(small_int8)),
+        ]
+        small_macs = small.cost.macs
+        for label, run in small_engines:
+            speed = measure(label, run, (32, 32, 3), 128, args.seconds)
+            rows.append(("CIFAR ResNet-20 32px", 128, label, speed, 2 * small_macs * speed / 1e9))
+    body = "| model | batch | engine | img/s | GFLOP/s | of matmul | vs Keras |\n"
+    body += "|---|---:|---|---:|---:|---:|---:|\n"
+    for model_name, batch, label, speed, achieved in rows:
+        keras_speed = next(r[3] for r in rows if r[:2] == (model_name, batch) and r[2].startswith("Keras"))
+        body += (
+            f"| {model_name} | {batch} | {label} | {speed:.1f} | {achieved:.1f} | {achieved / gflops:.0%} "
+            f"| {speed / keras_speed:.2f}x |\n"
+        )
+    body += f"\nfloat32 4096x4096 numpy matmul in the same run: {gflops:.1f} GFLOP/s.\n\n" + "\n".join(
+        f"- {note}" for note in notes
+    )
+    print(body)
+    record(
+        "Inference: onnxruntime vs Keras vs keras' own ONNX export",
+        "python benchmarks/bench_inference.py",
+        body,
+    )
+
+
+if __name__ == "__main__":
+    main()

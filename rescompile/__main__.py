@@ -1,0 +1,5 @@
+"""`python -m rescompile` runs the command line."""
+
+from rescompile.cli import main
+
+main()

@@ -1,0 +1,79 @@
+"""Spec -> IR -> costs -> checks, for one spec file, and spec-library discovery."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rescompile import ir
+from rescompile.check import CheckResult, check
+from rescompile.cost import Cost, per_stage, total
+from rescompile.errors import RescompileError
+from rescompile.lower import lower
+from rescompile.spec import Spec, load_spec
+
+
+@dataclass
+class Analysis:
+    """Everything the framework-free commands report about one spec."""
+
+    path: str
+    spec: Spec
+    graph: ir.Graph
+    cost: Cost
+    stages: dict[str, Cost]
+    checks: list[CheckResult]
+
+    @property
+    def name(self) -> str:
+        """The network's name."""
+        return self.spec.name
+
+    @property
+    def ok(self) -> bool:
+        """True when every published number is reproduced."""
+        return all(result.ok for result in self.checks)
+
+
+def analyze(
+    path: str | Path,
+    input_size: int | None = None,
+    channels: int | None = None,
+    classes: int | None = None,
+    include_top: bool = True,
+    options: dict | None = None,
+) -> Analysis:
+    """Load, lower, cost and check one spec file (optionally with another input or classifier,
+    or with `options` overridden: the network is then renamed `<name>_<option>_<value>`)."""
+    spec = load_spec(path)
+    if options:
+        suffix = "_".join(f"{key}_{str(value).lower()}" for key, value in sorted(options.items()))
+        updated = spec.options.model_copy(update=options)
+        spec = spec.model_copy(update={"options": updated, "name": f"{spec.name}_{suffix}"})
+    graph = lower(spec, input_size, channels, classes, include_top)
+    cost = total(graph)
+    return Analysis(spec._file, spec, graph, cost, per_stage(graph), check(spec, cost))
+
+
+def find_specs(paths: list[str | Path]) -> list[Path]:
+    """Spec files named by `paths`; a folder means every spec below it except `_*.yaml` bases."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found.extend(p for p in sorted(path.rglob("*.yaml")) if not p.name.startswith("_"))
+        elif path.exists():
+            found.append(path)
+        else:
+            raise RescompileError(f"{path}: no such file or folder")
+    if not found:
+        raise RescompileError(f"no spec files in {', '.join(map(str, paths))}")
+    return found
+
+
+def find_library_spec(name: str, library: Path = Path("specs")) -> Path:
+    """The spec file of the library whose network is called `name`."""
+    if library.is_dir():
+        for path in find_specs([library]):
+            if load_spec(path).name == name:
+                return path
+    raise RescompileError(f"no spec named {name!r} in {library}/: pass --spec SPEC")

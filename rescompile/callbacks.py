@@ -1,0 +1,146 @@
+"""Training callbacks: atomic per-epoch checkpoints with metrics, plateau, NaN stop, step limit."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from rescompile.fileio import write_atomic, write_text_atomic
+
+METRIC_FIELDS = [
+    "epoch",
+    "step",
+    "lr",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "seconds",
+    "images_per_second",
+]
+
+
+def read_metrics(path: Path, epochs: int) -> list[dict]:
+    """The first `epochs` rows of a run's metrics.csv (rows past the last checkpoint are dropped)."""
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        return [dict(row) for row in csv.DictReader(handle)][:epochs]
+
+
+def write_metrics(path: Path, rows: list[dict]) -> None:
+    """Rewrite metrics.csv atomically."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=METRIC_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, out.getvalue())
+
+
+class RunRecorder(keras.callbacks.Callback):
+    """At the end of every epoch with a finite loss: metrics row, checkpoint, state (all atomic).
+
+    The state file is written last, so a run killed at any moment resumes from a checkpoint whose
+    state, metrics and weights agree.
+    """
+
+    def __init__(
+        self, run_dir: Path, state: dict, rows: list[dict], batch_size: int, steps_per_epoch: int
+    ) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.state = state
+        self.rows = rows
+        self.batch_size = batch_size
+        self.steps_per_epoch = steps_per_epoch
+        self.nan_step: int | None = None
+        self.started = 0.0
+        self.step_offset = 0  # steps of earlier phases (a fine-tune phase restarts the optimizer)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.nan_step = int(self.model.optimizer.iterations.numpy())
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        if self.nan_step is not None or not math.isfinite(float(logs.get("loss", 0.0))):
+            return
+        seconds = time.perf_counter() - self.started
+        optimizer = self.model.optimizer
+        step = self.step_offset + int(optimizer.iterations.numpy())
+        lr = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        row = {
+            "epoch": epoch + 1,
+            "step": step,
+            "lr": f"{lr:.6g}",
+            "loss": f"{logs.get('loss', float('nan')):.6f}",
+            "accuracy": f"{logs.get('accuracy', float('nan')):.6f}",
+            "val_loss": f"{logs.get('val_loss', float('nan')):.6f}",
+            "val_accuracy": f"{logs.get('val_accuracy', float('nan')):.6f}",
+            "seconds": f"{seconds:.2f}",
+            "images_per_second": f"{self.steps_per_epoch * self.batch_size / seconds:.1f}",
+        }
+        self.rows.append(row)
+        write_metrics(self.run_dir / "metrics.csv", self.rows)
+        write_atomic(self.run_dir / "checkpoint.keras", self.model.save, suffix=".keras")
+        val = float(logs.get("val_accuracy", float("nan")))
+        best = self.state.get("best_val_accuracy")
+        if math.isfinite(val) and (best is None or val > best):
+            self.state["best_val_accuracy"] = val
+        self.state.update(
+            epoch=epoch + 1, step=step, wall_seconds=self.state.get("wall_seconds", 0.0) + seconds
+        )
+        write_text_atomic(self.run_dir / "state.json", json.dumps(self.state, indent=2))
+        print(
+            f"epoch {epoch + 1}: lr {lr:.4g}, {row['images_per_second']} img/s, checkpoint saved", flush=True
+        )
+
+
+class Plateau(keras.callbacks.Callback):
+    """ReduceLROnPlateau on val_accuracy, acting on the schedule's `scale` (saved in the state)."""
+
+    def __init__(self, schedule, state: dict, factor: float, patience: int, min_lr: float) -> None:
+        super().__init__()
+        self.schedule = schedule
+        self.state = state.setdefault("plateau", {"best": None, "wait": 0})
+        self.factor, self.patience, self.min_lr = factor, patience, min_lr
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = (logs or {}).get("val_accuracy")
+        if value is None:
+            return
+        if self.state["best"] is None or value > self.state["best"]:
+            self.state.update(best=float(value), wait=0)
+            return
+        self.state["wait"] += 1
+        if self.state["wait"] >= self.patience:
+            unscaled = float(
+                keras.ops.convert_to_numpy(self.schedule(self.model.optimizer.iterations))
+            ) / float(self.schedule.scale.numpy())
+            scale = max(float(self.schedule.scale.numpy()) * self.factor, self.min_lr / max(unscaled, 1e-12))
+            self.schedule.scale.assign(np.float32(min(scale, float(self.schedule.scale.numpy()))))
+            self.state["wait"] = 0
+
+
+class StopAtStep(keras.callbacks.Callback):
+    """Stop when the optimizer has taken `steps` steps (the paper stops at 64k iterations)."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.steps = steps
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if int(self.model.optimizer.iterations.numpy()) >= self.steps:
+            self.model.stop_training = True

@@ -1,0 +1,468 @@
+"""The `rescompile` command line: a thin layer over the library, one-line errors, exit 2."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from rescompile.errors import RescompileError
+
+app = typer.Typer(
+    help="Compile ResNet stage tables into checked models, code, tables and ONNX.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+SpecArgs = Annotated[list[Path], typer.Argument(help="Spec files or folders (default: specs/).")]
+
+
+def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Report RescompileError as one line on stderr with exit status 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except RescompileError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _analyses(specs: list[Path] | None) -> list:
+    from rescompile.analysis import analyze, find_specs
+
+    return [analyze(path) for path in find_specs(specs or [Path("specs")])]
+
+
+@app.command("check")
+@friendly
+def check_command(specs: SpecArgs = None) -> None:
+    """Validate and lower specs and compare their counts with the published numbers."""
+    from rescompile.tables import thousands
+
+    failed = 0
+    for analysis in _analyses(specs):
+        status = "ok" if analysis.ok else "FAIL"
+        typer.echo(f"{status:4}  {analysis.path}  ({analysis.spec.name})")
+        for result in analysis.checks:
+            mark = "✓" if result.ok else "✗"
+            line = (
+                f"      {mark} {result.metric:<12} computed {thousands(result.computed):>15}"
+                f"  expected {thousands(result.expected):>15}  {result.tolerance:<12} {result.source}"
+            )
+            typer.echo(line)
+        failed += not analysis.ok
+    if failed:
+        typer.echo(f"{failed} spec(s) do not reproduce their published numbers", err=True)
+        raise typer.Exit(1)
+
+
+@app.command("table")
+@friendly
+def table_command(
+    specs: SpecArgs = None,
+    per_stage: Annotated[bool, typer.Option("--per-stage", help="One row per stage.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="md, csv or json.")] = "md",
+    from_onnx: Annotated[
+        list[Path] | None, typer.Option("--from-onnx", help="Recount from ONNX files instead of specs.")
+    ] = None,
+) -> None:
+    """Print parameters, multiply-adds and depth of specs (or recounted from ONNX files)."""
+    from rescompile.tables import FORMATS, table
+
+    if fmt not in FORMATS:
+        raise RescompileError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if from_onnx:
+        from rescompile.onnx_count import recount
+
+        if per_stage:
+            raise RescompileError("--per-stage needs specs; an ONNX recount is per network")
+        typer.echo(table([recount(path) for path in from_onnx], fmt), nl=False)
+        return
+    typer.echo(table(_analyses(specs), fmt, per_stage), nl=False)
+
+
+@app.command("diff")
+@friendly
+def diff_command(old: Path, new: Path) -> None:
+    """Per-stage deltas of parameters and multiply-adds between two specs."""
+    from rescompile.analysis import analyze
+    from rescompile.tables import diff
+
+    typer.echo(diff(analyze(old), analyze(new)), nl=False)
+
+
+@app.command("schema")
+@friendly
+def schema_command() -> None:
+    """Print the spec language's JSON Schema (for editor validation and completion)."""
+    from rescompile.spec import Spec
+
+    typer.echo(json.dumps(Spec.model_json_schema(), indent=2))
+
+
+@app.command("generate")
+@friendly
+def generate_command(
+    check: Annotated[
+        bool, typer.Option("--check", help="Write nothing; exit 1 with a diff if stale.")
+    ] = False,
+    specs: Annotated[Path, typer.Option(help="The spec library.")] = Path("specs"),
+    out: Annotated[Path, typer.Option(help="The generated folder.")] = Path("generated"),
+) -> None:
+    """Regenerate generated/ (tables and Keras sources) from specs/ and templates/."""
+    from rescompile import generate
+
+    files = generate.expected_files(specs)
+    if check:
+        difference = generate.stale(out, files)
+        if difference:
+            sys.stdout.write(difference)
+            typer.echo(f"{out}/ is stale: run `rescompile generate`", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{out}/ is up to date ({len(files)} files)")
+        return
+    changed = generate.write(out, files)
+    typer.echo(f"{out}/: {len(changed)} of {len(files)} files changed")
+
+
+@app.command("build")
+@friendly
+def build_command(
+    spec: Annotated[Path, typer.Argument(help="The spec to build.")],
+    out: Annotated[Path, typer.Option(help="Output folder for <name>.py and <name>.keras.")] = Path("build"),
+    input_size: Annotated[int | None, typer.Option(help="Input height and width.")] = None,
+    classes: Annotated[int | None, typer.Option(help="Classifier outputs.")] = None,
+    in_channels: Annotated[int | None, typer.Option(help="Input channels (pretrained stems adapt).")] = None,
+    weights: Annotated[str | None, typer.Option(help="keras.applications .h5 file, or imagenet.")] = None,
+    include_top: Annotated[bool, typer.Option(help="Keep the classifier.")] = True,
+    freeze: Annotated[int, typer.Option(help="Freeze the stem and the first N stages.")] = 0,
+    onnx: Annotated[bool, typer.Option("--onnx", help="Also export <out>/<name>.onnx.")] = False,
+) -> None:
+    """Generate the Keras module, build the model and save <out>/<name>.keras."""
+    from rescompile.build import build
+    from rescompile.summary import print_build_summary
+
+    result = build(spec, out, input_size, classes, in_channels, weights, include_top, freeze)
+    print_build_summary(result)
+    if onnx:
+        from rescompile.export import write_onnx
+        from rescompile.onnx_export import ExportOptions
+
+        path = out / f"{result.analysis.spec.name}.onnx"
+        write_onnx(result.model, result.analysis, path, ExportOptions())
+        typer.echo(f"wrote {path}")
+
+
+@app.command("export")
+@friendly
+def export_command(
+    source: Annotated[Path, typer.Argument(help="MODEL.keras, or a SPEC (exported freshly initialised).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The .onnx file to write.")],
+    spec: Annotated[
+        Path | None, typer.Option(help="The model's spec (default: found by name in specs/).")
+    ] = None,
+    fold_bn: Annotated[bool, typer.Option(help="Fold BatchNorm into the preceding convs.")] = True,
+    layout: Annotated[str, typer.Option(help="Input layout: nhwc (Keras') or nchw.")] = "nhwc",
+    fp16: Annotated[bool, typer.Option("--fp16", help="float16 weights and compute (GPU serving).")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="Static INT8 quantization (CPU serving).")] = False,
+    calibration: Annotated[Path | None, typer.Option(help="Images folder or CIFAR batch for --int8.")] = None,
+    calibration_size: Annotated[int, typer.Option(help="Calibration images to use.")] = 256,
+    class_names: Annotated[Path | None, typer.Option(help="Text file, one class name per line.")] = None,
+) -> None:
+    """Export a Keras model to ONNX through the IR (BN folded, one transpose, dynamic batch)."""
+    from rescompile.export import export
+    from rescompile.onnx_export import ExportOptions
+
+    if layout not in ("nhwc", "nchw"):
+        raise RescompileError(f"--layout must be nhwc or nchw, got {layout!r}")
+    if int8 and (fp16 or calibration is None):
+        raise RescompileError("--int8 needs --calibration DATA and cannot be combined with --fp16")
+    names = _class_names(class_names)
+    options = ExportOptions(fold_bn=fold_bn, layout=layout, fp16=fp16, class_names=names)
+    if not int8:
+        analysis = export(source, output, spec, options)
+        typer.echo(f"wrote {output} ({analysis.spec.name}, {analysis.graph.input.shape[0]}px)")
+        return
+    _export_int8(source, output, spec, options, calibration, calibration_size)
+
+
+def _class_names(path: Path | None) -> list[str]:
+    if path is None:
+        return []
+    try:
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except OSError as exc:
+        raise RescompileError(f"--class-names {path}: {exc.strerror or exc}") from None
+
+
+def _export_int8(
+    source: Path, output: Path, spec: Path | None, options, calibration: Path, limit: int
+) -> None:
+    import tempfile
+
+    from rescompile.export import export
+    from rescompile.fileio import write_atomic
+    from rescompile.quantize import calibration_images, quantize
+
+    with tempfile.TemporaryDirectory() as scratch:
+        fp32 = Path(scratch) / "fp32.onnx"
+        analysis = export(source, fp32, spec, options)
+        images = calibration_images(calibration, analysis.graph.input.shape[0], limit)
+        typer.echo(f"calibrating on {len(images)} images...", err=True)
+        config = analysis.spec.preprocess.model_dump(mode="json")
+        write_atomic(output, lambda tmp: quantize(fp32, tmp, images, config), suffix=".onnx")
+    typer.echo(f"wrote {output} (INT8, {analysis.spec.name})")
+
+
+@app.command("predict")
+@friendly
+def predict_command(
+    model: Annotated[Path, typer.Argument(help="An .onnx or .keras model.")],
+    images: Annotated[list[Path], typer.Argument(help="PNG/JPEG images.")],
+    top_k: Annotated[int, typer.Option(help="Classes to show per image.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    provider: Annotated[str, typer.Option(help="auto, cuda or cpu (ONNX models).")] = "auto",
+    spec: Annotated[
+        Path | None, typer.Option(help="A .keras model's spec (default: by name in specs/).")
+    ] = None,
+) -> None:
+    """Top-k classes of images, preprocessed as the model's metadata says."""
+    from rescompile.predict import predict
+
+    results, used = predict(model, images, top_k, provider, spec)
+    if as_json:
+        payload = [
+            {"image": r.image, "top": [{"class": c, "name": n, "p": p} for c, n, p in r.classes]}
+            for r in results
+        ]
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    typer.echo(f"({used})", err=True)
+    for result in results:
+        typer.echo(result.image)
+        for index, name, probability in result.classes:
+            typer.echo(f"  {probability:7.2%}  {name}" + (f" ({index})" if name != str(index) else ""))
+
+
+@app.command("bench")
+@friendly
+def bench_command(
+    model: Annotated[Path, typer.Argument(help="An .onnx model.")],
+    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,32",
+    seconds: Annotated[float, typer.Option(help="Minimum timing per batch size.")] = 3.0,
+    warmup: Annotated[int, typer.Option(help="Untimed runs first.")] = 3,
+    provider: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
+) -> None:
+    """Throughput (img/s) and latency p50/p99 per batch size on onnxruntime."""
+    from rescompile.runtime import bench_session, open_session
+
+    try:
+        sizes = [int(b) for b in batch.split(",")]
+    except ValueError:
+        raise RescompileError(f"--batch must be comma-separated integers, got {batch!r}") from None
+    session = open_session(model, provider)
+    shape = tuple(session.get_inputs()[0].shape[1:])
+    typer.echo(f"{model} on {session.get_providers()[0]}")
+    typer.echo("| batch | img/s | p50 ms | p99 ms | runs |\n|---:|---:|---:|---:|---:|")
+    for size in sizes:
+
+        def run(x):
+            return session.run(None, {"input": x})
+
+        row = bench_session(run, shape, size, seconds, warmup)
+        cells = (
+            row.batch,
+            f"{row.images_per_second:.1f}",
+            f"{row.p50_ms:.2f}",
+            f"{row.p99_ms:.2f}",
+            row.runs,
+        )
+        typer.echo("| " + " | ".join(map(str, cells)) + " |")
+
+
+@app.command("train")
+@friendly
+def train_command(
+    spec: Annotated[Path, typer.Argument(help="The spec to train.")],
+    out: Annotated[Path, typer.Option(help="Run directory.")],
+    data: Annotated[
+        str | None, typer.Option(help="CIFAR tarball/folder or image folder (default: keras.datasets).")
+    ] = None,
+    recipe: Annotated[str, typer.Option(help="Recipe name (recipes/) or YAML file.")] = "paper",
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a recipe field: key=value.")
+    ] = None,
+    epochs: Annotated[float | None, typer.Option(help="Shortcut for --set epochs=N (clears steps).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Shortcut for --set batch_size=N.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Shortcut for --set optimizer.lr=X.")] = None,
+    precision: Annotated[str, typer.Option(help="float32, mixed_float16 or mixed_bfloat16.")] = "float32",
+    jit: Annotated[bool, typer.Option("--jit", help="XLA-compile the training step.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed (data order, augmentation, init).")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
+    distribute: Annotated[str | None, typer.Option(help="mirrored or multiworker (tf.distribute).")] = None,
+    cpu_devices: Annotated[int, typer.Option(help="Split the CPU into N logical devices.")] = 1,
+    classes: Annotated[int, typer.Option(help="10 (CIFAR-10) or 100 (CIFAR-100).")] = 10,
+    weights: Annotated[str | None, typer.Option(help="Pretrained keras.applications .h5 weights.")] = None,
+    freeze: Annotated[str | None, typer.Option(help="Freeze `backbone` or the stem and N stages.")] = None,
+) -> None:
+    """Train a spec with a recipe; checkpoint every epoch; export the final model to ONNX."""
+    from rescompile.recipe import load_recipe
+    from rescompile.train import TrainOptions, train
+
+    overrides = list(set_ or [])
+    if epochs is not None:
+        overrides += [f"epochs={epochs}", "steps=null"]
+    if batch_size is not None:
+        overrides.append(f"batch_size={batch_size}")
+    if lr is not None:
+        overrides.append(f"optimizer.lr={lr}")
+    if freeze is not None and freeze != "backbone" and not freeze.isdigit():
+        raise RescompileError(f"--freeze must be backbone or a number of stages, got {freeze!r}")
+    options = TrainOptions(
+        spec, data, out, precision, jit, seed, resume, distribute, cpu_devices, classes, True, weights, freeze
+    )
+    summary = train(options, load_recipe(recipe, overrides))
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command("evaluate")
+@friendly
+def evaluate_command(
+    model: Annotated[Path, typer.Argument(help="A .keras model or a run directory.")],
+    data: Annotated[str | None, typer.Option(help="CIFAR tarball/folder or image folder.")] = None,
+    spec: Annotated[Path | None, typer.Option(help="The model's spec (default: by name in specs/).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Where to write confusion.png.")] = None,
+    classes: Annotated[int, typer.Option(help="10 (CIFAR-10) or 100 (CIFAR-100).")] = 10,
+) -> None:
+    """Test accuracy and confusion matrix (printed, and as confusion.png)."""
+    from rescompile.evaluate import evaluate
+
+    result = evaluate(model, data, spec, out, classes)
+    typer.echo(f"accuracy {result.accuracy:.2%} on {int(result.matrix.sum())} test images")
+    width = max(len(name) for name in result.class_names)
+    for name, row in zip(result.class_names, result.matrix, strict=True):
+        typer.echo(f"{name:>{width}} " + " ".join(f"{count:5d}" for count in row))
+    typer.echo(f"wrote {result.picture}")
+
+
+experiment_app = typer.Typer(help="Experiments from the ResNet papers.", no_args_is_help=True)
+app.add_typer(experiment_app, name="experiment")
+
+
+@experiment_app.command("degradation")
+@friendly
+def degradation_command(
+    out: Annotated[Path, typer.Option(help="Experiment folder (one run directory per network).")],
+    depths: Annotated[str, typer.Option(help="Comma-separated depths: 20, 32, 44, 56.")] = "20,56",
+    data: Annotated[
+        str | None, typer.Option(help="CIFAR tarball or folder (default: keras.datasets).")
+    ] = None,
+    recipe: Annotated[str, typer.Option(help="Recipe for every network.")] = "paper",
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a recipe field: key=value.")
+    ] = None,
+    epochs: Annotated[float | None, typer.Option(help="Shortcut for --set epochs=N (clears steps).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train plain nets and their residual twins alike; plot training/test error (Fig. 6)."""
+    from rescompile.experiments import degradation
+    from rescompile.recipe import load_recipe
+
+    try:
+        chosen = [int(d) for d in depths.split(",")]
+    except ValueError:
+        raise RescompileError(f"--depths must be comma-separated integers, got {depths!r}") from None
+    overrides = list(set_ or []) + ([f"epochs={epochs}", "steps=null"] if epochs is not None else [])
+    result = degradation.run(chosen, data, load_recipe(recipe, overrides), out, seed)
+    for run in result["runs"]:
+        typer.echo(
+            f"{run['kind']:>8}-{run['depth']:<3} train error {run['final_train_error']:.2%}"
+            f"  test error {run['final_test_error']:.2%}"
+        )
+    typer.echo(f"deeper plain net trains worse: {result['deeper_plain_trains_worse']}")
+    typer.echo(f"deeper ResNet trains worse:    {result['deeper_resnet_trains_worse']}")
+    typer.echo(f"wrote {out / 'results.json'} and {out / 'degradation.png'}")
+
+
+@experiment_app.command("gradients")
+@friendly
+def gradients_command(
+    specs: Annotated[list[Path] | None, typer.Argument(help="Specs, as written.")] = None,
+    out: Annotated[Path, typer.Option(help="Where to write gradients.png and gradients.json.")] = Path(
+        "gradients"
+    ),
+    no_batchnorm: Annotated[
+        list[Path] | None, typer.Option("--no-batchnorm", help="A spec to profile with BatchNorm off.")
+    ] = None,
+    initializer: Annotated[
+        str | None, typer.Option(help="Initializer for the --no-batchnorm networks.")
+    ] = None,
+) -> None:
+    """Gradient norm of every weighted layer on one batch, against depth (log scale)."""
+    from rescompile.experiments import gradients
+
+    if not specs and not no_batchnorm:
+        raise RescompileError("name at least one SPEC or --no-batchnorm SPEC")
+    if initializer not in (None, "he_normal", "he_uniform", "glorot_uniform"):
+        raise RescompileError(
+            f"--initializer must be he_normal, he_uniform or glorot_uniform, got {initializer!r}"
+        )
+    for profile in gradients.run(specs or [], no_batchnorm or [], out, initializer):
+        typer.echo(
+            f"{profile.label}: backprop signal first/last = {profile.signal_first_to_last:.3g}, "
+            f"kernel gradient {profile.kernel_norms[0]:.3g} (first) .. {profile.kernel_norms[-1]:.3g} (last)"
+        )
+    typer.echo(f"wrote {out / 'gradients.png'} and {out / 'gradients.json'}")
+
+
+@app.command("report")
+@friendly
+def report_command(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories of `rescompile train`.")],
+    out: Annotated[Path, typer.Option(help="Where to write report.md and curves.png.")] = Path("report"),
+) -> None:
+    """Compare runs in one Markdown table (next to the paper's numbers) and one figure."""
+    from rescompile.report import report
+
+    text, figure = report(runs, out)
+    typer.echo(text, nl=False)
+    typer.echo(f"wrote {out / 'report.md'} and {figure}")
+
+
+@app.command("doctor")
+@friendly
+def doctor_command() -> None:
+    """Report onnxruntime packages and providers, CUDA/cuDNN, the Keras backend and GPUs."""
+    from rescompile.doctor import report
+
+    healthy = True
+    for topic, finding, ok in report():
+        typer.echo(f"{'ok ' if ok else 'BAD'}  {topic}: {finding}")
+        healthy = healthy and ok
+    if not healthy:
+        raise typer.Exit(1)
+
+
+KERAS_COMMANDS = {"build", "export", "predict", "doctor", "train", "evaluate", "experiment"}
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    if KERAS_COMMANDS & set(sys.argv[1:2]):
+        from rescompile.quiet import import_keras_quietly
+
+        import_keras_quietly()
+    app()

@@ -1,0 +1,192 @@
+"""Datasets: CIFAR-10/100 (python-format tarball or folder, or keras.datasets), image folders."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from rescompile.errors import RescompileError
+from rescompile.images import image_files, read_image
+
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """CIFAR batches are pickles: allow plain containers and numpy arrays, nothing executable."""
+
+    ALLOWED: ClassVar[set[tuple[str, str]]] = {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR batch")
+
+
+def _unpickle(raw: bytes) -> Any:
+    return _SafeUnpickler(io.BytesIO(raw), encoding="bytes").load()
+
+
+def parse_cifar_batch(raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 32, 32, 3) uint8 and labels from the bytes of one CIFAR python-format batch."""
+    try:
+        batch = _unpickle(raw)
+        data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        labels = np.asarray(batch.get(b"labels", batch.get(b"fine_labels")), dtype=np.int64)
+    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise RescompileError(f"{source}: not a CIFAR python-format batch ({exc})") from None
+    if len(labels) != len(data):
+        raise RescompileError(f"{source}: {len(data)} images but {len(labels)} labels")
+    return data, labels
+
+
+def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR batch file."""
+    try:
+        return parse_cifar_batch(path.read_bytes(), str(path))
+    except OSError as exc:
+        raise RescompileError(f"{path}: {exc.strerror or exc}") from None
+
+
+@dataclass
+class Dataset:
+    """Images as uint8 NHWC arrays with integer labels."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str]
+
+    @property
+    def classes(self) -> int:
+        """Number of classes."""
+        return len(self.class_names)
+
+
+def _cifar_members(path: Path) -> dict[str, bytes]:
+    """Member base name -> bytes, from a CIFAR tarball or an extracted folder."""
+    if path.is_dir():
+        return {p.name: p.read_bytes() for p in path.rglob("*") if p.is_file()}
+    if not path.exists():
+        raise RescompileError(f"--data {path}: no such file or folder")
+    try:
+        with tarfile.open(path, "r:*") as archive:
+            return {
+                Path(m.name).name: archive.extractfile(m).read()  # type: ignore[union-attr]
+                for m in archive.getmembers()
+                if m.isfile()
+            }
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise RescompileError(f"--data {path}: not a readable CIFAR tarball ({exc})") from None
+
+
+def _batch(members: dict[str, bytes], name: str, source: Path) -> tuple[np.ndarray, np.ndarray]:
+    if name not in members:
+        raise RescompileError(
+            f"--data {source}: {name} is missing (is this the python-format CIFAR archive?)"
+        )
+    return parse_cifar_batch(members[name], f"--data {source}: {name}")
+
+
+def load_cifar(path: Path, classes: int = 10) -> Dataset:
+    """CIFAR-10 (data_batch_1..5, test_batch, batches.meta) or CIFAR-100 (train, test, meta)."""
+    members = _cifar_members(path)
+    if classes == 10:
+        train = [
+            _batch(members, f"data_batch_{i}", path) for i in range(1, 6) if f"data_batch_{i}" in members
+        ]
+        if not train:
+            raise RescompileError(
+                f"--data {path}: no data_batch_* files (expected the CIFAR-10 python version)"
+            )
+        test = _batch(members, "test_batch", path)
+        names = _label_names(members, "batches.meta", b"label_names") or CIFAR10_CLASSES
+    else:
+        train = [_batch(members, "train", path)]
+        test = _batch(members, "test", path)
+        names = _label_names(members, "meta", b"fine_label_names") or [str(i) for i in range(100)]
+    x_train = np.concatenate([x for x, _ in train])
+    y_train = np.concatenate([y for _, y in train])
+    dataset = Dataset(f"cifar{classes}", x_train, y_train, test[0], test[1], names)
+    check_labels(dataset, str(path))
+    return dataset
+
+
+def _label_names(members: dict[str, bytes], name: str, key: bytes) -> list[str] | None:
+    if name not in members:
+        return None
+    try:
+        meta = _unpickle(members[name])
+        return [n.decode() if isinstance(n, bytes) else str(n) for n in meta[key]]
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def check_labels(dataset: Dataset, source: str) -> None:
+    """Every label in 0..classes-1."""
+    for split, labels in (("train", dataset.y_train), ("test", dataset.y_test)):
+        bad = labels[(labels < 0) | (labels >= dataset.classes)]
+        if bad.size:
+            examples = sorted(set(bad.tolist()))[:5]
+            raise RescompileError(
+                f"--data {source}: {split} labels out of range 0..{dataset.classes - 1}: {examples}"
+            )
+
+
+def load_keras_cifar(classes: int = 10) -> Dataset:
+    """CIFAR through keras.datasets (downloads into ~/.keras/datasets where a network exists)."""
+    import keras
+
+    try:
+        loader = keras.datasets.cifar10 if classes == 10 else keras.datasets.cifar100
+        (x_train, y_train), (x_test, y_test) = loader.load_data()
+    except Exception as exc:
+        raise RescompileError(
+            f"cannot fetch CIFAR-{classes} through keras.datasets ({exc}); pass --data"
+        ) from None
+    names = CIFAR10_CLASSES if classes == 10 else [str(i) for i in range(100)]
+    return Dataset(f"cifar{classes}", x_train, y_train.ravel(), x_test, y_test.ravel(), names)
+
+
+def load_image_folder(path: Path, size: int, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """One sub-folder per class of PNG/JPEG images; a seeded split into train and test."""
+    if not path.is_dir():
+        raise RescompileError(f"--data {path}: no such folder")
+    class_dirs = sorted(p for p in path.iterdir() if p.is_dir())
+    if len(class_dirs) < 2:
+        raise RescompileError(f"--data {path}: expected one sub-folder per class, found {len(class_dirs)}")
+    images, labels = [], []
+    for label, folder in enumerate(class_dirs):
+        files = image_files(folder)
+        if not files:
+            raise RescompileError(f"--data {path}: class folder {folder.name!r} has no PNG or JPEG images")
+        images += [read_image(file, size).astype(np.uint8) for file in files]
+        labels += [label] * len(files)
+    x, y = np.stack(images), np.asarray(labels, dtype=np.int64)
+    order = np.random.default_rng(seed).permutation(len(x))
+    cut = int(len(x) * (1 - test_fraction))
+    train, test = order[:cut], order[cut:]
+    return Dataset(path.name, x[train], y[train], x[test], y[test], [p.name for p in class_dirs])
+
+
+def load_dataset(data: str | None, size: int, classes: int = 10) -> Dataset:
+    """`--data`: a CIFAR tarball or folder, an image folder, or nothing (keras.datasets)."""
+    if data is None:
+        return load_keras_cifar(classes)
+    path = Path(data)
+    if path.is_dir() and any(p.is_dir() for p in path.iterdir()) and not (path / "data_batch_1").exists():
+        nested = [p for p in path.iterdir() if p.is_dir() and p.name.startswith("cifar-")]
+        return load_cifar(nested[0], classes) if nested else load_image_folder(path, size)
+    return load_cifar(path, classes)

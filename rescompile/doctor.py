@@ -1,0 +1,83 @@
+"""`rescompile doctor`: what is installed for inference and training, and whether it fits."""
+
+from __future__ import annotations
+
+import importlib.metadata as metadata
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def report() -> list[tuple[str, str, bool]]:
+    """(topic, finding, healthy) rows."""
+    rows: list[tuple[str, str, bool]] = []
+    ort_packages = {name: _version(name) for name in ("onnxruntime", "onnxruntime-gpu")}
+    installed = {name: version for name, version in ort_packages.items() if version}
+    both = len(installed) == 2
+    finding = ", ".join(f"{name} {version}" for name, version in installed.items()) or "none"
+    if both:
+        finding += (
+            " — both installed: they share the onnxruntime module and it silently falls back to the CPU;"
+            " `pip uninstall -y onnxruntime onnxruntime-gpu` then reinstall one"
+        )
+    rows.append(("onnxruntime packages", finding, bool(installed) and not both))
+    try:
+        import onnxruntime as ort
+
+        providers = ort.get_available_providers()
+        rows.append(("onnxruntime providers", ", ".join(providers), True))
+        build = ort.get_build_info() if hasattr(ort, "get_build_info") else ""
+        cuda = getattr(ort, "cuda_version", "") or "none"
+        rows.append(("onnxruntime build", f"{build}; CUDA {cuda}".strip("; "), True))
+        if "CUDAExecutionProvider" in providers:
+            rows.append(_cuda_libraries(cuda))
+    except ImportError as exc:
+        rows.append(("onnxruntime providers", f"cannot import onnxruntime: {exc}", False))
+    rows.extend(_tensorflow())
+    return rows
+
+
+def _cuda_libraries(wheel_cuda: str) -> tuple[str, str, bool]:
+    """Whether the CUDA runtime the GPU wheel was built for can be loaded."""
+    import ctypes
+
+    major = wheel_cuda.split(".")[0]
+    cudnn_major = 9 if major.isdigit() and int(major) >= 12 else 8
+    for name in (f"libcudart.so.{major}", "libcudart.so"):
+        try:
+            ctypes.CDLL(name)
+            cudnn = "found" if _loads(f"libcudnn.so.{cudnn_major}") else "not found"
+            return ("CUDA libraries", f"{name} found (wheel wants CUDA {wheel_cuda}); cuDNN {cudnn}", True)
+        except OSError:
+            continue
+    return ("CUDA libraries", f"libcudart for CUDA {wheel_cuda} not found: CUDA provider will fail", False)
+
+
+def _loads(library: str) -> bool:
+    import ctypes
+
+    try:
+        ctypes.CDLL(library)
+        return True
+    except OSError:
+        return False
+
+
+def _tensorflow() -> list[tuple[str, str, bool]]:
+    try:
+        import keras
+        import tensorflow as tf
+    except ImportError as exc:
+        return [("keras", f"cannot import: {exc}", False)]
+    info = tf.sysconfig.get_build_info()
+    gpus = tf.config.list_physical_devices("GPU")
+    built = f"built for CUDA {info.get('cuda_version', '-')}, cuDNN {info.get('cudnn_version', '-')}"
+    return [
+        ("keras backend", f"keras {keras.__version__}, backend {keras.backend.backend()}", True),
+        ("tensorflow", f"{tf.__version__} ({built})", True),
+        ("tensorflow GPUs", ", ".join(g.name for g in gpus) or "none (training runs on the CPU)", True),
+    ]

@@ -1,0 +1,58 @@
+"""`rescompile evaluate`: test accuracy and a confusion matrix for a trained model."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rescompile.errors import RescompileError
+
+
+@dataclass
+class Evaluation:
+    """Accuracy, the confusion matrix, and where its picture was written."""
+
+    accuracy: float
+    matrix: np.ndarray
+    class_names: list[str]
+    picture: Path
+
+
+def evaluate(
+    model_path: Path, data: str | None, spec: Path | None, out: Path | None, classes: int
+) -> Evaluation:
+    """Evaluate MODEL (.keras, or a run directory) on the test split of --data."""
+    from rescompile.data import load_dataset
+    from rescompile.export import analysis_for_model, load_keras_model
+    from rescompile.pipeline import Normalization, evaluation_dataset
+    from rescompile.reports import confusion_matrix, plot_confusion
+
+    if model_path.is_dir():
+        model_path = model_path / "model.keras"
+    model = load_keras_model(model_path)
+    analysis = analysis_for_model(model, spec)
+    stored = model_path.parent / "preprocess.json"
+    config = (
+        json.loads(stored.read_text())
+        if stored.exists()
+        else analysis.spec.preprocess.model_dump(mode="json")
+    )
+    if config.get("mean") == "per-pixel":
+        raise RescompileError(f"{model_path}: needs the per-pixel mean of its training run (preprocess.json)")
+    normalization = Normalization.from_preprocess(config)
+    dataset = load_dataset(data, analysis.graph.input.shape[0], classes)
+    if model.output.shape[-1] != dataset.classes:
+        raise RescompileError(
+            f"{model_path}: {model.output.shape[-1]} outputs, but the data has {dataset.classes}"
+        )
+    probabilities = model.predict(
+        evaluation_dataset(dataset.x_test, dataset.y_test, 256, normalization), verbose=0
+    )
+    predicted = probabilities.argmax(axis=1)
+    matrix = confusion_matrix(dataset.y_test, predicted, dataset.classes)
+    picture = (out or model_path.parent) / "confusion.png"
+    plot_confusion(matrix, dataset.class_names, picture)
+    return Evaluation(float((predicted == dataset.y_test).mean()), matrix, dataset.class_names, picture)

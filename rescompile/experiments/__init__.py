@@ -1,0 +1,1 @@
+"""Experiments users reproduce: the degradation study and gradient flow."""

@@ -1,0 +1,162 @@
+"""The IR: one flat graph of typed nodes with shapes, in topological order. No framework."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Shape = tuple[int, int, int]
+"""(height, width, channels) of one image; the batch dimension is implicit."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Node:
+    """A layer: its stable name, inputs, output shape and where it sits in the table."""
+
+    name: str
+    inputs: tuple[str, ...]
+    shape: Shape
+    stage: str
+    block: int = 0
+    main_path: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class Input(Node):
+    """The image input."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Conv(Node):
+    """2-D convolution with symmetric zero padding."""
+
+    kernel: int
+    stride: int
+    pad: int
+    filters: int
+    bias: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchNorm(Node):
+    """Batch normalisation over channels."""
+
+    epsilon: float
+    momentum: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReLU(Node):
+    """Rectified linear unit."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Add(Node):
+    """Element-wise sum of the residual and the shortcut."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class MaxPool(Node):
+    """Max pooling with symmetric zero padding (size 1 subsamples: the V2 strided identity)."""
+
+    size: int
+    stride: int
+    pad: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ZeroPadShortcut(Node):
+    """Option A: identity subsampled by `stride`, extra channels filled with zeros."""
+
+    stride: int
+    extra_channels: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Upsample(Node):
+    """Nearest-neighbour upsampling by an integer factor."""
+
+    factor: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Flatten(Node):
+    """A feature map flattened to a vector, in (height, width, channel) order as Keras does."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dropout(Node):
+    """Dropout: identity at inference."""
+
+    rate: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class GlobalPool(Node):
+    """Global average or max pooling to one value per channel."""
+
+    mode: Literal["avg", "max"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dense(Node):
+    """The fully connected classifier."""
+
+    units: int
+    activation: Literal["softmax", "linear", "relu"]
+
+
+ShortcutKind = Literal["identity", "project", "zeropad", "maxpool", "none"]
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """One residual block as the code generator sees it."""
+
+    name: str
+    stride: int
+    in_channels: int
+    shortcut: ShortcutKind
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """One stage of the table: its rows and the blocks they expand to."""
+
+    name: str
+    rows: tuple[tuple[int, int], ...]
+    blocks: tuple[BlockPlan, ...]
+    output: Shape
+
+
+@dataclass
+class Graph:
+    """A lowered network: nodes in topological order, the stage plan, and named outputs."""
+
+    name: str
+    nodes: list[Node]
+    stages: list[StagePlan]
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._by_name = {node.name: node for node in self.nodes}
+
+    def node(self, name: str) -> Node:
+        """The node called `name`."""
+        return self._by_name[name]
+
+    def is_vector(self, name: str) -> bool:
+        """True for tensors that are vectors per image (after pooling or flattening)."""
+        node = self._by_name[name]
+        if isinstance(node, (GlobalPool, Flatten, Dense)):
+            return True
+        if isinstance(node, (BatchNorm, ReLU, Dropout)):
+            return self.is_vector(node.inputs[0])
+        return False
+
+    @property
+    def input(self) -> Input:
+        """The input node."""
+        first = self.nodes[0]
+        assert isinstance(first, Input)
+        return first

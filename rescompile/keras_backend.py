@@ -1,0 +1,129 @@
+"""The Keras path: import the generated module, build the model, load pretrained weights, freeze."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from rescompile import ir
+from rescompile.errors import RescompileError
+
+KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet"
+
+
+def load_module(path: Path) -> ModuleType:
+    """Import a generated model module from its file."""
+    name = f"rescompile_generated_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _read_legacy_h5(path: Path) -> dict[str, list[np.ndarray]]:
+    """Layer name -> weight arrays from a keras.applications-style HDF5 weights file."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            root = handle.get("model_weights", handle)
+            if "layer_names" not in root.attrs:
+                raise RescompileError(f"{path}: not a Keras HDF5 weights file (no layer_names attribute)")
+            weights = {}
+            for raw in root.attrs["layer_names"]:
+                name = raw.decode() if isinstance(raw, bytes) else str(raw)
+                group = root[name]
+                names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs["weight_names"]]
+                if names:
+                    weights[name] = [np.asarray(group[n]) for n in names]
+            return weights
+    except FileNotFoundError:
+        raise RescompileError(f"{path}: weights file not found") from None
+    except (OSError, KeyError) as exc:
+        raise RescompileError(f"{path}: cannot read weights ({exc})") from None
+
+
+def _adapt_channels(kernel: np.ndarray, channels: int) -> np.ndarray:
+    """Adapt a stem kernel trained on RGB to `channels` inputs: mean over RGB, repeated, rescaled."""
+    mean = kernel.mean(axis=2, keepdims=True)
+    return np.repeat(mean, channels, axis=2) * (kernel.shape[2] / channels)
+
+
+def load_weights(model, path: str | Path) -> int:
+    """Load keras.applications HDF5 weights by layer name; returns how many layers were loaded.
+
+    `imagenet` fetches the official file through keras.applications (needs a network). Layers of the
+    file that the model lacks (e.g. the classifier of an include_top=False model) are skipped; a
+    shape mismatch is an error listing every mismatched layer. A stem conv with other than 3 input
+    channels gets the RGB kernel averaged over channels.
+    """
+    path = Path(_fetch_imagenet(model) if str(path) == "imagenet" else path)
+    saved = _read_legacy_h5(path)
+    by_name = {layer.name: layer for layer in model.layers}
+    loaded, mismatched = 0, []
+    for name, arrays in saved.items():
+        layer = by_name.get(name)
+        if layer is None:
+            continue
+        targets = [tuple(w.shape) for w in layer.weights]
+        if len(arrays) == len(targets) and arrays[0].ndim == 4 and arrays[0].shape[2] != targets[0][2]:
+            arrays = [_adapt_channels(arrays[0], targets[0][2]), *arrays[1:]]
+        if [a.shape for a in arrays] != targets:
+            mismatched.append(f"{name}: file {[a.shape for a in arrays]} vs model {targets}")
+            continue
+        layer.set_weights(arrays)
+        loaded += 1
+    if mismatched:
+        raise RescompileError(f"{path}: {len(mismatched)} layers do not match: " + "; ".join(mismatched))
+    if not loaded:
+        raise RescompileError(f"{path}: no layer of the file has a name in the model")
+    return loaded
+
+
+def _fetch_imagenet(model) -> str:
+    import keras
+
+    name = model.name.removeprefix("keras_")
+    known = ("ResNet50", "ResNet101", "ResNet152", "ResNet50V2", "ResNet101V2", "ResNet152V2")
+    builders = {n.lower(): n for n in known}
+    if name not in builders:
+        raise RescompileError(
+            f"--weights imagenet needs a keras.applications-faithful spec, not {model.name}"
+        )
+    try:
+        file_name = f"{name}_weights_tf_dim_ordering_tf_kernels.h5"
+        return keras.utils.get_file(file_name, f"{KERAS_WEIGHTS_URL}/{file_name}", cache_subdir="models")
+    except Exception as exc:
+        raise RescompileError(f"cannot fetch ImageNet weights for {builders[name]}: {exc}") from None
+
+
+def freeze(model, graph: ir.Graph, stages: int) -> list[str]:
+    """Freeze the stem and the first `stages` stages; their BatchNorm layers run in inference mode.
+
+    Keras runs a BatchNormalization layer with trainable=False in inference mode, so frozen
+    stages keep their moving statistics instead of updating them on the new data.
+    """
+    frozen_stages = {"input", "stem", *(plan.name for plan in graph.stages[:stages])}
+    stage_of = {node.name: node.stage for node in graph.nodes}
+    frozen = []
+    for layer in model.layers:
+        stage = stage_of.get(layer.name, _owner_stage(layer.name, graph))
+        if stage in frozen_stages:
+            layer.trainable = False
+            frozen.append(layer.name)
+    return frozen
+
+
+def _owner_stage(layer_name: str, graph: ir.Graph) -> str:
+    """The stage of a layer that has no IR node of its own (padding, subsampling helpers)."""
+    for plan in graph.stages:
+        if layer_name.startswith(f"{plan.name}_block"):
+            return plan.name
+    stem_prefixes = tuple(node.name.rsplit("_", 1)[0] + "_" for node in graph.nodes if node.stage == "stem")
+    return "stem" if layer_name.startswith(stem_prefixes) else "head"

@@ -1,0 +1,301 @@
+"""Lowering: a validated Spec becomes the IR graph, with every size checked."""
+
+from __future__ import annotations
+
+from rescompile import ir
+from rescompile.errors import RescompileError
+from rescompile.spec.schema import HeadBatchNorm, HeadDense, HeadDropout, Spec, StemConv, StemPool
+
+MAX_STRIDE = 4
+
+
+def conv_output(size: int, kernel: int, stride: int, pad: int) -> int:
+    """Spatial output size of a convolution or pooling window."""
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+class _Builder:
+    """Appends nodes in topological order, tracking the current tensor and its shape."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self.options = spec.options
+        self.nodes: list[ir.Node] = []
+        self.stage = "input"
+        self.block = 0
+        self.main_path = True
+
+    def add(self, kind: type[ir.Node], name: str, inputs: list[ir.Node], shape: ir.Shape, **attrs) -> ir.Node:
+        node = kind(
+            name=name,
+            inputs=tuple(n.name for n in inputs),
+            shape=shape,
+            stage=self.stage,
+            block=self.block,
+            main_path=self.main_path,
+            **attrs,
+        )
+        self.nodes.append(node)
+        return node
+
+    def conv(
+        self, x: ir.Node, name: str, kernel: int, filters: int, stride: int, normalized: bool
+    ) -> ir.Node:
+        height, width, _ = x.shape
+        pad = kernel // 2
+        shape = (conv_output(height, kernel, stride, pad), conv_output(width, kernel, stride, pad), filters)
+        normalized = normalized and self.options.batchnorm
+        bias = {"all": True, "none": False, "unnormalized": not normalized}[self.options.conv_bias]
+        return self.add(
+            ir.Conv, name, [x], shape, kernel=kernel, stride=stride, pad=pad, filters=filters, bias=bias
+        )
+
+    def bn(self, x: ir.Node, name: str) -> ir.Node:
+        if not self.options.batchnorm:
+            return x
+        return self.add(
+            ir.BatchNorm,
+            name,
+            [x],
+            x.shape,
+            epsilon=float(self.options.bn_epsilon),
+            momentum=float(self.options.bn_momentum),
+        )
+
+    def relu(self, x: ir.Node, name: str) -> ir.Node:
+        return self.add(ir.ReLU, name, [x], x.shape)
+
+    def maxpool(self, x: ir.Node, name: str, size: int, stride: int) -> ir.Node:
+        height, width, channels = x.shape
+        pad = size // 2
+        shape = (conv_output(height, size, stride, pad), conv_output(width, size, stride, pad), channels)
+        return self.add(ir.MaxPool, name, [x], shape, size=size, stride=stride, pad=pad)
+
+
+def _stem_name(spec: Spec, index: int) -> str:
+    layer = spec.stem[index]
+    if layer.name:
+        return layer.name
+    same_kind = [i for i, other in enumerate(spec.stem) if isinstance(other, type(layer))]
+    base = "conv1" if isinstance(layer, StemConv) else "pool1" if isinstance(layer, StemPool) else "upsample1"
+    position = same_kind.index(index)
+    return base if position == 0 else f"{base}_{position + 1}"
+
+
+def _lower_stem(b: _Builder, x: ir.Node) -> ir.Node:
+    b.stage = "stem"
+    for index, layer in enumerate(b.spec.stem):
+        name = _stem_name(b.spec, index)
+        if isinstance(layer, StemConv):
+            kernel, filters = layer.conv
+            x = b.conv(x, f"{name}_conv", kernel, filters, layer.stride, normalized=layer.bn)
+            if layer.bn:
+                x = b.bn(x, f"{name}_bn")
+            if layer.relu:
+                x = b.relu(x, f"{name}_relu")
+        elif isinstance(layer, StemPool):
+            x = b.maxpool(x, f"{name}_pool", layer.maxpool, layer.stride)
+        else:
+            height, width, channels = x.shape
+            shape = (height * layer.upsample, width * layer.upsample, channels)
+            x = b.add(ir.Upsample, name, [x], shape, factor=layer.upsample)
+    return x
+
+
+def _stage_stride(b: _Builder, index: int, size: int) -> int:
+    """The stride that takes the stage's input size to its declared output size."""
+    stage = b.spec.stages[index]
+    if stage.output > size:
+        raise b.spec.error(
+            ("stages", index, "output"), f"output {stage.output} is larger than its input {size}"
+        )
+    kernel = _stride_kernel(b.spec, stage.block)
+    for stride in range(1, MAX_STRIDE + 1):
+        if conv_output(size, kernel, stride, kernel // 2) == stage.output:
+            return stride
+    raise b.spec.error(
+        ("stages", index, "output"),
+        f"output {stage.output} does not follow from input {size}: no stride up to {MAX_STRIDE} gives it",
+    )
+
+
+def stride_row(spec: Spec, rows: list[tuple[int, int]]) -> int:
+    """Index of the row that carries the stride: the first conv, or the first spatial one (v1.5)."""
+    if spec.options.downsample == "3x3":
+        return next((i for i, (kernel, _) in enumerate(rows) if kernel > 1), 0)
+    return 0
+
+
+def _stride_kernel(spec: Spec, rows: list[tuple[int, int]]) -> int:
+    return rows[stride_row(spec, rows)][0]
+
+
+def _shortcut_kind(options, stride: int, in_channels: int, out_channels: int) -> ir.ShortcutKind:
+    if options.shortcut == "none":
+        return "none"
+    if options.shortcut == "C":
+        return "project"
+    if stride == 1 and in_channels == out_channels:
+        return "identity"
+    if options.shortcut == "A" and out_channels >= in_channels:
+        return "zeropad"
+    if in_channels == out_channels and options.strided_identity == "maxpool":
+        return "maxpool"
+    return "project"
+
+
+def _lower_shortcut(b: _Builder, x: ir.Node, plan: ir.BlockPlan, out_channels: int) -> ir.Node:
+    b.main_path = False
+    height, width, channels = x.shape
+    size = (conv_output(height, 1, plan.stride, 0), conv_output(width, 1, plan.stride, 0))
+    if plan.shortcut == "project":
+        normalized = b.options.shortcut_bn
+        x = b.conv(x, f"{plan.name}_0_conv", 1, out_channels, plan.stride, normalized=normalized)
+        if normalized:
+            x = b.bn(x, f"{plan.name}_0_bn")
+    elif plan.shortcut == "zeropad":
+        x = b.add(
+            ir.ZeroPadShortcut,
+            f"{plan.name}_0_pad",
+            [x],
+            (*size, out_channels),
+            stride=plan.stride,
+            extra_channels=out_channels - channels,
+        )
+    elif plan.shortcut == "maxpool":
+        x = b.add(
+            ir.MaxPool, f"{plan.name}_0_pool", [x], (*size, channels), size=1, stride=plan.stride, pad=0
+        )
+    b.main_path = True
+    return x
+
+
+def _lower_block(b: _Builder, x: ir.Node, plan: ir.BlockPlan, rows: list[tuple[int, int]]) -> ir.Node:
+    name = plan.name
+    strided = stride_row(b.spec, rows)
+    pre = b.options.residual == "pre-activation"
+    residual_input = x
+    if pre:
+        x = b.bn(x, f"{name}_preact_bn")
+        x = b.relu(x, f"{name}_preact_relu")
+        if plan.shortcut == "project":
+            residual_input = x
+    shortcut = None if plan.shortcut == "none" else _lower_shortcut(b, residual_input, plan, rows[-1][1])
+    for j, (kernel, filters) in enumerate(rows, start=1):
+        last = j == len(rows)
+        stride = plan.stride if j - 1 == strided else 1
+        x = b.conv(x, f"{name}_{j}_conv", kernel, filters, stride, normalized=not (pre and last))
+        if pre and last:
+            break
+        x = b.bn(x, f"{name}_{j}_bn")
+        if not last:
+            x = b.relu(x, f"{name}_{j}_relu")
+    if shortcut is not None:
+        if shortcut.shape != x.shape:
+            raise ValueError(f"internal: shortcut {shortcut.shape} != residual {x.shape} in {name}")
+        x = b.add(ir.Add, f"{name}_out" if pre else f"{name}_add", [shortcut, x], x.shape)
+    if not pre:
+        x = b.relu(x, f"{name}_out")
+    return x
+
+
+def _lower_stages(
+    b: _Builder, x: ir.Node, strides: list[int] | None
+) -> tuple[ir.Node, list[ir.StagePlan], list[ir.Node]]:
+    plans: list[ir.StagePlan] = []
+    stage_outputs: list[ir.Node] = []
+    for index, stage in enumerate(b.spec.stages):
+        rows = [tuple(row) for row in stage.block]
+        stride = strides[index] if strides else _stage_stride(b, index, x.shape[0])
+        stride_at = 0 if b.options.stride_block == "first" else stage.repeat - 1
+        blocks = []
+        b.stage = stage.name
+        for k in range(stage.repeat):
+            b.block = k + 1
+            block_stride = stride if k == stride_at else 1
+            in_channels = x.shape[2]
+            kind = _shortcut_kind(b.options, block_stride, in_channels, rows[-1][1])
+            plan = ir.BlockPlan(f"{stage.name}_block{k + 1}", block_stride, in_channels, kind)
+            blocks.append(plan)
+            x = _lower_block(b, x, plan, rows)
+        b.block = 0
+        if not strides and x.shape[0] != stage.output:
+            raise b.spec.error(
+                ("stages", index, "output"), f"declared {stage.output} but the network produces {x.shape[0]}"
+            )
+        plans.append(ir.StagePlan(stage.name, tuple(rows), tuple(blocks), x.shape))
+        stage_outputs.append(x)
+    return x, plans, stage_outputs
+
+
+def _lower_head(b: _Builder, x: ir.Node, classes: int | None, include_top: bool) -> ir.Node:
+    head = b.spec.head
+    b.stage = "head"
+    if b.options.residual == "pre-activation":
+        x = b.bn(x, "post_bn")
+        x = b.relu(x, "post_relu")
+    if not include_top:
+        return x
+    if head.pool != "none":
+        x = b.add(ir.GlobalPool, f"{head.pool}_pool", [x], (1, 1, x.shape[2]), mode=head.pool)
+    if head.layers is not None:
+        return _lower_head_layers(b, x, classes)
+    if head.classes:
+        if head.pool == "none":
+            raise b.spec.error(("head", "pool"), "a classifier needs global pooling (avg or max)")
+        x = b.add(
+            ir.Dense, "predictions", [x], (1, 1, head.classes), units=head.classes, activation=head.activation
+        )
+    return x
+
+
+def _lower_head_layers(b: _Builder, x: ir.Node, classes: int | None) -> ir.Node:
+    """The spec's own head: flatten/dense/dropout/batchnorm; the last dense is `predictions`."""
+    layers = b.spec.head.layers or []
+    for index, layer in enumerate(layers, start=1):
+        if isinstance(layer, HeadDense):
+            last = index == len(layers)
+            units = (classes or layer.dense) if last else layer.dense
+            name = "predictions" if last else f"head_dense{index}"
+            x = b.add(ir.Dense, name, [x], (1, 1, units), units=units, activation=layer.activation)
+        elif isinstance(layer, HeadDropout):
+            x = b.add(ir.Dropout, f"head_dropout{index}", [x], x.shape, rate=float(layer.dropout))
+        elif isinstance(layer, HeadBatchNorm):
+            x = b.bn(x, f"head_bn{index}")
+        elif x.shape[:2] != (1, 1) or not isinstance(x, ir.GlobalPool):
+            x = b.add(ir.Flatten, "flatten", [x], (1, 1, x.shape[0] * x.shape[1] * x.shape[2]))
+    return x
+
+
+def lower(
+    spec: Spec,
+    input_size: int | None = None,
+    channels: int | None = None,
+    classes: int | None = None,
+    include_top: bool = True,
+) -> ir.Graph:
+    """Lower a spec to the IR graph; size errors name the spec line that caused them.
+
+    `input_size`/`channels` override the spec's input: the strides stay those the spec's table
+    implies, and the input must be at least as large as the network's total downsampling.
+    `classes` overrides the classifier's width; `include_top=False` ends at the backbone.
+    """
+    strides = None
+    if input_size is not None:
+        reference = lower(spec)
+        strides = [max(block.stride for block in plan.blocks) for plan in reference.stages]
+        downsampling = spec.input.size // reference.stages[-1].output[0]
+        if input_size < downsampling:
+            raise RescompileError(
+                f"input size {input_size} is too small for {spec.name}: it downsamples by {downsampling}"
+            )
+    b = _Builder(spec)
+    b.stage = "input"
+    size = input_size or spec.input.size
+    x = b.add(ir.Input, "input", [], (size, size, channels or spec.input.channels))
+    x = _lower_stem(b, x)
+    x, plans, stage_outputs = _lower_stages(b, x, strides)
+    x = _lower_head(b, x, classes, include_top)
+    outputs = {name: stage_outputs[int(name[1:]) - 2].name for name in spec.outputs}
+    outputs.setdefault("output", x.name)
+    return ir.Graph(spec.name, b.nodes, plans, outputs)

@@ -1,0 +1,279 @@
+"""The ONNX emitter: IR + trained Keras weights -> a clean NCHW onnx.ModelProto (no tf2onnx).
+
+Convolutions absorb the BatchNorm that follows them (by default); BatchNorm layers that follow an
+add or the stem (pre-activation units) stay BatchNormalization nodes. The NHWC input is
+transposed once; a dynamic batch dimension; opset 17.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from rescompile import ir
+from rescompile.spec.schema import Spec
+
+OPSET = 17
+
+
+@dataclass
+class ExportOptions:
+    """How to export: BN folding, input layout, precision, and which IR nodes are outputs."""
+
+    fold_bn: bool = True
+    layout: str = "nhwc"
+    fp16: bool = False
+    outputs: list[str] = field(default_factory=list)
+    class_names: list[str] = field(default_factory=list)
+    preprocess: dict | None = None  # replaces the spec's (e.g. the per-pixel mean a run computed)
+
+
+def spec_hash(spec: Spec) -> str:
+    """A stable hash of the validated spec (what the network is, not how the YAML was written)."""
+    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+class _Emitter:
+    def __init__(self, graph: ir.Graph, weights: dict[str, list[np.ndarray]], options: ExportOptions) -> None:
+        self.graph = graph
+        self.weights = weights
+        self.options = options
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self.tensor_of: dict[str, str] = {}
+        self.consumers: dict[str, list[ir.Node]] = {}
+        for node in graph.nodes:
+            for name in node.inputs:
+                self.consumers.setdefault(name, []).append(node)
+        self.float = np.float16 if options.fp16 else np.float32
+        # Vectors flattened from NCHW maps hold Keras' NHWC-ordered features permuted:
+        # onnx_vector[i] == keras_vector[order[name][i]]; weights that read them are permuted alike.
+        self.order: dict[str, np.ndarray] = {}
+
+    def constant(self, name: str, value: np.ndarray, keep_float32: bool = False) -> str:
+        dtype = value.dtype if value.dtype.kind != "f" or keep_float32 else self.float
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value.astype(dtype)), name))
+        return name
+
+    def emit(self, op: str, inputs: list[str], name: str, **attrs) -> str:
+        self.nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
+        return name
+
+    def source(self, node: ir.Node, index: int = 0) -> str:
+        return self.tensor_of[node.inputs[index]]
+
+    def folded_bn(self, conv: ir.Conv) -> ir.BatchNorm | None:
+        """The BatchNorm this conv absorbs: its only consumer, when folding is on."""
+        users = self.consumers.get(conv.name, [])
+        if self.options.fold_bn and len(users) == 1 and isinstance(users[0], ir.BatchNorm):
+            return users[0]
+        return None
+
+    def conv(self, node: ir.Conv) -> str:
+        arrays = self.weights[node.name]
+        kernel = arrays[0].transpose(3, 2, 0, 1).astype(np.float64)  # HWIO -> OIHW
+        bias = arrays[1].astype(np.float64) if node.bias else np.zeros(node.filters)
+        bn = self.folded_bn(node)
+        if bn is not None:
+            gamma, beta, mean, var = (a.astype(np.float64) for a in self.weights[bn.name])
+            scale = gamma / np.sqrt(var + bn.epsilon)
+            kernel = kernel * scale[:, None, None, None]
+            bias = (bias - mean) * scale + beta
+        inputs = [self.source(node), self.constant(f"{node.name}.weight", kernel)]
+        if node.bias or bn is not None:
+            inputs.append(self.constant(f"{node.name}.bias", bias))
+        out = self.emit(
+            "Conv",
+            inputs,
+            node.name,
+            kernel_shape=[node.kernel, node.kernel],
+            strides=[node.stride, node.stride],
+            pads=[node.pad] * 4,
+        )
+        if bn is not None:
+            self.tensor_of[bn.name] = out
+        return out
+
+    def batch_norm(self, node: ir.BatchNorm) -> str:
+        order = self.order.get(node.inputs[0])
+        arrays = self.weights[node.name]
+        gamma, beta, mean, var = (a[order] for a in arrays) if order is not None else arrays
+        if order is not None:  # the output keeps its input's feature order
+            self.order[node.name] = order
+        names = [
+            self.constant(f"{node.name}.{part}", a)
+            for part, a in zip(("scale", "bias", "mean", "var"), (gamma, beta, mean, var), strict=True)
+        ]
+        return self.emit("BatchNormalization", [self.source(node), *names], node.name, epsilon=node.epsilon)
+
+    def max_pool(self, node: ir.MaxPool) -> str:
+        x = self.source(node)
+        producer = self.graph.node(node.inputs[0])
+        pads = [node.pad] * 4
+        if node.pad and not isinstance(producer, ir.ReLU):
+            # The IR pads with zeros (as Keras' ZeroPadding2D does); ONNX MaxPool pads with -inf.
+            pad_values = np.array([0, 0, node.pad, node.pad, 0, 0, node.pad, node.pad], dtype=np.int64)
+            x = self.emit("Pad", [x, self.constant(f"{node.name}.pads", pad_values)], f"{node.name}_zero_pad")
+            pads = [0] * 4
+        return self.emit(
+            "MaxPool", [x], node.name, kernel_shape=[node.size] * 2, strides=[node.stride] * 2, pads=pads
+        )
+
+    def zero_pad_shortcut(self, node: ir.ZeroPadShortcut) -> str:
+        x = self.emit(
+            "MaxPool",
+            [self.source(node)],
+            f"{node.name}_subsample",
+            kernel_shape=[1, 1],
+            strides=[node.stride] * 2,
+        )
+        pads = np.array([0, 0, 0, 0, 0, node.extra_channels, 0, 0], dtype=np.int64)
+        return self.emit("Pad", [x, self.constant(f"{node.name}.pads", pads)], node.name)
+
+    def dense(self, node: ir.Dense) -> str:
+        kernel, bias = self.weights[node.name]
+        order = self.order.get(node.inputs[0])
+        if order is not None:
+            kernel = kernel[order]
+        inputs = [
+            self.source(node),
+            self.constant(f"{node.name}.weight", kernel),
+            self.constant(f"{node.name}.bias", bias),
+        ]
+        if node.activation == "linear":
+            return self.emit("Gemm", inputs, node.name)
+        out = self.emit("Gemm", inputs, f"{node.name}_linear")
+        if node.activation == "relu":
+            return self.emit("Relu", [out], node.name)
+        return self.emit("Softmax", [out], node.name, axis=-1)
+
+    def flatten(self, node: ir.Flatten) -> str:
+        height, width, channels = self.graph.node(node.inputs[0]).shape
+        # ONNX flattens (C, H, W); Keras flattened (H, W, C): record where each feature came from.
+        keras_index = np.arange(height * width * channels).reshape(height, width, channels)
+        self.order[node.name] = keras_index.transpose(2, 0, 1).reshape(-1)
+        return self.emit("Flatten", [self.source(node)], node.name, axis=1)
+
+    def upsample(self, node: ir.Upsample) -> str:
+        scales = np.array([1, 1, node.factor, node.factor], dtype=np.float32)
+        return self.emit(
+            "Resize",
+            [self.source(node), "", self.constant(f"{node.name}.scales", scales, keep_float32=True)],
+            node.name,
+            mode="nearest",
+            coordinate_transformation_mode="asymmetric",
+            nearest_mode="floor",
+        )
+
+    def global_pool(self, node: ir.GlobalPool) -> str:
+        op = "GlobalAveragePool" if node.mode == "avg" else "GlobalMaxPool"
+        pooled = self.emit(op, [self.source(node)], f"{node.name}_4d")
+        return self.emit("Flatten", [pooled], node.name, axis=1)
+
+    def node(self, node: ir.Node) -> None:
+        if node.name in self.tensor_of:  # a BatchNorm folded into its conv
+            return
+        if node.stage == "head" and self.float is np.float16:
+            # The head is cheap and its pooled/flattened features are sensitive: run it in float32.
+            source = node.inputs[0]
+            self.tensor_of[source] = self.emit(
+                "Cast", [self.tensor_of[source]], f"{source}_fp32", to=TensorProto.FLOAT
+            )
+            self.float = np.float32
+        if isinstance(node, ir.Conv):
+            out = self.conv(node)
+        elif isinstance(node, ir.BatchNorm):
+            out = self.batch_norm(node)
+        elif isinstance(node, ir.ReLU):
+            out = self.emit("Relu", [self.source(node)], node.name)
+        elif isinstance(node, ir.Add):
+            out = self.emit("Add", [self.source(node, 0), self.source(node, 1)], node.name)
+        elif isinstance(node, ir.MaxPool):
+            out = self.max_pool(node)
+        elif isinstance(node, ir.ZeroPadShortcut):
+            out = self.zero_pad_shortcut(node)
+        elif isinstance(node, ir.GlobalPool):
+            out = self.global_pool(node)
+        elif isinstance(node, ir.Dense):
+            out = self.dense(node)
+        elif isinstance(node, ir.Flatten):
+            out = self.flatten(node)
+        elif isinstance(node, ir.Upsample):
+            out = self.upsample(node)
+        elif isinstance(node, ir.Dropout):  # identity at inference
+            out = self.source(node)
+            if node.inputs[0] in self.order:
+                self.order[node.name] = self.order[node.inputs[0]]
+        else:
+            raise TypeError(f"no ONNX lowering for {type(node).__name__}")
+        self.tensor_of[node.name] = out
+
+    def input(self) -> onnx.ValueInfoProto:
+        height, width, channels = self.graph.input.shape
+        nhwc = self.options.layout == "nhwc"
+        shape = ["batch", height, width, channels] if nhwc else ["batch", channels, height, width]
+        x = "input"
+        if nhwc:
+            x = self.emit("Transpose", [x], "input_nchw", perm=[0, 3, 1, 2])
+        if self.options.fp16:
+            x = self.emit("Cast", [x], "input_fp16", to=TensorProto.FLOAT16)
+        self.tensor_of["input"] = x
+        return helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)
+
+    def output(self, name: str) -> onnx.ValueInfoProto:
+        node = self.graph.node(name)
+        tensor = self.tensor_of[name]
+        if self.options.fp16 and node.stage != "head":
+            tensor = self.emit("Cast", [tensor], f"{name}_fp32", to=TensorProto.FLOAT)
+        final = self.emit("Identity", [tensor], f"output_{name}")
+        shape = (
+            ["batch", node.shape[2]]
+            if self.graph.is_vector(name)
+            else ["batch", node.shape[2], *node.shape[:2]]
+        )
+        return helper.make_tensor_value_info(final, TensorProto.FLOAT, shape)
+
+
+def export_onnx(
+    spec: Spec, graph: ir.Graph, weights: dict[str, list[np.ndarray]], options: ExportOptions
+) -> onnx.ModelProto:
+    """Build the ONNX model of `graph` with `weights` (layer name -> Keras weight arrays)."""
+    emitter = _Emitter(graph, weights, options)
+    graph_input = emitter.input()
+    for node in graph.nodes[1:]:
+        emitter.node(node)
+    output_names = options.outputs or [graph.outputs["output"]]
+    outputs = [emitter.output(name) for name in output_names]
+    onnx_graph = helper.make_graph(emitter.nodes, spec.name, [graph_input], outputs, emitter.initializers)
+    model = helper.make_model(
+        onnx_graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="rescompile"
+    )
+    model.ir_version = 8
+    metadata = {
+        "spec_name": spec.name,
+        "spec_hash": spec_hash(spec),
+        "source": spec.source,
+        "input_size": str(graph.input.shape[0]),
+        "input_channels": str(graph.input.shape[2]),
+        "layout": options.layout,
+        "precision": "float16" if options.fp16 else "float32",
+        "preprocess": json.dumps(options.preprocess or spec.preprocess.model_dump(mode="json")),
+        "class_names": json.dumps(options.class_names),
+        "bn_folded": str(options.fold_bn).lower(),
+    }
+    helper.set_model_props(model, metadata)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def keras_weights(model) -> dict[str, list[np.ndarray]]:
+    """Layer name -> weight arrays of a Keras model."""
+    return {
+        layer.name: [np.asarray(w) for w in layer.get_weights()] for layer in model.layers if layer.weights
+    }

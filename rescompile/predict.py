@@ -1,0 +1,53 @@
+"""`rescompile predict`: images in, top-k classes out, from an ONNX or a Keras model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from rescompile.errors import RescompileError
+from rescompile.images import preprocess, read_image
+from rescompile.runtime import Prediction, metadata, open_session, top_k
+
+
+def _onnx(model: Path, images: list[Path], provider: str) -> tuple[np.ndarray, list[str], str]:
+    session = open_session(model, provider)
+    meta = metadata(session)
+    size = int(meta.get("input_size", session.get_inputs()[0].shape[1]))
+    batch = preprocess(np.stack([read_image(path, size) for path in images]), meta.get("preprocess", {}))
+    if meta.get("layout") == "nchw":
+        batch = batch.transpose(0, 3, 1, 2)
+    probabilities = session.run(None, {session.get_inputs()[0].name: batch})[0]
+    return probabilities, meta.get("class_names", []), session.get_providers()[0]
+
+
+def _keras(model_path: Path, images: list[Path], spec: Path | None) -> tuple[np.ndarray, list[str], str]:
+    from rescompile.export import analysis_for_model, load_keras_model
+
+    model = load_keras_model(model_path)
+    analysis = analysis_for_model(model, spec)
+    size = analysis.graph.input.shape[0]
+    batch = preprocess(
+        np.stack([read_image(path, size) for path in images]), analysis.spec.preprocess.model_dump()
+    )
+    import keras
+
+    return np.asarray(model.predict(batch, verbose=0)), [], f"keras ({keras.backend.backend()})"
+
+
+def predict(
+    model: Path, images: list[Path], k: int, provider: str, spec: Path | None = None
+) -> tuple[list[Prediction], str]:
+    """Top-k predictions per image and the engine that produced them."""
+    if k < 1:
+        raise RescompileError(f"--top-k must be at least 1, got {k}")
+    if model.suffix == ".keras":
+        probabilities, names, used = _keras(model, images, spec)
+    else:
+        probabilities, names, used = _onnx(model, images, provider)
+    if probabilities.ndim != 2:
+        raise RescompileError(
+            f"{model}: the model does not end in a classifier (output {probabilities.shape})"
+        )
+    return top_k(probabilities, names, [str(p) for p in images], k), used

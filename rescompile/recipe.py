@@ -1,0 +1,143 @@
+"""Training recipes as YAML (recipes/*.yaml), validated with pydantic; any field overridable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rescompile.errors import RescompileError
+from rescompile.spec.loader import load_yaml_mapping
+
+
+def _recipes_dir() -> Path:
+    """recipes/ of the repository, or the copy packaged in a wheel."""
+    packaged = Path(__file__).parent / "recipes"
+    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "recipes"
+
+
+RECIPES = _recipes_dir()
+Positive = Annotated[float, Field(gt=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Optimizer(_Strict):
+    """The optimizer and its base learning rate."""
+
+    name: Literal["sgd", "adam", "rmsprop"] = "sgd"
+    lr: Positive = 0.1
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    nesterov: bool = False
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+
+
+class Schedule(_Strict):
+    """Learning-rate schedule over optimizer steps (iterations).
+
+    piecewise: lr x factors[i] after boundaries[i] (in `unit`: steps or epochs);
+    onecycle: linear warm-up to lr over `warmup` of training, then cosine down to lr x final;
+    warm-up: an initial constant lr x warmup_factor for warmup_steps (ResNet-110's trick).
+    """
+
+    kind: Literal["constant", "piecewise", "onecycle"] = "constant"
+    unit: Literal["steps", "epochs"] = "steps"
+    boundaries: list[Annotated[float, Field(gt=0)]] = Field(default_factory=list)
+    factors: list[Positive] = Field(default_factory=list)
+    warmup: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    final: Annotated[float, Field(ge=0, le=1)] = 0.0
+    warmup_steps: Annotated[int, Field(ge=0)] = 0
+    warmup_factor: Positive = 0.1
+
+
+class Plateau(_Strict):
+    """ReduceLROnPlateau on validation accuracy (applied on top of the schedule)."""
+
+    factor: Annotated[float, Field(gt=0, lt=1)] = 0.31622776601683794
+    patience: Annotated[int, Field(ge=1)] = 5
+    min_lr: Annotated[float, Field(ge=0)] = 0.5e-6
+
+
+class Erasing(_Strict):
+    """Random erasing (Zhong et al.): probability, area fraction and aspect-ratio ranges."""
+
+    p: Annotated[float, Field(ge=0, le=1)] = 0.5
+    area: tuple[Positive, Positive] = (0.02, 0.4)
+    aspect: tuple[Positive, Positive] = (0.3, 1 / 0.3)
+    per_pixel: bool = False
+
+
+class Augment(_Strict):
+    """Augmentation: pad-and-crop (paper), shifts (Keras example), flips, random erasing."""
+
+    pad_crop: Annotated[int, Field(ge=0, le=16)] = 0
+    shift: Annotated[float, Field(ge=0, lt=0.5)] = 0.0
+    flip: bool = False
+    erasing: Erasing | None = None
+
+
+class FineTune(_Strict):
+    """A second phase: the frozen backbone is unfrozen (BatchNorm stays in inference mode) and
+    the whole network trains on at a constant, lower learning rate."""
+
+    epochs: Annotated[float, Field(gt=0)]
+    lr: Positive
+
+
+class Recipe(_Strict):
+    """How to train: optimizer, schedule, batch, length, augmentation and preprocessing."""
+
+    name: str
+    source: str = ""
+    optimizer: Optimizer = Optimizer()
+    schedule: Schedule = Schedule()
+    plateau: Plateau | None = None
+    batch_size: Annotated[int, Field(ge=1, le=65536)] = 128
+    epochs: Annotated[float, Field(gt=0)] | None = None
+    steps: Annotated[int, Field(ge=1)] | None = None
+    validation: Annotated[int, Field(ge=0)] = 5000
+    augment: Augment = Augment()
+    normalize: Literal["per-pixel-mean", "per-channel", "spec"] = "per-pixel-mean"
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    finetune: FineTune | None = None
+
+
+def _apply(tree: dict, assignment: str) -> None:
+    """Apply `a.b.c=value` (value parsed as YAML) to a nested dict."""
+    if "=" not in assignment:
+        raise RescompileError(f"--set {assignment!r}: expected key=value, e.g. optimizer.lr=0.05")
+    key, raw = assignment.split("=", 1)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    node = tree
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise RescompileError(f"--set {key}: {part} is not a group of fields")
+    node[parts[-1]] = value
+
+
+def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe:
+    """A recipe by name (recipes/<name>.yaml) or path, with `--set key=value` overrides."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = RECIPES / f"{name_or_path}.yaml"
+        if not path.exists():
+            known = ", ".join(sorted(p.stem for p in RECIPES.glob("*.yaml")))
+            raise RescompileError(f"--recipe {name_or_path}: unknown recipe (known: {known})")
+    tree = load_yaml_mapping(path)
+    for assignment in overrides or []:
+        _apply(tree, assignment)
+    try:
+        return Recipe.model_validate(tree)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in error["loc"])
+        raise RescompileError(f"{path}: {where}: {error['msg']} (got {error.get('input')!r})") from None

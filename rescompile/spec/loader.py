@@ -1,0 +1,224 @@
+"""Load a spec: safe YAML, `extends` resolution, pydantic validation, semantic checks."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, get_args
+
+from pydantic import BaseModel, ValidationError
+
+from rescompile.errors import SpecError
+from rescompile.spec.schema import HeadDense, HeadFlatten, Spec, located_error
+from rescompile.spec.yamlsrc import LocDict, LocList, load_yaml, positions
+
+MAX_EXTENDS_DEPTH = 16
+
+
+def _display(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def _merge(base: Any, override: Any) -> Any:
+    """Deep-merge `override` onto `base`; lists of named mappings merge item by item by name."""
+    if isinstance(base, LocDict) and isinstance(override, LocDict):
+        merged = LocDict(override.where)
+        merged.key_where = dict(base.key_where)
+        for key, value in base.items():
+            merged[key] = value
+        for key, value in override.items():
+            merged[key] = _merge(base[key], value) if key in base else value
+            merged.key_where[key] = override.key_where[key]
+        return merged
+    if _named_list(base) and _named_list(override):
+        overrides = {
+            item["name"]: (item, where) for item, where in zip(override, override.item_where, strict=True)
+        }
+        merged_list = LocList(override.where)
+        for item, where in zip(base, base.item_where, strict=True):
+            if item["name"] in overrides:
+                patch, where = overrides.pop(item["name"])
+                item = _merge(item, patch)
+            merged_list.append(item)
+            merged_list.item_where.append(where)
+        for item, where in overrides.values():
+            merged_list.append(item)
+            merged_list.item_where.append(where)
+        return merged_list
+    return override
+
+
+def _named_list(value: Any) -> bool:
+    return isinstance(value, LocList) and all(
+        isinstance(item, LocDict) and isinstance(item.get("name"), str) for item in value
+    )
+
+
+def _load_tree(path: Path, chain: tuple[Path, ...]) -> LocDict:
+    display = _display(path)
+    tree = load_yaml(path, display)
+    if not isinstance(tree, LocDict):
+        line = getattr(tree, "where", (display, 1))[1]
+        raise SpecError(display, line, "", f"expected a mapping of spec fields, got {_kind(tree)}")
+    base_name = tree.pop("extends", None)
+    if base_name is None:
+        return tree
+    line = tree.key_where["extends"][1]
+    if not isinstance(base_name, str) or not base_name.endswith((".yaml", ".yml")):
+        raise SpecError(display, line, "extends", f"expected a .yaml file name, got {base_name!r}")
+    base_path = (path.parent / base_name).resolve()
+    if base_path in chain or base_path == path:
+        cycle = " -> ".join(_display(p) for p in (*chain, path, base_path))
+        raise SpecError(display, line, "extends", f"cycle: {cycle}")
+    if len(chain) >= MAX_EXTENDS_DEPTH:
+        raise SpecError(display, line, "extends", f"extends chain deeper than {MAX_EXTENDS_DEPTH}")
+    if not base_path.is_file():
+        raise SpecError(display, line, "extends", f"base spec {base_name!r} not found")
+    return _merge(_load_tree(base_path, (*chain, path)), tree)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return "a boolean"
+    return type(value).__name__ if value is not None else "nothing"
+
+
+def _message(error: dict, model: type[BaseModel] | None) -> str:
+    kind = error["type"]
+    value = error.get("input")
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        name = str(error["loc"][-1])
+        allowed = sorted(model.model_fields) if model else []
+        close = difflib.get_close_matches(name, allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown field{hint}; expected one of: {', '.join(allowed)}"
+    if kind == "value_error":
+        return str(error["ctx"]["error"])
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"expected an integer, got {value!r}"
+    if kind in ("float_type", "float_parsing"):
+        return f"expected a number, got {value!r}"
+    if kind in _BOUNDS:
+        return f"must be {_BOUNDS[kind]} {next(iter(error['ctx'].values()))}, got {value!r}"
+    if kind in ("too_long", "too_short") and _is_row(value):
+        return f"expected a [kernel, filters] pair, got {value!r}"
+    if kind in ("too_long", "too_short"):
+        limit = error["ctx"].get("max_length", error["ctx"].get("min_length"))
+        return f"expected {'at most' if kind == 'too_long' else 'at least'} {limit} items, got {len(value)}"
+    if kind == "literal_error":
+        return f"must be one of {error['ctx']['expected']}, got {value!r}"
+    if kind == "string_pattern_mismatch":
+        return f"expected an identifier (letters, digits, _), got {value!r}"
+    return f"{error['msg'][0].lower()}{error['msg'][1:]}, got {value!r}"
+
+
+_BOUNDS = {
+    "less_than_equal": "at most",
+    "less_than": "less than",
+    "greater_than_equal": "at least",
+    "greater_than": "greater than",
+}
+
+
+def _is_row(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, int) for item in value)
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in get_args(annotation) for model in _models_in(arg)]
+
+
+def _owner(loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model that owns the last key of `loc` (for 'did you mean' hints)."""
+    models: list[type[BaseModel]] = [Spec]
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        tagged = [model for model in models if model.__name__ == part]
+        if tagged:
+            models = tagged
+            continue
+        fields = [model.model_fields[part] for model in models if part in model.model_fields]
+        models = [model for field in fields for model in _models_in(field.annotation)]
+    return models[0] if len(models) == 1 else None
+
+
+def _clean_loc(loc: tuple) -> tuple:
+    """Drop pydantic's union-member and wrapper names, keeping the user's field path."""
+    return tuple(p for p in loc if isinstance(p, int) or (p[:1].islower() or p[:1] == "_"))
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Load, merge and validate a spec file, raising SpecError naming file, line and field."""
+    path = Path(path).resolve()
+    tree = _load_tree(path, ())
+    where = positions(tree)
+    display = _display(path)
+    try:
+        spec = Spec.model_validate(tree)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        loc = tuple(error["loc"])
+        raise located_error(display, where, _clean_loc(loc), _message(error, _owner(loc))) from None
+    spec._file = display
+    spec._positions = where
+    _check_semantics(spec)
+    return spec
+
+
+def _check_semantics(spec: Spec) -> None:
+    """Checks that span several fields (sizes are checked when lowering)."""
+    seen: set[str] = set()
+    for index, stage in enumerate(spec.stages):
+        if stage.name in seen:
+            raise spec.error(("stages", index, "name"), f"duplicate stage name {stage.name!r}")
+        seen.add(stage.name)
+    channels = spec.input.channels
+    pre = spec.preprocess
+    if isinstance(pre.mean, list) and len(pre.mean) != channels:
+        raise spec.error(("preprocess", "mean"), f"expected {channels} values, got {len(pre.mean)}")
+    if len(pre.std) != channels:
+        raise spec.error(("preprocess", "std"), f"expected {channels} values, got {len(pre.std)}")
+    layers = spec.head.layers
+    if layers is not None:
+        if not isinstance(layers[-1], HeadDense) or layers[-1].dense != spec.head.classes:
+            raise spec.error(
+                ("head", "layers", len(layers) - 1),
+                f"the last layer must be a dense of {spec.head.classes} units (head.classes)",
+            )
+        if spec.head.pool == "none" and not any(isinstance(layer, HeadFlatten) for layer in layers):
+            raise spec.error(("head", "layers"), "without pooling the head needs a flatten layer")
+    for index, name in enumerate(spec.outputs):
+        level = int(name[1:])
+        if not 2 <= level < 2 + len(spec.stages):
+            raise spec.error(
+                ("outputs", index),
+                f"{name} is not a stage output; this network has C2..C{len(spec.stages) + 1}",
+            )
+
+
+def load_yaml_mapping(path: Path) -> dict:
+    """A YAML file that must hold a mapping, loaded safely as plain data (used for recipes)."""
+    tree = load_yaml(path, _display(path.resolve()))
+    if not isinstance(tree, dict):
+        raise SpecError(_display(path), None, "", "expected a mapping")
+    return _plain(tree)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value

@@ -1,0 +1,282 @@
+"""The spec language as pydantic models: a ResNet written as the paper's stage table."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+    Tag,
+    model_validator,
+)
+
+from rescompile.errors import SpecError
+
+MAX_REPEAT = 1000
+MAX_FILTERS = 65536
+MAX_KERNEL = 15
+MAX_SIZE = 4096
+
+Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+Count = Annotated[StrictInt, Field(ge=1)]
+Number = StrictInt | StrictFloat
+
+
+def _check_row(row: tuple[int, int]) -> tuple[int, int]:
+    kernel, filters = row
+    if kernel < 1 or kernel % 2 == 0:
+        raise ValueError(f"kernel must be odd and positive, got {kernel}")
+    if kernel > MAX_KERNEL:
+        raise ValueError(f"kernel must be at most {MAX_KERNEL}, got {kernel}")
+    if not 1 <= filters <= MAX_FILTERS:
+        raise ValueError(f"filters must be between 1 and {MAX_FILTERS}, got {filters}")
+    return row
+
+
+ConvRow = Annotated[tuple[StrictInt, StrictInt], AfterValidator(_check_row)]
+"""One row of the paper's table: `[kernel, filters]`."""
+
+
+class Strict(BaseModel):
+    """Base model: unknown keys are errors, values are not silently coerced."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Input(Strict):
+    """The image the network expects."""
+
+    size: Annotated[StrictInt, Field(ge=1, le=MAX_SIZE)]
+    channels: Annotated[StrictInt, Field(ge=1, le=64)] = 3
+
+
+class StemConv(Strict):
+    """A stand-alone convolution of the stem, normally followed by BN and ReLU."""
+
+    conv: ConvRow
+    stride: Annotated[StrictInt, Field(ge=1, le=4)] = 1
+    bn: bool = True
+    relu: bool = True
+    name: Identifier | None = None
+
+
+class StemPool(Strict):
+    """A max-pooling layer of the stem (padded by kernel // 2)."""
+
+    maxpool: Annotated[StrictInt, Field(ge=1, le=MAX_KERNEL)]
+    stride: Annotated[StrictInt, Field(ge=1, le=4)] = 1
+    name: Identifier | None = None
+
+
+class StemUpsample(Strict):
+    """Nearest-neighbour upsampling of the input (e.g. CIFAR images for an ImageNet backbone)."""
+
+    upsample: Annotated[StrictInt, Field(ge=2, le=8)]
+    name: Identifier | None = None
+
+
+def _kind_by_key(data: object, kinds: dict[str, str], default: str) -> str:
+    """The tag of a union member, from the key that only that member has."""
+    keys = data if isinstance(data, dict) else getattr(data, "__dict__", {})
+    return next((tag for key, tag in kinds.items() if key in keys), default)
+
+
+StemLayer = Annotated[
+    Annotated[StemConv, Tag("StemConv")]
+    | Annotated[StemPool, Tag("StemPool")]
+    | Annotated[StemUpsample, Tag("StemUpsample")],
+    Discriminator(
+        lambda data: _kind_by_key(data, {"maxpool": "StemPool", "upsample": "StemUpsample"}, "StemConv")
+    ),
+]
+
+
+class Stage(Strict):
+    """One row group of the paper's table: `conv3_x`, its output size, block and repeat count."""
+
+    name: Identifier
+    output: Annotated[StrictInt, Field(ge=1, le=MAX_SIZE)]
+    block: Annotated[list[ConvRow], Field(min_length=1, max_length=8)]
+    repeat: Annotated[StrictInt, Field(ge=1, le=MAX_REPEAT)]
+
+
+class HeadFlatten(Strict):
+    """Flatten the feature map into a vector."""
+
+    flatten: Literal[True]
+
+
+class HeadDense(Strict):
+    """A fully connected layer."""
+
+    dense: Annotated[StrictInt, Field(ge=1, le=1_000_000)]
+    activation: Literal["relu", "softmax", "linear"] = "relu"
+
+
+class HeadDropout(Strict):
+    """Dropout (identity at inference)."""
+
+    dropout: Annotated[Number, Field(ge=0, lt=1)]
+
+
+class HeadBatchNorm(Strict):
+    """BatchNormalization of a vector."""
+
+    batchnorm: Literal[True]
+
+
+HeadLayer = Annotated[
+    Annotated[HeadFlatten, Tag("HeadFlatten")]
+    | Annotated[HeadDense, Tag("HeadDense")]
+    | Annotated[HeadDropout, Tag("HeadDropout")]
+    | Annotated[HeadBatchNorm, Tag("HeadBatchNorm")],
+    Discriminator(
+        lambda data: _kind_by_key(
+            data,
+            {"flatten": "HeadFlatten", "dropout": "HeadDropout", "batchnorm": "HeadBatchNorm"},
+            "HeadDense",
+        )
+    ),
+]
+
+
+class Head(Strict):
+    """The classifier: global pooling and a fully connected layer (classes 0: no classifier), or
+    `layers` of flatten/dense/dropout/batchnorm whose last dense has `classes` units."""
+
+    pool: Literal["avg", "max", "none"] = "avg"
+    classes: Annotated[StrictInt, Field(ge=0, le=1_000_000)] = 1000
+    activation: Literal["softmax", "linear"] = "softmax"
+    layers: Annotated[list[HeadLayer], Field(min_length=1, max_length=32)] | None = None
+
+
+class Options(Strict):
+    """The published variants, as switches."""
+
+    residual: Literal["post-activation", "pre-activation"] = "post-activation"
+    shortcut: Literal["A", "B", "C", "none"] = "B"
+    shortcut_bn: bool = True
+    batchnorm: bool = True
+    strided_identity: Literal["project", "maxpool"] = "project"
+    downsample: Literal["first-conv", "3x3"] = "first-conv"
+    stride_block: Literal["first", "last"] = "first"
+    conv_bias: Literal["none", "all", "unnormalized"] = "none"
+    bn_epsilon: Annotated[Number, Field(gt=0, lt=1)] = 1e-5
+    bn_momentum: Annotated[Number, Field(gt=0, lt=1)] = 0.9
+    weight_decay: Annotated[Number, Field(ge=0, lt=1)] = 0.0
+    initializer: Literal["he_normal", "he_uniform", "glorot_uniform"] = "he_normal"
+
+
+class Preprocess(Strict):
+    """What the model expects of its input: x' = (x * scale - mean) / std, per channel."""
+
+    color: Literal["RGB", "BGR"] = "RGB"
+    scale: Annotated[Number, Field(gt=0)] = 1.0
+    mean: list[Number] | Literal["per-pixel"] = Field(default_factory=lambda: [0.0, 0.0, 0.0])
+    std: list[Annotated[Number, Field(gt=0)]] = Field(default_factory=lambda: [1.0, 1.0, 1.0])
+
+
+class Expectation(Strict):
+    """A published number and how closely the compiled network must reproduce it.
+
+    `rel`: relative tolerance; `sig`: equal after rounding to this many significant figures;
+    neither: exact.
+    """
+
+    value: Annotated[Number, Field(ge=0)]
+    rel: Annotated[Number, Field(ge=0, lt=1)] | None = None
+    sig: Annotated[StrictInt, Field(ge=1, le=12)] | None = None
+    source: str | None = None
+
+    @model_validator(mode="after")
+    def _one_tolerance(self) -> Expectation:
+        if self.rel is not None and self.sig is not None:
+            raise ValueError("give either rel or sig, not both")
+        return self
+
+
+def _as_list(value: object) -> object:
+    return value if isinstance(value, list) else [value]
+
+
+ExpectList = Annotated[list[Expectation], Field(min_length=1)]
+
+
+class Expect(Strict):
+    """Published numbers: `params` (trainable, torchvision's convention), `params_total`
+    (with BatchNorm moving statistics, Keras' `count_params()`), `params_conv_fc` (convolutions
+    and fc only), `macs` (multiply-adds), `depth` (weighted layers on the main path)."""
+
+    params: ExpectList | None = None
+    params_total: ExpectList | None = None
+    params_conv_fc: ExpectList | None = None
+    macs: ExpectList | None = None
+    depth: ExpectList | None = None
+    test_error: Annotated[Number, Field(ge=0, le=100)] | None = None
+    """The paper's test error (%), shown next to trained runs; `check` cannot verify it."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single_to_list(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        fixed = {}
+        for key, value in data.items():
+            if key == "test_error":
+                fixed[key] = value
+                continue
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = {"value": value}
+            fixed[key] = _as_list(value) if isinstance(value, (dict, list)) else value
+        return fixed
+
+
+FeatureName = Annotated[str, StringConstraints(pattern=r"^C[1-9]$")]
+
+
+class Spec(Strict):
+    """A residual network as the paper's stage table."""
+
+    name: Identifier
+    source: str
+    description: str | None = None
+    input: Input
+    stem: Annotated[list[StemLayer], Field(min_length=1, max_length=16)]
+    stages: Annotated[list[Stage], Field(min_length=1, max_length=16)]
+    head: Head = Head()
+    options: Options = Options()
+    preprocess: Preprocess = Preprocess()
+    outputs: list[FeatureName] = Field(default_factory=list)
+    expect: Expect = Expect()
+
+    _file: str = PrivateAttr(default="<spec>")
+    _positions: dict[tuple, tuple[str, int]] = PrivateAttr(default_factory=dict)
+
+    def error(self, path: tuple, message: str) -> SpecError:
+        """A SpecError for the field at `path`, located at the line it was written on."""
+        return located_error(self._file, self._positions, path, message)
+
+
+def field_path(path: tuple) -> str:
+    """Render ("stages", 2, "block", 1) as `stages[2].block[1]`."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def located_error(file: str, where: dict[tuple, tuple[str, int]], path: tuple, message: str) -> SpecError:
+    """Build a SpecError naming the file and line of the longest known prefix of `path`."""
+    for cut in range(len(path), -1, -1):
+        if path[:cut] in where:
+            source_file, line = where[path[:cut]]
+            return SpecError(source_file, line, field_path(path), message)
+    return SpecError(file, None, field_path(path), message)

@@ -1,0 +1,188 @@
+"""Tables of costs (Markdown via jinja2 templates, CSV, JSON) and per-stage diffs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from rescompile.analysis import Analysis
+from rescompile.cost import Cost
+from rescompile.spec.schema import Spec, Stage, StemConv
+
+FORMATS = ("md", "csv", "json")
+
+
+def templates_dir() -> Path:
+    """The jinja2 templates: the repository's templates/, or the copy packaged in a wheel."""
+    packaged = Path(__file__).parent / "templates"
+    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "templates"
+
+
+def si(value: float) -> str:
+    """3857973248 -> '3.858 G'."""
+    for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3f} {suffix}"
+    return f"{value:g}"
+
+
+def thousands(value: float) -> str:
+    """25557032 -> '25,557,032'; 0.27e6 -> '270,000'; 1.5 -> '1.5'."""
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:,g}"
+
+
+def verdict(analysis: Analysis) -> str:
+    """✓ when every expectation holds, ✗ when one fails, blank when there are none."""
+    if not analysis.checks:
+        return ""
+    return "✓" if analysis.ok else "✗"
+
+
+@dataclass(frozen=True)
+class StageRow:
+    """One row of a per-stage table."""
+
+    name: str
+    output: str
+    blocks: int
+    cost: Cost
+
+
+def stage_rows(analysis: Analysis) -> list[StageRow]:
+    """Per-stage rows: stem, each stage of the table, head."""
+    outputs = {node.stage: node.shape for node in analysis.graph.nodes}
+    blocks = {plan.name: len(plan.blocks) for plan in analysis.graph.stages}
+    return [
+        StageRow(name, "x".join(map(str, outputs[name])), blocks.get(name, 0), cost)
+        for name, cost in analysis.stages.items()
+    ]
+
+
+def block_text(stage: Stage) -> str:
+    """A stage as the paper writes it: [3x3, 64; 3x3, 64] x 2."""
+    rows = "; ".join(f"{k}x{k}, {f}" for k, f in stage.block)
+    return f"[{rows}] x {stage.repeat}"
+
+
+def stem_text(spec: Spec) -> str:
+    """The stem as the paper writes it: 7x7, 64, stride 2; 3x3 max pool, stride 2."""
+    parts = []
+    for layer in spec.stem:
+        if isinstance(layer, StemConv):
+            kernel, filters = layer.conv
+            parts.append(f"{kernel}x{kernel}, {filters}, stride {layer.stride}")
+        elif hasattr(layer, "maxpool"):
+            parts.append(f"{layer.maxpool}x{layer.maxpool} max pool, stride {layer.stride}")
+        else:
+            parts.append(f"{layer.upsample}x upsampling")
+    return "; ".join(parts)
+
+
+def stem_size(analysis: Analysis) -> str:
+    """Output size of the stem's first layer."""
+    first = next(node for node in analysis.graph.nodes if node.stage == "stem")
+    return f"{first.shape[0]}x{first.shape[1]}"
+
+
+def environment(code: bool = False) -> jinja2.Environment:
+    """The jinja2 environment with the table filters; `code` trims block tags' lines."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir()),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+        trim_blocks=code,
+        lstrip_blocks=code,
+    )
+    env.filters.update(
+        si=si,
+        thousands=thousands,
+        verdict=verdict,
+        stage_rows=stage_rows,
+        block_text=block_text,
+        stem_text=stem_text,
+        stem_size=stem_size,
+    )
+    return env
+
+
+def render(template: str, **context: object) -> str:
+    """Render one template of templates/."""
+    return environment().get_template(template).render(**context)
+
+
+def _records(analyses: list[Analysis], per_stage: bool) -> list[dict]:
+    records = []
+    for a in analyses:
+        rows = stage_rows(a) if per_stage else [StageRow("total", "", 0, a.cost)]
+        for row in rows:
+            record = {"spec": a.spec.name, "file": a.path}
+            if per_stage:
+                record.update(stage=row.name, output=row.output, blocks=row.blocks)
+            record.update(
+                depth=row.cost.depth,
+                params=row.cost.params,
+                weights=row.cost.weights,
+                bn_params=row.cost.bn_params,
+                conv_bias=row.cost.conv_bias,
+                bn_stats=row.cost.bn_stats,
+                params_total=row.cost.params_total,
+                macs=row.cost.macs,
+                flops=2 * row.cost.macs,
+                activations=row.cost.activations,
+            )
+            if not per_stage:
+                record["paper_ok"] = a.ok if a.checks else None
+            records.append(record)
+    return records
+
+
+def table(analyses: list[Analysis], fmt: str = "md", per_stage: bool = False) -> str:
+    """The cost table of several specs in Markdown, CSV or JSON."""
+    if fmt == "md":
+        return render("stages.md.j2" if per_stage else "summary.md.j2", analyses=analyses)
+    records = _records(analyses, per_stage)
+    if fmt == "json":
+        return json.dumps(records, indent=2) + "\n"
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(records[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return out.getvalue()
+
+
+def _delta(old: int, new: int) -> str:
+    change = new - old
+    percent = f" ({change / old:+.1%})" if old else ""
+    return f"{change:+,}{percent}"
+
+
+def _diff_row(name: str, old: Cost, new: Cost) -> str:
+    return (
+        f"| {name} | {old.params:,} | {new.params:,} | {_delta(old.params, new.params)} "
+        f"| {si(old.macs)} | {si(new.macs)} | {_delta(old.macs, new.macs)} |"
+    )
+
+
+def diff(old: Analysis, new: Analysis) -> str:
+    """Per-stage deltas of params and MACs between two specs, stages aligned by position."""
+    old_rows, new_rows = stage_rows(old), stage_rows(new)
+    lines = [
+        f"{old.spec.name} -> {new.spec.name}",
+        "",
+        "| stage | params old | params new | Δ params | MACs old | MACs new | Δ MACs |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    zero = StageRow("-", "", 0, Cost())
+    for index in range(max(len(old_rows), len(new_rows))):
+        a = old_rows[index] if index < len(old_rows) else zero
+        b = new_rows[index] if index < len(new_rows) else zero
+        name = a.name if a.name == b.name else f"{a.name} / {b.name}"
+        lines.append(_diff_row(name, a.cost, b.cost))
+    lines.append(_diff_row("**total**", old.cost, new.cost))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,112 @@
+"""Every invalid spec gives its exact one-line error, exit status 2, and no traceback."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rescompile.analysis import analyze
+from rescompile.errors import RescompileError, SpecError
+
+CORPUS = Path("tests/bad_specs")
+EXPECTED = dict(
+    line.split("\t", 1)
+    for line in (Path(__file__).parent / "bad_specs/EXPECTED.tsv").read_text().splitlines()
+)
+
+
+def test_corpus_is_large_and_fully_described() -> None:
+    files = {p.name for p in (Path(__file__).parent / "bad_specs").glob("*.yaml")}
+    assert len(files) >= 25
+    assert files == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_exact_error(name: str) -> None:
+    with pytest.raises(RescompileError) as caught:
+        analyze(CORPUS / name)
+    assert str(caught.value) == EXPECTED[name]
+
+
+@pytest.mark.parametrize("name", ["kernel_even.yaml", "python_object_tag.yaml", "cycle_a.yaml", "empty.yaml"])
+def test_cli_exit_2_one_line_no_traceback(name: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "rescompile", "check", str(CORPUS / name)], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr == f"error: {EXPECTED[name]}\n"
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_python_tags_are_never_constructed(tmp_path: Path) -> None:
+    marker = tmp_path / "hacked"
+    spec = tmp_path / "evil.yaml"
+    spec.write_text(f'!!python/object/apply:os.system ["touch {marker}"]\n')
+    with pytest.raises(SpecError):
+        analyze(spec)
+    assert not marker.exists()
+
+
+LIBRARY = [
+    p for p in Path(__file__).parent.parent.joinpath("specs").rglob("*.yaml") if not p.name.startswith("_")
+]
+JUNK = st.one_of(
+    st.integers(-(10**9), 10**9),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(-5, 70), max_size=4),
+    st.dictionaries(st.text(max_size=6), st.integers(), max_size=3),
+)
+
+
+def _paths(tree: object, prefix: tuple = ()) -> list[tuple]:
+    found = [prefix]
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            found += _paths(value, (*prefix, key))
+    elif isinstance(tree, list):
+        for index, value in enumerate(tree):
+            found += _paths(value, (*prefix, index))
+    return found
+
+
+def _mutate(tree: dict, path: tuple, action: str, junk: object) -> object:
+    if not path:
+        return junk
+    parent = tree
+    for part in path[:-1]:
+        parent = parent[part]
+    if action == "delete" and isinstance(parent, dict):
+        del parent[path[-1]]
+    elif action == "rename" and isinstance(parent, dict):
+        parent[f"{path[-1]}_x"] = parent.pop(path[-1])
+    else:
+        parent[path[-1]] = junk
+    return tree
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10**6), action=st.sampled_from(["replace", "delete", "rename"]), junk=JUNK)
+def test_mutated_specs_raise_only_our_error(tmp_path: Path, seed: int, action: str, junk: object) -> None:
+    source = random.Random(seed).choice(LIBRARY)
+    tree = yaml.safe_load(source.read_text())
+    tree.pop("extends", None)
+    paths = _paths(tree)
+    path = paths[random.Random(seed + 1).randrange(len(paths))]
+    mutated = _mutate(tree, path, action, junk)
+    spec = tmp_path / "mutated.yaml"
+    spec.write_text(yaml.safe_dump(mutated))
+    try:
+        analyze(spec)
+    except SpecError as error:
+        assert "\n" not in str(error)
+        assert error.file.endswith("mutated.yaml")

@@ -1,0 +1,39 @@
+"""Every library spec: the generated Keras model agrees with the IR, parameter for parameter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rescompile import ir
+from rescompile.analysis import find_specs
+from tests.keras_helpers import generated_model
+
+pytest.importorskip("keras")
+SPECS = [
+    pytest.param(path, marks=pytest.mark.slow) if path.stem in ("resnet1202", "preact_resnet1001") else path
+    for path in find_specs([Path("specs")])
+]
+
+
+def _expected_shape(node: ir.Node, graph: ir.Graph) -> tuple:
+    if graph.is_vector(node.name):
+        return (None, node.shape[2])
+    return (None, *node.shape)
+
+
+@pytest.mark.parametrize("path", SPECS, ids=str)
+def test_counts_and_shapes_agree_with_the_ir(path: Path) -> None:
+    analysis, model = generated_model(str(path))
+    trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
+    assert model.count_params() == analysis.cost.params_total
+    assert trainable == analysis.cost.params
+    layers = {layer.name: layer for layer in model.layers}
+    for node in analysis.graph.nodes:
+        assert node.name in layers, f"IR node {node.name} has no Keras layer"
+        assert tuple(layers[node.name].output.shape) == _expected_shape(node, analysis.graph), node.name
+    weighted = {name for name, layer in layers.items() if layer.weights}
+    assert weighted == {
+        n.name for n in analysis.graph.nodes if isinstance(n, (ir.Conv, ir.BatchNorm, ir.Dense))
+    }
