@@ -18,6 +18,9 @@ def generated_model(spec: str, input_size: int | None = None, **kwargs):
     return analysis, module.build(input_shape=analysis.graph.input.shape, **kwargs)
 
 
+BRANCH_END_SCALE = 0.1  # how much smaller a pre-activation branch's last convolution is made
+
+
 def randomize_batchnorm(
     model, seed: int = 0, graph: ir.Graph | None = None, x: np.ndarray | None = None
 ) -> None:
@@ -26,14 +29,18 @@ def randomize_batchnorm(
     Scale and offset are drawn at random; the moving statistics become those of a batch as it
     flows through the network (variances floored at a tenth of their median, then perturbed by a
     tenth of a standard deviation), so activations stay of order one through hundreds of layers
-    and outputs are far from saturated. With the IR `graph`, the BNs that end a residual branch
-    get small scales, as in trained ResNets, so that even 600 blocks (ResNet-1202) do not blow the
-    residual stream up. `x`: the batch whose statistics to use.
+    and outputs are far from saturated. With the IR `graph`, the layers that end a residual branch
+    (a BN in v1 units, a convolution in pre-activation units) get small scales, as in trained
+    ResNets, so that even 600 blocks (ResNet-1202, ResNet-1001) keep the residual stream of order
+    one instead of chaotic. `x`: the batch whose statistics to use.
     """
     rng = np.random.default_rng(seed)
     branch_ends = set()
     if graph is not None:
         branch_ends = {name for node in graph.nodes if isinstance(node, ir.Add) for name in node.inputs}
+    for layer in model.layers:
+        if layer.name in branch_ends and type(layer).__name__ == "Conv2D":
+            layer.set_weights([weight * BRANCH_END_SCALE for weight in layer.get_weights()])
     batch_norms = [layer for layer in model.layers if type(layer).__name__ == "BatchNormalization"]
     for layer in batch_norms:
         channels = layer.gamma.shape[0]
