@@ -1,6 +1,7 @@
 """Inference side by side, in one process: onnxruntime on our export vs the same Keras model
 called directly (TensorFlow backend) vs onnxruntime on keras' own `model.export(format="onnx")`
-(tf2onnx), plus INT8, export times, and achieved GFLOP/s against a float32 numpy matmul.
+(tf2onnx), plus INT8, export times, and achieved GFLOP/s against this CPU's measured float32
+peaks (a numpy matmul and a pure-FMA loop).
 
 Run: python benchmarks/bench_inference.py [--seconds S]   (needs `pip install tf2onnx`)
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -20,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from peak import fma_gflops, matmul_gflops
 from results import record
 
 from rescompile.images import preprocess
@@ -29,17 +32,7 @@ from rescompile.runtime import bench_session
 from tests.keras_helpers import generated_model, randomize_batchnorm
 from tests.synthetic import colour_images
 
-
-def matmul_gflops(repeats: int = 5) -> float:
-    """Float32 4096x4096 numpy matmul throughput, median of several runs."""
-    a = np.random.default_rng(0).standard_normal((4096, 4096), dtype=np.float32)
-    a @ a
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ a
-        times.append(time.perf_counter() - start)
-    return 2 * 4096**3 / float(np.median(times)) / 1e9
+EXPORT_RUNS = 3
 
 
 def ort_runner(path: Path):
@@ -96,20 +89,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=8.0)
     args = parser.parse_args()
-    gflops = matmul_gflops()
-    print(f"numpy float32 4096x4096 matmul: {gflops:.1f} GFLOP/s", file=sys.stderr)
+    gflops, fma = matmul_gflops(), fma_gflops()
+    print(f"float32 peaks: numpy matmul {gflops:.1f} GFLOP/s, FMA loop {fma} GFLOP/s", file=sys.stderr)
     rows, notes = [], []
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         analysis, model = generated_model("specs/keras/resnet50.yaml")
         randomize_batchnorm(model)
         ours, theirs, int8 = folder / "ours.onnx", folder / "keras.onnx", folder / "int8.onnx"
-        our_seconds = our_export(analysis, model, ours)
-        their_seconds = keras_export(model, theirs)
+        our_seconds = statistics.median(our_export(analysis, model, ours) for _ in range(EXPORT_RUNS))
+        their_seconds = statistics.median(keras_export(model, theirs) for _ in range(EXPORT_RUNS))
         calibration = np.random.default_rng(3).uniform(0, 255, (64, 224, 224, 3)).astype(np.float32)
         quantize(ours, int8, calibration, analysis.spec.preprocess.model_dump(mode="json"))
         notes.append(
-            f"Export time, ResNet-50: ours {our_seconds:.2f} s, keras' own {their_seconds:.1f} s "
+            f"Export time, ResNet-50, median of {EXPORT_RUNS}: ours {our_seconds:.2f} s, "
+            f"keras' own {their_seconds:.1f} s "
             f"(ratio {our_seconds / their_seconds:.3f}; goal ≤ 0.1)."
         )
         engines = [("Keras model(x), TF backend", lambda x: model(x, training=False))]
@@ -148,17 +142,24 @@ def main() -> None:
         for label, run in small_engines:
             speed = measure(label, run, (32, 32, 3), 128, args.seconds)
             rows.append(("CIFAR ResNet-20 32px", 128, label, speed, 2 * small_macs * speed / 1e9))
-    body = "| model | batch | engine | img/s | GFLOP/s | of matmul | vs Keras |\n"
-    body += "|---|---:|---|---:|---:|---:|---:|\n"
+    keras_b32 = next(r[4] for r in rows if r[:2] == ("ResNet-50 224px", 32) and r[2].startswith("Keras"))
+    if fma:
+        notes.append(
+            f"2x Keras at ResNet-50 batch 32 needs {2 * keras_b32:.0f} GFLOP/s: {2 * keras_b32 / fma:.0%} "
+            "of the FMA peak."
+        )
+    body = "| model | batch | engine | img/s | GFLOP/s | of matmul | of FMA peak | vs Keras |\n"
+    body += "|---|---:|---|---:|---:|---:|---:|---:|\n"
     for model_name, batch, label, speed, achieved in rows:
         keras_speed = next(r[3] for r in rows if r[:2] == (model_name, batch) and r[2].startswith("Keras"))
         body += (
             f"| {model_name} | {batch} | {label} | {speed:.1f} | {achieved:.1f} | {achieved / gflops:.0%} "
-            f"| {speed / keras_speed:.2f}x |\n"
+            f"| {f'{achieved / fma:.0%}' if fma else 'n/a'} | {speed / keras_speed:.2f}x |\n"
         )
-    body += f"\nfloat32 4096x4096 numpy matmul in the same run: {gflops:.1f} GFLOP/s.\n\n" + "\n".join(
-        f"- {note}" for note in notes
-    )
+    body += (
+        f"\nIn the same run: float32 4096x4096 numpy matmul {gflops:.1f} GFLOP/s; float32 FMA peak "
+        f"(benchmarks/fma_peak.c, all cores) {f'{fma:.1f} GFLOP/s' if fma else 'n/a (no C compiler)'}.\n\n"
+    ) + "\n".join(f"- {note}" for note in notes)
     print(body)
     record(
         "Inference: onnxruntime vs Keras vs keras' own ONNX export",
