@@ -11,8 +11,12 @@ from rescompile.analysis import Analysis, analyze
 from rescompile.keras_backend import load_module
 
 
-def generated_model(spec: str, input_size: int | None = None, **kwargs):
-    """(analysis, model) built by the committed generated module of a library spec."""
+def generated_model(spec: str, input_size: int | None = None, seed: int = 0, **kwargs):
+    """(analysis, model) built by the committed generated module of a library spec, its initial
+    weights drawn from `seed` so that every run of a test checks the same network."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
     analysis: Analysis = analyze(spec, input_size)
     module = load_module(Path("generated") / f"{analysis.spec.name}.py")
     return analysis, module.build(input_shape=analysis.graph.input.shape, **kwargs)
