@@ -85,12 +85,19 @@ def trained_resnet20(folder: Path):
     return analysis, model, config, images
 
 
+def keras_row(rows: list[tuple], model_name: str, batch: int) -> tuple:
+    """The Keras row of a model and batch size: the baseline the other engines are compared with."""
+    return next(row for row in rows if row[:2] == (model_name, batch) and row[2].startswith("Keras"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=8.0)
     args = parser.parse_args()
     gflops, fma = matmul_gflops(), fma_gflops()
-    print(f"float32 peaks: numpy matmul {gflops:.1f} GFLOP/s, FMA loop {fma} GFLOP/s", file=sys.stderr)
+    print(
+        f"float32 peaks: numpy matmul {gflops:.1f} GFLOP/s, FMA loop {fma or 'n/a'} GFLOP/s", file=sys.stderr
+    )
     rows, notes = [], []
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
@@ -142,7 +149,7 @@ def main() -> None:
         for label, run in small_engines:
             speed = measure(label, run, (32, 32, 3), 128, args.seconds)
             rows.append(("CIFAR ResNet-20 32px", 128, label, speed, 2 * small_macs * speed / 1e9))
-    keras_b32 = next(r[4] for r in rows if r[:2] == ("ResNet-50 224px", 32) and r[2].startswith("Keras"))
+    keras_b32 = keras_row(rows, "ResNet-50 224px", 32)[4]
     if fma:
         notes.append(
             f"2x Keras at ResNet-50 batch 32 needs {2 * keras_b32:.0f} GFLOP/s: {2 * keras_b32 / fma:.0%} "
@@ -151,7 +158,7 @@ def main() -> None:
     body = "| model | batch | engine | img/s | GFLOP/s | of matmul | of FMA peak | vs Keras |\n"
     body += "|---|---:|---|---:|---:|---:|---:|---:|\n"
     for model_name, batch, label, speed, achieved in rows:
-        keras_speed = next(r[3] for r in rows if r[:2] == (model_name, batch) and r[2].startswith("Keras"))
+        keras_speed = keras_row(rows, model_name, batch)[3]
         body += (
             f"| {model_name} | {batch} | {label} | {speed:.1f} | {achieved:.1f} | {achieved / gflops:.0%} "
             f"| {f'{achieved / fma:.0%}' if fma else 'n/a'} | {speed / keras_speed:.2f}x |\n"

@@ -64,13 +64,17 @@ def compiled(model):
     return model
 
 
-def images_per_second(model, data, epochs: int, steps: int) -> float:
-    """Median training img/s over epochs 2..N."""
+def images_per_second(model, epochs: int, images_per_epoch: int, **data) -> float:
+    """Median training img/s over epochs 2..N of `model.fit(**data)` (the first epoch traces)."""
     timer = EpochTimer()
-    compiled(model).fit(
-        data, epochs=epochs, steps_per_epoch=steps, shuffle=False, callbacks=[timer], verbose=0
-    )
-    return steps * BATCH / float(np.median(timer.seconds[1:]))
+    compiled(model).fit(epochs=epochs, callbacks=[timer], verbose=0, **data)
+    return images_per_epoch / float(np.median(timer.seconds[1:]))
+
+
+def from_dataset(model, dataset, epochs: int, images: int) -> float:
+    """img/s of training on an endless dataset of full batches, `images` per epoch."""
+    steps = images // BATCH
+    return images_per_second(model, epochs, steps * BATCH, x=dataset, steps_per_epoch=steps, shuffle=False)
 
 
 def ours(x: np.ndarray, y: np.ndarray, epochs: int, precision: str = "float32") -> float:
@@ -78,7 +82,7 @@ def ours(x: np.ndarray, y: np.ndarray, epochs: int, precision: str = "float32") 
     _, model = generated_model("specs/cifar/resnet20.yaml")
     normalization = fit_normalization(x, "per-pixel-mean", SPEC_PREPROCESS)
     data = training_dataset(x, y, BATCH, Augment(pad_crop=4, flip=True), normalization, seed=0, first_epoch=0)
-    return images_per_second(model, data, epochs, len(x) // BATCH)
+    return from_dataset(model, data, epochs, len(x))
 
 
 def model_only(x: np.ndarray, y: np.ndarray, epochs: int) -> float:
@@ -86,7 +90,7 @@ def model_only(x: np.ndarray, y: np.ndarray, epochs: int) -> float:
 
     _, model = generated_model("specs/cifar/resnet20.yaml")
     batches = tf.data.Dataset.from_tensor_slices((x.astype("float32") / 255, y)).batch(BATCH).cache()
-    return images_per_second(model, batches.repeat().prefetch(4), epochs, len(x) // BATCH)
+    return from_dataset(model, batches.repeat().prefetch(4), epochs, len(x))
 
 
 def keras_example_port(x: np.ndarray, y: np.ndarray, epochs: int) -> float:
@@ -101,11 +105,7 @@ def keras_example_port(x: np.ndarray, y: np.ndarray, epochs: int) -> float:
             backbone,
         ]
     )
-    timer = EpochTimer()
-    compiled(model).fit(
-        x_float, y, batch_size=BATCH, epochs=epochs, shuffle=True, callbacks=[timer], verbose=0
-    )
-    return len(x) / float(np.median(timer.seconds[1:]))
+    return images_per_second(model, epochs, len(x), x=x_float, y=y, batch_size=BATCH, shuffle=True)
 
 
 SPEC_PREPROCESS = {"color": "RGB", "scale": 1 / 255, "mean": "per-pixel", "std": [1.0, 1.0, 1.0]}
