@@ -12,12 +12,6 @@ from keras import layers
 NAME = "cifar_resnet32"
 INPUT_SHAPE = (32, 32, 3)
 CLASSES = 10
-PREPROCESS = {
-    "color": "RGB",
-    "scale": 0.00392156862745098,
-    "mean": "per-pixel",
-    "std": [1.0, 1.0, 1.0],
-}
 BN_EPSILON = 1e-05
 BN_MOMENTUM = 0.9
 INITIALIZER = "he_normal"

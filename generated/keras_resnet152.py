@@ -12,12 +12,6 @@ from keras import layers
 NAME = "keras_resnet152"
 INPUT_SHAPE = (224, 224, 3)
 CLASSES = 1000
-PREPROCESS = {
-    "color": "BGR",
-    "scale": 1.0,
-    "mean": [103.939, 116.779, 123.68],
-    "std": [1.0, 1.0, 1.0],
-}
 BN_EPSILON = 1.001e-05
 BN_MOMENTUM = 0.99
 INITIALIZER = "glorot_uniform"

@@ -12,12 +12,6 @@ from keras import layers
 NAME = "resnet50"
 INPUT_SHAPE = (224, 224, 3)
 CLASSES = 1000
-PREPROCESS = {
-    "color": "RGB",
-    "scale": 0.00392156862745098,
-    "mean": [0.485, 0.456, 0.406],
-    "std": [0.229, 0.224, 0.225],
-}
 BN_EPSILON = 1e-05
 BN_MOMENTUM = 0.9
 INITIALIZER = "he_normal"

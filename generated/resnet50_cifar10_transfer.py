@@ -12,12 +12,6 @@ from keras import layers
 NAME = "resnet50_cifar10_transfer"
 INPUT_SHAPE = (32, 32, 3)
 CLASSES = 10
-PREPROCESS = {
-    "color": "BGR",
-    "scale": 1.0,
-    "mean": [103.939, 116.779, 123.68],
-    "std": [1.0, 1.0, 1.0],
-}
 BN_EPSILON = 1.001e-05
 BN_MOMENTUM = 0.99
 INITIALIZER = "glorot_uniform"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import math
+
+import jinja2
 
 from rescompile import ir
 from rescompile.errors import RescompileError
@@ -11,15 +14,58 @@ from rescompile.spec.schema import Spec, StemConv, StemPool
 from rescompile.tables import environment, stem_text
 
 
+class Code(str):
+    """Python source that the generator itself wrote: the only text printed into a module as is."""
+
+
+def escape_text(text: str) -> str:
+    """`text` for the inside of a double-quoted (or triple-quoted) Python string literal.
+
+    Printable characters stay as they are (readable); quotes and backslashes are escaped, and
+    everything else (newlines, NUL, lone surrogates) becomes an escape sequence, so no text can
+    end the literal or make the module unparsable.
+    """
+    return "".join(
+        "\\" + char if char in '"\\' else char if char.isprintable() else repr(char)[1:-1] for char in text
+    )
+
+
 def py_literal(value: object) -> str:
-    """A Python literal with double-quoted strings (as ruff formats them)."""
+    """A Python literal (double-quoted strings, as ruff formats them) of validated data only.
+
+    Accepts None, booleans, integers, finite floats, strings, and tuples/lists of them; anything
+    else is refused, so no object's own `repr` can reach generated code.
+    """
+    if isinstance(value, Code):
+        return value
+    if value is None or isinstance(value, (bool, int)):
+        return repr(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise RescompileError(f"cannot write the non-finite number {value} into generated code")
+        return repr(value)
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return '"' + escape_text(value) + '"'
     if isinstance(value, tuple):
         return "(" + ", ".join(map(py_literal, value)) + ("," if len(value) == 1 else "") + ")"
     if isinstance(value, list):
         return "[" + ", ".join(map(py_literal, value)) + "]"
-    return repr(value)
+    raise TypeError(f"internal: {type(value).__name__} has no safe Python literal")
+
+
+def doc_text(value: object) -> Code:
+    """Free text for a docstring: escaped so it cannot end the docstring."""
+    return Code(escape_text(str(value)))
+
+
+def code_environment() -> jinja2.Environment:
+    """The code templates' environment: every `{{ expression }}` prints as a Python literal
+    (escape by default), except text the generator marked as `Code`; `| doc` escapes free text
+    for docstrings."""
+    env = environment(code=True)
+    env.finalize = py_literal
+    env.filters["doc"] = doc_text
+    return env
 
 
 def _runs(stage: ir.StagePlan) -> list[tuple[int, int, str]]:
@@ -48,6 +94,7 @@ def _stem(spec: Spec, graph: ir.Graph) -> list[dict]:
                     stride=layer.stride,
                     bn=layer.bn,
                     relu=layer.relu,
+                    bias=Code("BIAS_BEFORE_BN" if layer.bn else "BIAS_WITHOUT_BN"),
                 )
             )
         elif isinstance(layer, StemPool):
@@ -86,18 +133,13 @@ def _check_supported(graph: ir.Graph) -> None:
 def render_keras(spec: Spec, graph: ir.Graph, path: str) -> str:
     """The generated Keras module for a spec (deterministic: same spec, same text)."""
     _check_supported(graph)
-    stages = [
-        {"name": stage.name, "rows": py_literal(list(stage.rows)), "runs": py_literal(_runs(stage))}
-        for stage in graph.stages
-    ]
-    preprocess = {key: py_literal(value) for key, value in spec.preprocess.model_dump().items()}
+    stages = [{"name": stage.name, "rows": list(stage.rows), "runs": _runs(stage)} for stage in graph.stages]
     shortcuts = sorted({block.shortcut for stage in graph.stages for block in stage.blocks} - {"identity"})
-    template = environment(code=True).get_template("keras_model.py.j2")
+    template = code_environment().get_template("keras_model.py.j2")
     return template.render(
         spec=spec,
         path=path,
         stages=stages,
-        preprocess=preprocess,
         stem=_stem(spec, graph),
         stem_text=stem_text(spec),
         shortcuts=shortcuts,

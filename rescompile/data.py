@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import lzma
 import pickle
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -43,8 +45,8 @@ def parse_cifar_batch(raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
         batch = _unpickle(raw)
         data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
         labels = np.asarray(batch.get(b"labels", batch.get(b"fine_labels")), dtype=np.int64)
-    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError) as exc:
-        raise RescompileError(f"{source}: not a CIFAR python-format batch ({exc})") from None
+    except Exception as exc:  # a hostile pickle raises anything: ValueError, OverflowError, MemoryError...
+        raise RescompileError(f"{source}: not a CIFAR python-format batch ({_one_line(exc)})") from None
     if len(labels) != len(data):
         raise RescompileError(f"{source}: {len(data)} images but {len(labels)} labels")
     return data, labels
@@ -75,21 +77,60 @@ class Dataset:
         return len(self.class_names)
 
 
+CIFAR_MEMBERS = frozenset(
+    {*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta", "train", "test", "meta"}
+)
+MAX_MEMBER_BYTES = 1 << 30  # the largest CIFAR member (CIFAR-100 train) is 155 MB
+
+
 def _cifar_members(path: Path) -> dict[str, bytes]:
-    """Member base name -> bytes, from a CIFAR tarball or an extracted folder."""
+    """Member base name -> bytes of the CIFAR members (CIFAR_MEMBERS), from a CIFAR tarball or an
+    extracted folder; a truncated or corrupt archive is a one-line error."""
     if path.is_dir():
-        return {p.name: p.read_bytes() for p in path.rglob("*") if p.is_file()}
+        try:
+            return {
+                p.name: _read_member(p)
+                for p in sorted(path.rglob("*"))
+                if p.name in CIFAR_MEMBERS and p.is_file()
+            }
+        except OSError as exc:
+            raise RescompileError(
+                f"--data {path}: cannot read {exc.filename} ({exc.strerror or exc})"
+            ) from None
     if not path.exists():
         raise RescompileError(f"--data {path}: no such file or folder")
+    if not path.is_file():
+        raise RescompileError(f"--data {path}: not a regular file or a folder")
     try:
         with tarfile.open(path, "r:*") as archive:
-            return {
-                Path(m.name).name: archive.extractfile(m).read()  # type: ignore[union-attr]
-                for m in archive.getmembers()
-                if m.isfile()
-            }
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise RescompileError(f"--data {path}: not a readable CIFAR tarball ({exc})") from None
+            members = {}
+            for member in archive.getmembers():
+                if member.isfile() and Path(member.name).name in CIFAR_MEMBERS:
+                    if member.size > MAX_MEMBER_BYTES:
+                        raise RescompileError(
+                            f"--data {path}: {member.name} has {member.size} bytes, "
+                            f"more than a CIFAR member ({MAX_MEMBER_BYTES})"
+                        )
+                    members[Path(member.name).name] = archive.extractfile(member).read()  # type: ignore[union-attr]
+            return members
+    except (tarfile.TarError, OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:
+        unknown = str(exc).startswith("file could not be opened")  # tarfile lists each method tried
+        detail = "not a tar, tar.gz, tar.bz2 or tar.xz archive" if unknown else _one_line(exc)
+        raise RescompileError(f"--data {path}: not a readable CIFAR tarball ({detail})") from None
+
+
+def _read_member(path: Path) -> bytes:
+    size = path.stat().st_size
+    if size > MAX_MEMBER_BYTES:
+        raise RescompileError(f"--data {path}: {size} bytes, more than a CIFAR member ({MAX_MEMBER_BYTES})")
+    return path.read_bytes()
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type where it has none), cut to `limit`."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _batch(members: dict[str, bytes], name: str, source: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -128,10 +169,10 @@ def _label_names(members: dict[str, bytes], name: str, key: bytes) -> list[str] 
     if name not in members:
         return None
     try:
-        meta = _unpickle(members[name])
-        return [n.decode() if isinstance(n, bytes) else str(n) for n in meta[key]]
-    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, AttributeError):
+        names = list(_unpickle(members[name])[key])
+    except Exception:  # an unreadable meta file costs only the names: the defaults are used
         return None
+    return [n.decode("utf-8", errors="replace") if isinstance(n, bytes) else str(n) for n in names]
 
 
 def check_labels(dataset: Dataset, source: str) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -25,11 +27,53 @@ def write_atomic(path: Path, write: Callable[[Path], None], suffix: str = ".tmp"
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        _fsync(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk (ENOSPC), a quota, an I/O error: the old file stays
+        tmp.unlink(missing_ok=True)
+        raise RescompileError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _fsync(path: Path) -> None:
+    """Flush a written file to disk before it replaces the old one, so that a crash or a full
+    disk found only at flush time cannot leave a renamed but empty file."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(folder: Path, name: str) -> list[Path]:
+    """Delete the temporaries that killed writes of `folder / name` left behind.
+
+    write_atomic's temporaries are `.{name}.XXXXXXXX{suffix}` (tempfile's 8 random characters)
+    next to the file; only regular files with exactly that form are removed, so other hidden
+    files stay. Call it only where no other process writes `name` at the same time (build,
+    train --resume). Returns the removed paths.
+    """
+    folder = Path(folder)
+    pattern = re.compile(rf"\.{re.escape(name)}\.[a-z0-9_]{{8}}.*", re.DOTALL)
+    removed = []
+    try:
+        candidates = sorted(folder.glob(f".{glob.escape(name)}.*"))
+    except OSError:
+        return []
+    for path in candidates:
+        if not pattern.fullmatch(path.name) or path.is_symlink() or not path.is_file():
+            continue
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise RescompileError(f"cannot remove {path}: {exc.strerror or exc}") from None
+        removed.append(path)
+    return removed
 
 
 def write_text_atomic(path: Path, text: str) -> None:

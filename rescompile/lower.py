@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from rescompile import ir
 from rescompile.errors import RescompileError
-from rescompile.spec.schema import HeadBatchNorm, HeadDense, HeadDropout, Spec, StemConv, StemPool
+from rescompile.spec.schema import (
+    HeadBatchNorm,
+    HeadDense,
+    HeadDropout,
+    Spec,
+    StemConv,
+    StemPool,
+    StemUpsample,
+)
 
 MAX_STRIDE = 4
 
@@ -82,8 +90,46 @@ def _stem_name(spec: Spec, index: int) -> str:
     return base if position == 0 else f"{base}_{position + 1}"
 
 
+RESERVED_NAMES = frozenset(
+    {"input", "avg_pool", "max_pool", "flatten", "predictions", "post_bn", "post_relu"}
+)
+"""Layer names the network's input, pre-activation tail and head use."""
+
+
+def _stem_layer_names(layer: StemConv | StemPool | StemUpsample, name: str) -> set[str]:
+    """Every layer name a stem item gives the model, its padding included."""
+    if isinstance(layer, StemConv):
+        return {f"{name}_{part}" for part in ("conv", "bn", "relu", "pad")}
+    if isinstance(layer, StemPool):
+        return {f"{name}_pool", f"{name}_pad"}
+    return {name}
+
+
+def _check_stem_names(spec: Spec) -> None:
+    """Stem layer names must not collide with each other, the stages' blocks, or the head's."""
+    taken: dict[str, int] = {}
+    block_prefixes = tuple(f"{stage.name}_block" for stage in spec.stages)
+    for index, layer in enumerate(spec.stem):
+        name = _stem_name(spec, index)
+        for layer_name in sorted(_stem_layer_names(layer, name)):
+            clash = None
+            if layer_name in taken:
+                clash = f"stem[{taken[layer_name]}]"
+            elif layer_name in RESERVED_NAMES or layer_name.startswith(("head_", *block_prefixes)):
+                clash = "the blocks or the head"
+            if clash:
+                gives = (
+                    f"{name!r} is a layer name"
+                    if layer_name == name
+                    else f"{name!r} names a layer {layer_name!r}"
+                )
+                raise spec.error(("stem", index, "name"), f"{gives} that {clash} already uses")
+            taken[layer_name] = index
+
+
 def _lower_stem(b: _Builder, x: ir.Node) -> ir.Node:
     b.stage = "stem"
+    _check_stem_names(b.spec)
     for index, layer in enumerate(b.spec.stem):
         name = _stem_name(b.spec, index)
         if isinstance(layer, StemConv):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rescompile.build import BuildResult
@@ -11,9 +12,9 @@ from rescompile.tables import si, stage_rows, thousands
 
 def print_build_summary(result: BuildResult, console: Console | None = None) -> None:
     """Per stage: output shape, params, MACs; then the paper check and the Keras cross-check."""
-    console = console or Console()
+    console = console or Console(emoji=False)
     analysis = result.analysis
-    table = Table(title=f"{analysis.spec.name}  ({analysis.path})")
+    table = Table(title=escape(f"{analysis.spec.name}  ({analysis.path})"))
     for column in ("stage", "output", "blocks", "params", "params (Keras)", "MACs"):
         table.add_column(column, justify="left" if column in ("stage", "output") else "right")
     for row in stage_rows(analysis):
@@ -34,7 +35,7 @@ def print_build_summary(result: BuildResult, console: Console | None = None) -> 
         mark = "[green]✓[/green]" if check.ok else "[red]✗[/red]"
         console.print(
             f"{mark} {check.metric}: {thousands(check.computed)} vs {thousands(check.expected)}"
-            f" ({check.tolerance}{', ' + check.source if check.source else ''})"
+            + escape(f" ({check.tolerance}{', ' + check.source if check.source else ''})")
         )
     keras_params = result.model.count_params()
     same = "[green]✓[/green]" if keras_params == cost.params_total else "[red]✗[/red]"
@@ -43,4 +44,5 @@ def print_build_summary(result: BuildResult, console: Console | None = None) -> 
     )
     if result.loaded_layers:
         console.print(f"loaded weights into {result.loaded_layers} layers")
-    console.print(f"wrote {result.source_path}" + (f" and {result.model_path}" if result.model_path else ""))
+    written = f"wrote {result.source_path}" + (f" and {result.model_path}" if result.model_path else "")
+    console.print(escape(written))

@@ -14,14 +14,17 @@ from rescompile.spec.schema import HeadDense, HeadFlatten, Spec, located_error
 from rescompile.spec.yamlsrc import LocDict, LocList, load_yaml, positions
 
 MAX_EXTENDS_DEPTH = 16
+RESERVED_STAGE_NAMES = frozenset({"input", "stem", "head"})
 
 
 def _display(path: Path) -> str:
-    """A path as the user would type it: relative to the working directory when inside it."""
+    """A path as the user would type it: relative to the working directory when inside it, with
+    control characters and undecodable bytes escaped, so that a message stays one line."""
     try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)
+        text = os.path.relpath(path)
+    except (ValueError, OSError):
+        text = str(path)
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _merge(base: Any, override: Any) -> Any:
@@ -60,6 +63,10 @@ def _named_list(value: Any) -> bool:
 
 
 def _load_tree(path: Path, chain: tuple[Path, ...]) -> LocDict:
+    import errno
+
+    from rescompile.spec.yamlsrc import short_repr
+
     display = _display(path)
     tree = load_yaml(path, display)
     if not isinstance(tree, LocDict):
@@ -70,15 +77,23 @@ def _load_tree(path: Path, chain: tuple[Path, ...]) -> LocDict:
         return tree
     line = tree.key_where["extends"][1]
     if not isinstance(base_name, str) or not base_name.endswith((".yaml", ".yml")):
-        raise SpecError(display, line, "extends", f"expected a .yaml file name, got {base_name!r}")
-    base_path = (path.parent / base_name).resolve()
+        raise SpecError(display, line, "extends", f"expected a .yaml file name, got {short_repr(base_name)}")
+    try:
+        base_path = (path.parent / base_name).resolve()
+        found = base_path.exists()
+    except (RuntimeError, OSError, ValueError) as exc:  # a symlink loop, a NUL, a name too long...
+        loop = isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP
+        detail = "symlink loop" if loop else getattr(exc, "strerror", None) or str(exc)
+        raise SpecError(
+            display, line, "extends", f"cannot resolve {short_repr(base_name)} ({detail})"
+        ) from None
     if base_path in chain or base_path == path:
         cycle = " -> ".join(_display(p) for p in (*chain, path, base_path))
         raise SpecError(display, line, "extends", f"cycle: {cycle}")
     if len(chain) >= MAX_EXTENDS_DEPTH:
         raise SpecError(display, line, "extends", f"extends chain deeper than {MAX_EXTENDS_DEPTH}")
-    if not base_path.is_file():
-        raise SpecError(display, line, "extends", f"base spec {base_name!r} not found")
+    if not found:
+        raise SpecError(display, line, "extends", f"base spec {short_repr(base_name)} not found")
     return _merge(_load_tree(base_path, (*chain, path)), tree)
 
 
@@ -156,7 +171,15 @@ def _owner(loc: tuple) -> type[BaseModel] | None:
 
 def _clean_loc(loc: tuple) -> tuple:
     """Drop pydantic's union-member and wrapper names, keeping the user's field path."""
-    return tuple(p for p in loc if isinstance(p, int) or (p[:1].islower() or p[:1] == "_"))
+    return tuple(
+        p
+        for p in loc
+        if isinstance(p, int) or ((p[:1].islower() or p[:1] == "_") and p not in _TYPE_TAGS and "[" not in p)
+    )
+
+
+_TYPE_TAGS = {"int", "float", "str", "bool"}
+"""Names pydantic gives the members of a union of plain types (not fields of the spec)."""
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -183,6 +206,8 @@ def _check_semantics(spec: Spec) -> None:
     for index, stage in enumerate(spec.stages):
         if stage.name in seen:
             raise spec.error(("stages", index, "name"), f"duplicate stage name {stage.name!r}")
+        if stage.name in RESERVED_STAGE_NAMES:
+            raise spec.error(("stages", index, "name"), f"{stage.name!r} names a part of every network")
         seen.add(stage.name)
     channels = spec.input.channels
     pre = spec.preprocess
@@ -197,8 +222,11 @@ def _check_semantics(spec: Spec) -> None:
                 ("head", "layers", len(layers) - 1),
                 f"the last layer must be a dense of {spec.head.classes} units (head.classes)",
             )
-        if spec.head.pool == "none" and not any(isinstance(layer, HeadFlatten) for layer in layers):
+        flattens = [index for index, layer in enumerate(layers) if isinstance(layer, HeadFlatten)]
+        if spec.head.pool == "none" and not flattens:
             raise spec.error(("head", "layers"), "without pooling the head needs a flatten layer")
+        if len(flattens) > 1:
+            raise spec.error(("head", "layers", flattens[1]), "the head can flatten only once")
     for index, name in enumerate(spec.outputs):
         level = int(name[1:])
         if not 2 <= level < 2 + len(spec.stages):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -27,7 +28,16 @@ MAX_SIZE = 4096
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 Count = Annotated[StrictInt, Field(ge=1)]
-Number = StrictInt | StrictFloat
+
+
+def _finite(value: int | float) -> int | float:
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return value
+
+
+Number = Annotated[StrictInt | StrictFloat, AfterValidator(_finite)]
+"""An integer or a finite float: inf and nan (also `1e400`, which YAML reads as inf) are refused."""
 
 
 def _check_row(row: tuple[int, int]) -> tuple[int, int]:

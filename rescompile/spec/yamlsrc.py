@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,10 @@ import yaml
 from rescompile.errors import SpecError
 
 MAX_NODES = 100_000
+MAX_DEPTH = 64  # mappings and lists inside each other; specs use fewer than 10
+MAX_BYTES = 1 << 20  # 1 MiB: the largest spec of the library is under 2 KiB
+MAX_STRING = 1000  # characters in one string value
+MAX_KEY = 100  # characters in one key
 Where = tuple[str, int]
 
 
@@ -43,9 +49,23 @@ class LocList(list):
         self.item_where: list[Where] = []
 
 
-def _error(file: str, mark: Any, message: str) -> SpecError:
+def _error(file: str, mark: Any, message: str, field: str = "") -> SpecError:
     line = mark.line + 1 if mark is not None else None
-    return SpecError(file, line, "", message)
+    return SpecError(file, line, field, message)
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """repr(value), cut to `limit` characters with '...', so that a message stays one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _field(path: tuple) -> str:
+    """("stages", 0, "name") -> "stages[0].name", as error messages name fields."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
 
 
 class _Builder:
@@ -56,60 +76,141 @@ class _Builder:
         self.file = file
         self.count = 0
 
-    def build(self, node: yaml.Node) -> Any:
+    def build(self, node: yaml.Node, path: tuple = ()) -> Any:
         self.count += 1
         if self.count > MAX_NODES:
             raise _error(self.file, node.start_mark, f"document too large (over {MAX_NODES} values)")
+        if len(path) > MAX_DEPTH:  # the text was checked (_check_depth); aliases can nest deeper
+            raise _error(
+                self.file, node.start_mark, f"nesting deeper than {MAX_DEPTH} levels through aliases"
+            )
         where = (self.file, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             if node.tag != "tag:yaml.org,2002:map":
                 raise _error(self.file, node.start_mark, f"tag {node.tag!r} is not allowed")
             result = LocDict(where)
             for key_node, value_node in node.value:
-                key = self.build(key_node)
+                key = self.build(key_node, path)
                 if not isinstance(key, str):
-                    raise _error(self.file, key_node.start_mark, f"keys must be strings, got {key!r}")
+                    raise _error(
+                        self.file, key_node.start_mark, f"keys must be strings, got {short_repr(key)}"
+                    )
+                if len(key) > MAX_KEY:
+                    raise _error(
+                        self.file,
+                        key_node.start_mark,
+                        f"key of {len(key)} characters is too long (at most {MAX_KEY}): {short_repr(key)}",
+                        _field(path),
+                    )
                 if key in result:
-                    raise _error(self.file, key_node.start_mark, f"duplicate key {key!r}")
-                result[key] = self.build(value_node)
+                    raise _error(self.file, key_node.start_mark, f"duplicate key {short_repr(key)}")
+                result[key] = self.build(value_node, (*path, key))
                 result.key_where[key] = (self.file, key_node.start_mark.line + 1)
             return result
         if isinstance(node, yaml.SequenceNode):
             if node.tag != "tag:yaml.org,2002:seq":
                 raise _error(self.file, node.start_mark, f"tag {node.tag!r} is not allowed")
             result = LocList(where)
-            for item in node.value:
-                result.append(self.build(item))
+            for index, item in enumerate(node.value):
+                result.append(self.build(item, (*path, index)))
                 result.item_where.append((self.file, item.start_mark.line + 1))
             return result
         try:
-            return self.loader.construct_object(node, deep=True)
+            value = self.loader.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as exc:
             raise _error(self.file, node.start_mark, f"tag {node.tag!r} is not allowed") from exc
+        if isinstance(value, str) and len(value) > MAX_STRING:
+            raise _error(
+                self.file,
+                node.start_mark,
+                f"string of {len(value)} characters is too long (at most {MAX_STRING}): {short_repr(value)}",
+                _field(path),
+            )
+        return value
+
+
+def _read_text(path: Path, display: str) -> str:
+    """The file as text, refusing before reading what is not a regular file of at most MAX_BYTES
+    (a FIFO or /dev/zero would never end), and what is not UTF-8 or holds NUL bytes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise SpecError(display, None, "", "file not found") from None
+    except OSError as exc:
+        raise SpecError(display, None, "", f"cannot read file ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise SpecError(display, None, "", "not a regular file")
+        if info.st_size > MAX_BYTES:
+            raise SpecError(display, None, "", f"file too large ({info.st_size} bytes, at most {MAX_BYTES})")
+        try:
+            data = handle.read(MAX_BYTES + 1)
+        except OSError as exc:
+            raise SpecError(display, None, "", f"cannot read file ({exc.strerror or exc})") from None
+    if len(data) > MAX_BYTES:
+        raise SpecError(display, None, "", f"file too large (over {MAX_BYTES} bytes)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SpecError(display, line, "", f"not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
+    if "\0" in text:
+        line = text[: text.index("\0")].count("\n") + 1
+        raise SpecError(display, line, "", "NUL byte in the text (is this a binary file?)")
+    return text
+
+
+def _check_depth(text: str, display: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH from the event stream, before composing: PyYAML's
+    composer recurses once per level and 5,000 brackets would exhaust Python's stack."""
+    loader = _Loader(text)  # reads the text at once: a ReaderError here is the caller's to report
+    depth = 0
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise _error(display, event.start_mark, f"nesting deeper than {MAX_DEPTH} levels")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    finally:
+        loader.dispose()
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def load_yaml(path: Path, display: str) -> Any:
     """Load one YAML document safely; errors name `display` and the line."""
+    text = _read_text(path, display)
+    loader = None
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(display, None, "", "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(display, None, "", f"cannot read file: {exc}") from None
-    loader = _Loader(text)
-    try:
+        _check_depth(text, display)
+        loader = _Loader(text)
         node = loader.get_single_node()
         if node is None:
             raise SpecError(display, None, "", "file is empty, expected a spec mapping")
         return _Builder(loader, display).build(node)
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1 if isinstance(exc.position, int) else None
+        raise SpecError(
+            display, line, "", f"YAML syntax error: unacceptable character #x{exc.character:04x}"
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
-        raise _error(display, mark, f"YAML syntax error: {problem}") from None
+        raise _error(display, mark, f"YAML syntax error: {_one_line(problem)}") from None
     except yaml.YAMLError as exc:
-        raise SpecError(display, None, "", f"YAML error: {exc}") from None
+        raise SpecError(display, None, "", f"YAML error: {_one_line(str(exc))}") from None
+    except RecursionError:
+        raise SpecError(display, None, "", f"nesting too deep (over {MAX_DEPTH} levels)") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def positions(tree: Any, prefix: tuple = ()) -> dict[tuple, Where]:
