@@ -23,6 +23,8 @@ class Analysis:
     cost: Cost
     stages: dict[str, Cost]
     checks: list[CheckResult]
+    compared: bool = True
+    """False when the built network is not the one the spec's published numbers describe."""
 
     @property
     def name(self) -> str:
@@ -42,17 +44,42 @@ def analyze(
     classes: int | None = None,
     include_top: bool = True,
     options: dict | None = None,
+    outputs: list[str] | None = None,
 ) -> Analysis:
     """Load, lower, cost and check one spec file (optionally with another input or classifier,
-    or with `options` overridden: the network is then renamed `<name>_<option>_<value>`)."""
+    stage outputs instead of the classifier, or with `options` overridden: the network is then
+    renamed `<name>_<option>_<value>`)."""
     spec = load_spec(path)
     if options:
         suffix = "_".join(f"{key}_{str(value).lower()}" for key, value in sorted(options.items()))
         updated = spec.options.model_copy(update=options)
         spec = spec.model_copy(update={"options": updated, "name": f"{spec.name}_{suffix}"})
-    graph = lower(spec, input_size, channels, classes, include_top)
+    return analyze_spec(spec, input_size, channels, classes, include_top, outputs, compared=not options)
+
+
+def analyze_spec(
+    spec: Spec,
+    input_size: int | None = None,
+    channels: int | None = None,
+    classes: int | None = None,
+    include_top: bool = True,
+    outputs: list[str] | None = None,
+    compared: bool = True,
+) -> Analysis:
+    """Lower, cost and check a validated spec. Its published numbers are compared only when the
+    network built is the one they describe (the spec's input, classifier and outputs)."""
+    graph = lower(spec, input_size, channels, classes, include_top, outputs)
     cost = total(graph)
-    return Analysis(spec._file, spec, graph, cost, per_stage(graph), check(spec, cost))
+    as_published = (
+        compared
+        and input_size in (None, spec.input.size)
+        and channels in (None, spec.input.channels)
+        and classes in (None, spec.head.classes)
+        and include_top
+        and outputs in (None, spec.outputs)
+    )
+    checks = check(spec, cost) if as_published else []
+    return Analysis(spec._file, spec, graph, cost, per_stage(graph), checks, as_published)
 
 
 def find_specs(paths: list[str | Path]) -> list[Path]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from rescompile.analysis import Analysis, analyze
+from rescompile.artifact import ModelRecord, Preprocessing, add_to_keras_file
 from rescompile.codegen import render_keras
 from rescompile.errors import RescompileError
 from rescompile.fileio import write_atomic, write_text_atomic
@@ -37,7 +39,47 @@ def build_model(analysis: Analysis, source_path: Path, classes: int | None = Non
     from rescompile.keras_backend import load_module
 
     module = load_module(source_path)
-    return module.build(input_shape=analysis.graph.input.shape, classes=classes, include_top=include_top)
+    features = [name for name in analysis.graph.outputs if name != "output"]
+    return module.build(
+        input_shape=analysis.graph.input.shape,
+        classes=classes,
+        outputs=features or None,
+        include_top=include_top,
+    )
+
+
+def model_record(
+    analysis: Analysis,
+    include_top: bool,
+    preprocess: dict | None = None,
+    class_names: list[str] | None = None,
+) -> ModelRecord:
+    """The record a model file built from `analysis` carries (preprocessing: the spec's, unless a
+    training run computed its own)."""
+    height, _, channels = analysis.graph.input.shape
+    head = [node for node in analysis.graph.nodes if node.name == "predictions"]
+    return ModelRecord(
+        spec=analysis.spec.model_dump(mode="json"),
+        input_size=height,
+        channels=channels,
+        classes=head[0].shape[2] if head else None,
+        include_top=include_top,
+        outputs=[name for name in analysis.graph.outputs if name != "output"],
+        preprocess=Preprocessing.model_validate(
+            preprocess or analysis.spec.preprocess.model_dump(mode="json")
+        ),
+        class_names=class_names or [],
+    )
+
+
+def save_model(model, path: Path, record: ModelRecord) -> None:
+    """Save a .keras file atomically, with its rescompile record inside."""
+
+    def write(tmp: Path) -> None:
+        model.save(tmp)
+        add_to_keras_file(tmp, record)
+
+    write_atomic(path, write, suffix=".keras")
 
 
 def build(
@@ -51,17 +93,23 @@ def build(
     freeze: int = 0,
     save: bool = True,
     options: dict | None = None,
+    outputs: list[str] | None = None,
 ) -> BuildResult:
     """Validate, generate, build, load weights and save atomically; nothing is written on error."""
     if classes is not None and classes < 1:
         raise RescompileError(f"--classes must be at least 1, got {classes}")
-    analysis = analyze(spec_path, input_size, in_channels, classes, include_top, options)
+    analysis = analyze(spec_path, input_size, in_channels, classes, include_top, options, outputs)
     if weights and weights != "imagenet" and not Path(weights).is_file():
         raise RescompileError(f"--weights {weights}: file not found")
+    if not 0 <= freeze <= len(analysis.graph.stages):
+        raise RescompileError(f"--freeze must be 0..{len(analysis.graph.stages)}, got {freeze}")
     _check_writable(out)
     source_path = out / f"{analysis.spec.name}.py"
-    write_text_atomic(source_path, render_keras(analysis.spec, analysis.graph, analysis.path))
-    model = build_model(analysis, source_path, classes, include_top)
+    source = render_keras(analysis.spec, analysis.graph, analysis.path)
+    with tempfile.TemporaryDirectory() as scratch:  # the module is written only once it builds
+        scratch_source = Path(scratch) / source_path.name
+        scratch_source.write_text(source, encoding="utf-8")
+        model = build_model(analysis, scratch_source, classes, include_top)
     loaded = 0
     if weights:
         from rescompile.keras_backend import load_weights
@@ -70,11 +118,10 @@ def build(
     if freeze:
         from rescompile.keras_backend import freeze as freeze_stages
 
-        if not 0 <= freeze <= len(analysis.graph.stages):
-            raise RescompileError(f"--freeze must be 0..{len(analysis.graph.stages)}, got {freeze}")
         freeze_stages(model, analysis.graph, freeze)
+    write_text_atomic(source_path, source)
     model_path = None
     if save:
         model_path = out / f"{analysis.spec.name}.keras"
-        write_atomic(model_path, model.save, suffix=".keras")
+        save_model(model, model_path, model_record(analysis, include_top))
     return BuildResult(analysis, model, source_path, model_path, loaded)

@@ -149,20 +149,28 @@ def build_command(
     weights: Annotated[str | None, typer.Option(help="keras.applications .h5 file, or imagenet.")] = None,
     include_top: Annotated[bool, typer.Option(help="Keep the classifier.")] = True,
     freeze: Annotated[int, typer.Option(help="Freeze the stem and the first N stages.")] = 0,
+    outputs: Annotated[
+        str | None, typer.Option(help="Stage outputs instead of the classifier, e.g. C3,C4,C5.")
+    ] = None,
     onnx: Annotated[bool, typer.Option("--onnx", help="Also export <out>/<name>.onnx.")] = False,
 ) -> None:
     """Generate the Keras module, build the model and save <out>/<name>.keras."""
-    from rescompile.build import build
+    from rescompile.build import build, model_record
     from rescompile.summary import print_build_summary
 
-    result = build(spec, out, input_size, classes, in_channels, weights, include_top, freeze)
+    features = [name.strip() for name in outputs.split(",")] if outputs is not None else None
+    result = build(
+        spec, out, input_size, classes, in_channels, weights, include_top, freeze, outputs=features
+    )
     print_build_summary(result)
     if onnx:
-        from rescompile.export import write_onnx
+        from rescompile.export import onnx_options, write_onnx
         from rescompile.onnx_export import ExportOptions
 
-        path = out / f"{result.analysis.spec.name}.onnx"
-        write_onnx(result.model, result.analysis, path, ExportOptions())
+        analysis = result.analysis
+        path = out / f"{analysis.spec.name}.onnx"
+        options = onnx_options(ExportOptions(), analysis, model_record(analysis, include_top))
+        write_onnx(result.model, analysis, path, options)
         typer.echo(f"wrote {path}")
 
 
@@ -196,7 +204,10 @@ def export_command(
         analysis = export(source, output, spec, options)
         typer.echo(f"wrote {output} ({analysis.spec.name}, {analysis.graph.input.shape[0]}px)")
         return
-    _export_int8(source, output, spec, options, calibration, calibration_size)
+    from rescompile.export import export_int8
+
+    analysis, count = export_int8(source, output, spec, options, calibration, calibration_size)
+    typer.echo(f"wrote {output} (INT8, {analysis.spec.name}, calibrated on {count} images)")
 
 
 def _class_names(path: Path | None) -> list[str]:
@@ -206,25 +217,6 @@ def _class_names(path: Path | None) -> list[str]:
         return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     except OSError as exc:
         raise RescompileError(f"--class-names {path}: {exc.strerror or exc}") from None
-
-
-def _export_int8(
-    source: Path, output: Path, spec: Path | None, options, calibration: Path, limit: int
-) -> None:
-    import tempfile
-
-    from rescompile.export import export
-    from rescompile.fileio import write_atomic
-    from rescompile.quantize import calibration_images, quantize
-
-    with tempfile.TemporaryDirectory() as scratch:
-        fp32 = Path(scratch) / "fp32.onnx"
-        analysis = export(source, fp32, spec, options)
-        images = calibration_images(calibration, analysis.graph.input.shape[0], limit)
-        typer.echo(f"calibrating on {len(images)} images...", err=True)
-        config = analysis.spec.preprocess.model_dump(mode="json")
-        write_atomic(output, lambda tmp: quantize(fp32, tmp, images, config), suffix=".onnx")
-    typer.echo(f"wrote {output} (INT8, {analysis.spec.name})")
 
 
 @app.command("predict")
@@ -267,20 +259,29 @@ def bench_command(
     provider: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
 ) -> None:
     """Throughput (img/s) and latency p50/p99 per batch size on onnxruntime."""
-    from rescompile.runtime import bench_session, open_session
+    from rescompile.runtime import bench_session, input_geometry, metadata, open_session, run_session
 
     try:
         sizes = [int(b) for b in batch.split(",")]
     except ValueError:
         raise RescompileError(f"--batch must be comma-separated integers, got {batch!r}") from None
+    if not all(1 <= size <= 4096 for size in sizes):
+        raise RescompileError(f"--batch sizes must be between 1 and 4096, got {batch!r}")
+    if not (0 < seconds <= 3600) or not (0 <= warmup <= 10_000):
+        raise RescompileError("--seconds must be in (0, 3600] and --warmup in 0..10000")
     session = open_session(model, provider)
-    shape = tuple(session.get_inputs()[0].shape[1:])
+    geometry = input_geometry(session, metadata(session, model), model)
+    if geometry.batch is not None and set(sizes) != {geometry.batch}:
+        raise RescompileError(
+            f"{model}: takes batches of exactly {geometry.batch}; pass --batch {geometry.batch}"
+        )
+    shape = geometry.sample_shape
     typer.echo(f"{model} on {session.get_providers()[0]}")
     typer.echo("| batch | img/s | p50 ms | p99 ms | runs |\n|---:|---:|---:|---:|---:|")
     for size in sizes:
 
         def run(x):
-            return session.run(None, {"input": x})
+            return run_session(session, {geometry.name: x}, model)
 
         row = bench_session(run, shape, size, seconds, warmup)
         cells = (

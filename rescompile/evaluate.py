@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,15 +32,10 @@ def evaluate(
     if model_path.is_dir():
         model_path = model_path / "model.keras"
     model = load_keras_model(model_path)
-    analysis = analysis_for_model(model, spec)
-    stored = model_path.parent / "preprocess.json"
-    config = (
-        json.loads(stored.read_text())
-        if stored.exists()
-        else analysis.spec.preprocess.model_dump(mode="json")
-    )
-    if config.get("mean") == "per-pixel":
-        raise RescompileError(f"{model_path}: needs the per-pixel mean of its training run (preprocess.json)")
+    analysis, record = analysis_for_model(model, model_path, spec)
+    config = record.preprocess.model_dump(mode="json")
+    if config["mean"] == "per-pixel":
+        raise RescompileError(f"{model_path}: an untrained model; its per-pixel mean is not computed yet")
     normalization = Normalization.from_preprocess(config)
     dataset = load_dataset(data, analysis.graph.input.shape[0], classes)
     if model.output.shape[-1] != dataset.classes:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import sys
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
-from rescompile.analysis import Analysis, analyze, find_library_spec
+from pydantic import ValidationError
+
+from rescompile.analysis import Analysis, analyze, analyze_spec, find_library_spec
+from rescompile.artifact import ModelRecord, read_keras_record
+from rescompile.build import model_record
 from rescompile.errors import RescompileError
 from rescompile.fileio import write_atomic
 from rescompile.onnx_export import ExportOptions
+from rescompile.spec.schema import Spec
 
 
 def load_keras_model(path: Path):
@@ -24,17 +31,48 @@ def load_keras_model(path: Path):
         raise RescompileError(f"{path}: cannot load Keras model ({exc})") from None
 
 
-def analysis_for_model(model, spec: Path | None) -> Analysis:
-    """The IR of the spec a Keras model was built from, at the model's input shape and head."""
+def analysis_from_record(record: ModelRecord, source: Path) -> Analysis:
+    """The IR of the spec a model file carries, at the input, classifier and outputs it was built with."""
+    try:
+        spec = Spec.model_validate(record.spec)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        where = ".".join(map(str, error["loc"]))
+        raise RescompileError(f"{source}: the spec it carries is invalid ({where}: {error['msg']})") from None
+    spec._file = f"{source} (its spec)"
+    return analyze_spec(
+        spec, record.input_size, record.channels, record.classes, record.include_top, record.outputs
+    )
+
+
+def analysis_for_model(model, model_path: Path, spec: Path | None) -> tuple[Analysis, ModelRecord]:
+    """The IR and record of a Keras model: from the record it carries, or from `spec` (which wins;
+    for models made elsewhere, e.g. keras.applications, whose layer names the spec follows)."""
+    record = read_keras_record(model_path)
+    if spec is None and record is not None:
+        return analysis_from_record(record, model_path), record
     spec_path = spec or find_library_spec(model.name)
     _, height, _, channels = model.input.shape
-    names = {layer.name for layer in model.layers}
-    include_top = "predictions" in names
+    include_top = record.include_top if record else "predictions" in {layer.name for layer in model.layers}
     classes = model.get_layer("predictions").units if include_top else None
-    analysis = analyze(spec_path, height, channels, classes, include_top)
+    outputs = record.outputs if record else None
+    analysis = analyze(spec_path, height, channels, classes, include_top, outputs=outputs)
     if analysis.spec.name != model.name:
         raise RescompileError(f"{spec_path} describes {analysis.spec.name}, but the model is {model.name}")
-    return analysis
+    if record is None:
+        record = model_record(analysis, include_top)
+    return analysis, record
+
+
+def onnx_options(options: ExportOptions, analysis: Analysis, record: ModelRecord) -> ExportOptions:
+    """Export options completed from the model's record: its preprocessing, class names, outputs."""
+    return replace(
+        options,
+        preprocess=options.preprocess or record.preprocess.model_dump(mode="json"),
+        class_names=options.class_names or record.class_names,
+        outputs=options.outputs or list(analysis.graph.outputs.values()),
+        record=record,
+    )
 
 
 def write_onnx(model, analysis: Analysis, output: Path, options: ExportOptions) -> None:
@@ -50,17 +88,37 @@ def write_onnx(model, analysis: Analysis, output: Path, options: ExportOptions) 
 
 
 def export(source: Path, output: Path, spec: Path | None, options: ExportOptions) -> Analysis:
-    """Export MODEL.keras (with its spec found by name, or --spec) or SPEC (freshly initialised)."""
+    """Export MODEL.keras (described by the record it carries, or --spec) or SPEC (freshly
+    initialised); the ONNX file carries the model's record and preprocessing."""
     if source.suffix in (".yaml", ".yml"):
-        import tempfile
-
         from rescompile.build import build
 
         with tempfile.TemporaryDirectory() as scratch:
             result = build(source, Path(scratch), save=False)
         model, analysis = result.model, result.analysis
+        record = model_record(analysis, include_top=True)
     else:
         model = load_keras_model(source)
-        analysis = analysis_for_model(model, spec)
-    write_onnx(model, analysis, output, options)
+        analysis, record = analysis_for_model(model, source, spec)
+    write_onnx(model, analysis, output, onnx_options(options, analysis, record))
     return analysis
+
+
+def export_int8(
+    source: Path, output: Path, spec: Path | None, options: ExportOptions, calibration: Path, limit: int
+) -> tuple[Analysis, int]:
+    """Export fp32, then quantize it statically to INT8, calibrated on `limit` images preprocessed
+    as the model's record says (a run's per-pixel mean included); returns the calibration count."""
+    from rescompile.quantize import calibration_images, quantize
+    from rescompile.runtime import metadata, open_session
+
+    if output.suffix != ".onnx":
+        raise RescompileError(f"-o {output}: the output file must end in .onnx")
+    with tempfile.TemporaryDirectory() as scratch:
+        fp32 = Path(scratch) / "fp32.onnx"
+        analysis = export(source, fp32, spec, options)
+        images = calibration_images(calibration, analysis.graph.input.shape[0], limit)
+        print(f"calibrating on {len(images)} images...", file=sys.stderr, flush=True)
+        config = metadata(open_session(fp32, "cpu"), fp32)["preprocess"]
+        write_atomic(output, lambda tmp: quantize(fp32, tmp, images, config), suffix=".onnx")
+    return analysis, len(images)

@@ -289,9 +289,8 @@ def _lower_head(b: _Builder, x: ir.Node, classes: int | None, include_top: bool)
     if head.classes:
         if head.pool == "none":
             raise b.spec.error(("head", "pool"), "a classifier needs global pooling (avg or max)")
-        x = b.add(
-            ir.Dense, "predictions", [x], (1, 1, head.classes), units=head.classes, activation=head.activation
-        )
+        units = classes or head.classes
+        x = b.add(ir.Dense, "predictions", [x], (1, 1, units), units=units, activation=head.activation)
     return x
 
 
@@ -313,18 +312,30 @@ def _lower_head_layers(b: _Builder, x: ir.Node, classes: int | None) -> ir.Node:
     return x
 
 
+def _ancestors(nodes: list[ir.Node], names: list[str]) -> list[ir.Node]:
+    """The nodes that `names` are computed from (themselves included), in topological order."""
+    needed = set(names)
+    for node in reversed(nodes):
+        if node.name in needed:
+            needed.update(node.inputs)
+    return [node for node in nodes if node.name in needed]
+
+
 def lower(
     spec: Spec,
     input_size: int | None = None,
     channels: int | None = None,
     classes: int | None = None,
     include_top: bool = True,
+    outputs: list[str] | None = None,
 ) -> ir.Graph:
     """Lower a spec to the IR graph; size errors name the spec line that caused them.
 
     `input_size`/`channels` override the spec's input: the strides stay those the spec's table
     implies, and the input must be at least as large as the network's total downsampling.
     `classes` overrides the classifier's width; `include_top=False` ends at the backbone.
+    `outputs` (default: the spec's `outputs:`) names stage outputs such as C3, C4, C5 to return
+    instead of the classifier: the graph then holds just what computes them.
     """
     strides = None
     if input_size is not None:
@@ -335,13 +346,20 @@ def lower(
             raise RescompileError(
                 f"input size {input_size} is too small for {spec.name}: it downsamples by {downsampling}"
             )
+    features = list(spec.outputs if outputs is None else outputs)
+    for name in features:
+        if not name[:1] == "C" or not name[1:].isdigit() or not 2 <= int(name[1:]) < 2 + len(spec.stages):
+            raise RescompileError(
+                f"output {name!r}: {spec.name} has stage outputs C2..C{len(spec.stages) + 1}"
+            )
     b = _Builder(spec)
     b.stage = "input"
     size = input_size or spec.input.size
     x = b.add(ir.Input, "input", [], (size, size, channels or spec.input.channels))
     x = _lower_stem(b, x)
     x, plans, stage_outputs = _lower_stages(b, x, strides)
+    if features:
+        named = {name: stage_outputs[int(name[1:]) - 2].name for name in features}
+        return ir.Graph(spec.name, _ancestors(b.nodes, list(named.values())), plans, named)
     x = _lower_head(b, x, classes, include_top)
-    outputs = {name: stage_outputs[int(name[1:]) - 2].name for name in spec.outputs}
-    outputs.setdefault("output", x.name)
-    return ir.Graph(spec.name, b.nodes, plans, outputs)
+    return ir.Graph(spec.name, b.nodes, plans, {"output": x.name})

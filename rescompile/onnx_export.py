@@ -16,6 +16,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from rescompile import ir
+from rescompile.artifact import ModelRecord
 from rescompile.spec.schema import Spec
 
 OPSET = 17
@@ -31,6 +32,7 @@ class ExportOptions:
     outputs: list[str] = field(default_factory=list)
     class_names: list[str] = field(default_factory=list)
     preprocess: dict | None = None  # replaces the spec's (e.g. the per-pixel mean a run computed)
+    record: ModelRecord | None = None  # what the model file carries, stored in the metadata
 
 
 def spec_hash(spec: Spec) -> str:
@@ -248,7 +250,7 @@ def export_onnx(
     graph_input = emitter.input()
     for node in graph.nodes[1:]:
         emitter.node(node)
-    output_names = options.outputs or [graph.outputs["output"]]
+    output_names = options.outputs or list(graph.outputs.values())
     outputs = [emitter.output(name) for name in output_names]
     onnx_graph = helper.make_graph(emitter.nodes, spec.name, [graph_input], outputs, emitter.initializers)
     model = helper.make_model(
@@ -267,6 +269,8 @@ def export_onnx(
         "class_names": json.dumps(options.class_names),
         "bn_folded": str(options.fold_bn).lower(),
     }
+    if options.record is not None:
+        metadata["rescompile"] = options.record.model_dump_json()
     helper.set_model_props(model, metadata)
     onnx.checker.check_model(model, full_check=True)
     return model

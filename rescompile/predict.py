@@ -8,17 +8,21 @@ import numpy as np
 
 from rescompile.errors import RescompileError
 from rescompile.images import preprocess, read_image
-from rescompile.runtime import Prediction, metadata, open_session, top_k
+from rescompile.runtime import Prediction, input_geometry, metadata, open_session, run_session, top_k
 
 
 def _onnx(model: Path, images: list[Path], provider: str) -> tuple[np.ndarray, list[str], str]:
     session = open_session(model, provider)
-    meta = metadata(session)
-    size = int(meta.get("input_size", session.get_inputs()[0].shape[1]))
-    batch = preprocess(np.stack([read_image(path, size) for path in images]), meta.get("preprocess", {}))
-    if meta.get("layout") == "nchw":
+    meta = metadata(session, model)
+    geometry = input_geometry(session, meta, model, rgb=True)
+    if geometry.batch not in (None, len(images)):
+        raise RescompileError(f"{model}: takes batches of exactly {geometry.batch} images, got {len(images)}")
+    batch = preprocess(
+        np.stack([read_image(path, geometry.size) for path in images]), meta.get("preprocess", {})
+    )
+    if geometry.layout == "nchw":
         batch = batch.transpose(0, 3, 1, 2)
-    probabilities = session.run(None, {session.get_inputs()[0].name: batch})[0]
+    probabilities = run_session(session, {geometry.name: batch}, model)[0]
     return probabilities, meta.get("class_names", []), session.get_providers()[0]
 
 
@@ -26,14 +30,14 @@ def _keras(model_path: Path, images: list[Path], spec: Path | None) -> tuple[np.
     from rescompile.export import analysis_for_model, load_keras_model
 
     model = load_keras_model(model_path)
-    analysis = analysis_for_model(model, spec)
+    analysis, record = analysis_for_model(model, model_path, spec)
     size = analysis.graph.input.shape[0]
-    batch = preprocess(
-        np.stack([read_image(path, size) for path in images]), analysis.spec.preprocess.model_dump()
-    )
+    config = record.preprocess.model_dump(mode="json")
+    batch = preprocess(np.stack([read_image(path, size) for path in images]), config)
     import keras
 
-    return np.asarray(model.predict(batch, verbose=0)), [], f"keras ({keras.backend.backend()})"
+    engine = f"keras ({keras.backend.backend()})"
+    return np.asarray(model.predict(batch, verbose=0)), record.class_names, engine
 
 
 def predict(

@@ -31,6 +31,8 @@ def print_build_summary(result: BuildResult, console: Console | None = None) -> 
         "total", "", "", thousands(cost.params), thousands(cost.params_total), si(cost.macs), style="bold"
     )
     console.print(table)
+    if not analysis.compared:
+        console.print("paper numbers: not compared (this build changes the input, classifier or outputs)")
     for check in analysis.checks:
         mark = "[green]✓[/green]" if check.ok else "[red]✗[/red]"
         console.print(

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from rescompile.errors import RescompileError
-from rescompile.fileio import write_atomic, write_text_atomic
+from rescompile.fileio import write_text_atomic
 from rescompile.recipe import Recipe
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -261,6 +261,7 @@ def _finish(options, analysis, model, dataset, normalization, preprocess, state,
     """Test accuracy, plots, the final model (no optimizer) and its ONNX export, summary.json."""
     import keras
 
+    from rescompile.build import model_record, save_model
     from rescompile.pipeline import evaluation_dataset
     from rescompile.reports import plot_curves
 
@@ -273,13 +274,15 @@ def _finish(options, analysis, model, dataset, normalization, preprocess, state,
     keras.mixed_precision.set_global_policy("float32")
     final = _fresh_model(options, dataset.classes, dataset.x_train.shape[1])
     final.model.set_weights(model.get_weights())
-    write_atomic(run_dir / "model.keras", final.model.save, suffix=".keras")
+    analysis = final.analysis  # the network trained: its classifier has the data's classes
+    record = model_record(analysis, include_top=True, preprocess=preprocess, class_names=dataset.class_names)
+    save_model(final.model, run_dir / "model.keras", record)
     if options.export_onnx:
-        from rescompile.export import write_onnx
+        from rescompile.export import onnx_options, write_onnx
         from rescompile.onnx_export import ExportOptions
 
-        export_options = ExportOptions(class_names=dataset.class_names, preprocess=preprocess)
-        write_onnx(final.model, final.analysis, run_dir / "model.onnx", export_options)
+        export_options = onnx_options(ExportOptions(), analysis, record)
+        write_onnx(final.model, analysis, run_dir / "model.onnx", export_options)
     if rows:
         plot_curves(rows, run_dir)
     images_per_second = [float(r["images_per_second"]) for r in rows]

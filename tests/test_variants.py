@@ -37,7 +37,7 @@ outputs: [C3, C4, C5]
 def test_deep_stem_on_one_channel_counts_its_three_convs(tmp_path: Path) -> None:
     spec = tmp_path / "deep.yaml"
     spec.write_text(DEEP_STEM)
-    deep, paper = analyze(spec), analyze("specs/resnet50.yaml")
+    deep, paper = analyze(spec), analyze("specs/resnet50.yaml", outputs=["C3", "C4", "C5"])
     stem_params = (3 * 3 * 1 * 32 + 64) + (3 * 3 * 32 * 32 + 64) + (3 * 3 * 32 * 64 + 128)
     paper_stem = 7 * 7 * 3 * 64 + 128
     assert deep.cost.params - paper.cost.params == stem_params - paper_stem
@@ -48,7 +48,8 @@ def test_deep_stem_on_one_channel_counts_its_three_convs(tmp_path: Path) -> None
         "conv1_2_conv",
     ]
     assert deep.graph.outputs["C5"] == "conv5_block3_out"
-    assert deep.cost.depth == 52
+    assert deep.cost.depth == 51, "3 stem convs and 48 in blocks; the features model has no fc"
+    assert not any(n.stage == "head" for n in deep.graph.nodes)
 
 
 def test_cifar100_python_archive(tmp_path: Path) -> None:

@@ -1,0 +1,143 @@
+"""Model files carry their spec, classifier and preprocessing: a trained run's per-pixel mean and
+class count reach every consumer (predict, export, INT8 calibration), from any directory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+
+from rescompile.artifact import read_keras_record
+from tests.synthetic import colour_images
+
+keras = pytest.importorskip("keras")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rescompile", *args], capture_output=True, text=True, cwd=cwd
+    )
+
+
+def onnx_meta(path: Path) -> dict:
+    return {prop.key: prop.value for prop in onnx.load(str(path)).metadata_props}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> dict:
+    """ResNet-20 trained one epoch on an image folder of 3 classes (the spec has 10)."""
+    root = tmp_path_factory.mktemp("record")
+    images, labels = colour_images(240, seed=3)
+    labels = labels % 3
+    for index, (image, label) in enumerate(zip(images, labels, strict=True)):
+        folder = root / "data" / f"class{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{index}.png")
+    run_dir = root / "run"
+    done = cli(
+        "train", "specs/cifar/resnet20.yaml", "--data", str(root / "data"), "--out", str(run_dir),
+        "--recipe", "paper", "--epochs", "1", "--batch-size", "32", "--set", "validation=20",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    probes = [root / "data" / f"class{k}" / name for k in range(3) for name in sorted(
+        p.name for p in (root / "data" / f"class{k}").iterdir())[:2]]  # fmt: skip
+    return {"root": root, "run": run_dir, "probes": probes}
+
+
+def test_trained_model_records_the_data_classes_and_the_run_mean(run: dict) -> None:
+    record = read_keras_record(run["run"] / "model.keras")
+    assert record is not None and record.classes == 3
+    assert record.class_names == ["class0", "class1", "class2"]
+    mean = np.asarray(record.preprocess.mean)
+    assert mean.shape == (32, 32, 3) and 0.1 < mean.mean() < 0.9, "the per-pixel mean of the run, scaled"
+    session_meta = onnx_meta(run["run"] / "model.onnx")
+    assert json.loads(session_meta["preprocess"])["mean"] == record.preprocess.mean
+    assert (
+        onnx.load(str(run["run"] / "model.onnx")).graph.output[0].type.tensor_type.shape.dim[1].dim_value == 3
+    )
+
+
+def test_keras_and_onnx_of_a_run_predict_alike_from_another_directory(run: dict, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    exported = elsewhere / "again.onnx"
+    done = cli("export", str(run["run"] / "model.keras"), "-o", str(exported), cwd=elsewhere)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(onnx_meta(exported)["preprocess"]) == json.loads(
+        onnx_meta(run["run"] / "model.onnx")["preprocess"]
+    )
+    answers = []
+    for model in (run["run"] / "model.keras", run["run"] / "model.onnx", exported):
+        done = cli("predict", str(model), *map(str, run["probes"]), "--json", "--top-k", "3", cwd=elsewhere)
+        assert done.returncode == 0, done.stderr
+        answers.append(json.loads(done.stdout))
+    for keras_result, *onnx_results in zip(*answers, strict=True):
+        keras_p = {t["class"]: t["p"] for t in keras_result["top"]}
+        for other in onnx_results:
+            assert other["top"][0]["name"] == keras_result["top"][0]["name"]
+            assert all(abs(keras_p[t["class"]] - t["p"]) < 1e-4 for t in other["top"])
+
+
+def test_int8_calibrates_with_the_run_preprocessing(run: dict, monkeypatch, tmp_path: Path) -> None:
+    from rescompile import quantize
+    from rescompile.export import export_int8
+    from rescompile.onnx_export import ExportOptions
+
+    seen = {}
+
+    def capture(model_path, output, calibration, config):
+        seen["config"] = config
+        Path(output).write_bytes(Path(model_path).read_bytes())
+
+    monkeypatch.setattr(quantize, "quantize", capture)
+    calibration = run["probes"][0].parent
+    export_int8(run["run"] / "model.keras", tmp_path / "q.onnx", None, ExportOptions(), calibration, 8)
+    record = read_keras_record(run["run"] / "model.keras")
+    assert seen["config"]["mean"] == record.preprocess.mean
+
+
+def test_build_classes_override_reaches_ir_keras_and_onnx(tmp_path: Path) -> None:
+    done = cli("build", "specs/cifar/resnet20.yaml", "--classes", "3", "--onnx", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "not compared" in done.stdout and "✗" not in done.stdout
+    assert "✓ Keras count_params() 270,643 (IR: 270,643)" in done.stdout
+    model = onnx.load(str(tmp_path / "cifar_resnet20.onnx"))
+    assert model.graph.output[0].type.tensor_type.shape.dim[1].dim_value == 3
+    assert read_keras_record(tmp_path / "cifar_resnet20.keras").classes == 3
+    again = cli("export", str(tmp_path / "cifar_resnet20.keras"), "-o", str(tmp_path / "again.onnx"))
+    assert again.returncode == 0, again.stderr
+
+
+def test_stage_outputs_build_and_export(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    done = cli("build", "specs/cifar/resnet20.yaml", "--outputs", "C3,C4", "--onnx", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "✗" not in done.stdout
+    session = ort.InferenceSession(str(tmp_path / "cifar_resnet20.onnx"), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
+    onnx_features = session.run(None, {"input": x})
+    model = keras.saving.load_model(tmp_path / "cifar_resnet20.keras")
+    keras_features = model.predict(x, verbose=0)
+    for ours, theirs in zip(onnx_features, keras_features, strict=True):
+        np.testing.assert_allclose(ours, theirs.transpose(0, 3, 1, 2), atol=1e-4)
+    again = cli("export", str(tmp_path / "cifar_resnet20.keras"), "-o", str(tmp_path / "again.onnx"))
+    assert again.returncode == 0, again.stderr
+
+
+def test_keras_file_loads_with_plain_keras_in_a_python_without_rescompile(tmp_path: Path) -> None:
+    assert cli("build", "specs/cifar/resnet20.yaml", "--out", str(tmp_path)).returncode == 0
+    code = (
+        "import sys, keras; sys.modules['rescompile'] = None; "
+        f"m = keras.saving.load_model({str(tmp_path / 'cifar_resnet20.keras')!r}); print(m.count_params())"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("271098")
