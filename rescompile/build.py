@@ -12,6 +12,8 @@ from rescompile.artifact import ModelRecord, Preprocessing, add_to_keras_file
 from rescompile.codegen import render_keras
 from rescompile.errors import RescompileError
 from rescompile.fileio import write_atomic, write_text_atomic
+from rescompile.memory import require_memory
+from rescompile.spec.schema import MAX_SIZE
 
 
 @dataclass
@@ -23,6 +25,11 @@ class BuildResult:
     source_path: Path
     model_path: Path | None
     loaded_layers: int
+
+
+def _check_range(option: str, value: int | None, low: int, high: int) -> None:
+    if value is not None and not low <= value <= high:
+        raise RescompileError(f"{option} must be between {low} and {high:,}, got {value}")
 
 
 def _check_writable(out: Path) -> None:
@@ -94,11 +101,16 @@ def build(
     save: bool = True,
     options: dict | None = None,
     outputs: list[str] | None = None,
+    check_memory: bool = True,
+    allow_partial: bool = False,
 ) -> BuildResult:
     """Validate, generate, build, load weights and save atomically; nothing is written on error."""
-    if classes is not None and classes < 1:
-        raise RescompileError(f"--classes must be at least 1, got {classes}")
+    _check_range("--classes", classes, 1, 1_000_000)
+    _check_range("--input-size", input_size, 1, MAX_SIZE)
+    _check_range("--in-channels", in_channels, 1, 64)
     analysis = analyze(spec_path, input_size, in_channels, classes, include_top, options, outputs)
+    if check_memory:
+        require_memory(analysis)
     if weights and weights != "imagenet" and not Path(weights).is_file():
         raise RescompileError(f"--weights {weights}: file not found")
     if not 0 <= freeze <= len(analysis.graph.stages):
@@ -114,7 +126,7 @@ def build(
     if weights:
         from rescompile.keras_backend import load_weights
 
-        loaded = load_weights(model, weights)
+        loaded = load_weights(model, weights, graph=analysis.graph, allow_partial=allow_partial)
     if freeze:
         from rescompile.keras_backend import freeze as freeze_stages
 

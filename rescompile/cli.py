@@ -153,6 +153,12 @@ def build_command(
         str | None, typer.Option(help="Stage outputs instead of the classifier, e.g. C3,C4,C5.")
     ] = None,
     onnx: Annotated[bool, typer.Option("--onnx", help="Also export <out>/<name>.onnx.")] = False,
+    memory_check: Annotated[
+        bool, typer.Option(help="Refuse networks larger than the free memory (with the estimate).")
+    ] = True,
+    allow_partial: Annotated[
+        bool, typer.Option("--allow-partial", help="Load --weights that lack some layers (warn, not fail).")
+    ] = False,
 ) -> None:
     """Generate the Keras module, build the model and save <out>/<name>.keras."""
     from rescompile.build import build, model_record
@@ -160,7 +166,17 @@ def build_command(
 
     features = [name.strip() for name in outputs.split(",")] if outputs is not None else None
     result = build(
-        spec, out, input_size, classes, in_channels, weights, include_top, freeze, outputs=features
+        spec,
+        out,
+        input_size,
+        classes,
+        in_channels,
+        weights,
+        include_top,
+        freeze,
+        outputs=features,
+        check_memory=memory_check,
+        allow_partial=allow_partial,
     )
     print_build_summary(result)
     if onnx:
@@ -214,9 +230,16 @@ def _class_names(path: Path | None) -> list[str]:
     if path is None:
         return []
     try:
-        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if path.stat().st_size > 16 * 2**20:
+            raise RescompileError(f"--class-names {path}: file too large for a list of names")
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RescompileError(f"--class-names {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise RescompileError(f"--class-names {path}: not UTF-8 text (one class name per line)") from None
+    if "\x00" in text:
+        raise RescompileError(f"--class-names {path}: a binary file, not one class name per line")
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 @app.command("predict")
@@ -318,6 +341,12 @@ def train_command(
     classes: Annotated[int, typer.Option(help="10 (CIFAR-10) or 100 (CIFAR-100).")] = 10,
     weights: Annotated[str | None, typer.Option(help="Pretrained keras.applications .h5 weights.")] = None,
     freeze: Annotated[str | None, typer.Option(help="Freeze `backbone` or the stem and N stages.")] = None,
+    memory_check: Annotated[
+        bool, typer.Option(help="Refuse networks and batches larger than the free memory.")
+    ] = True,
+    allow_partial: Annotated[
+        bool, typer.Option("--allow-partial", help="Load --weights that lack some layers (warn, not fail).")
+    ] = False,
 ) -> None:
     """Train a spec with a recipe; checkpoint every epoch; export the final model to ONNX."""
     from rescompile.recipe import load_recipe
@@ -332,8 +361,25 @@ def train_command(
         overrides.append(f"optimizer.lr={lr}")
     if freeze is not None and freeze != "backbone" and not freeze.isdigit():
         raise RescompileError(f"--freeze must be backbone or a number of stages, got {freeze!r}")
+    if not 0 <= seed < 2**31:
+        raise RescompileError(f"--seed must be between 0 and 2147483647, got {seed}")
+    if not 1 <= cpu_devices <= 64:
+        raise RescompileError(f"--cpu-devices must be between 1 and 64, got {cpu_devices}")
     options = TrainOptions(
-        spec, data, out, precision, jit, seed, resume, distribute, cpu_devices, classes, True, weights, freeze
+        spec=spec,
+        data=data,
+        out=out,
+        precision=precision,
+        jit=jit,
+        seed=seed,
+        resume=resume,
+        distribute=distribute,
+        cpu_devices=cpu_devices,
+        classes=classes,
+        weights=weights,
+        freeze=freeze,
+        check_memory=memory_check,
+        allow_partial=allow_partial,
     )
     summary = train(options, load_recipe(recipe, overrides))
     typer.echo(json.dumps(summary, indent=2))

@@ -55,35 +55,72 @@ def _adapt_channels(kernel: np.ndarray, channels: int) -> np.ndarray:
     return np.repeat(mean, channels, axis=2) * (kernel.shape[2] / channels)
 
 
-def load_weights(model, path: str | Path) -> int:
+MAX_LISTED = 10  # layer names listed in one message; the rest are counted
+
+
+def _listing(names: list[str]) -> str:
+    """'a, b, c' or 'a, ..., j and 5 more'."""
+    shown = ", ".join(names[:MAX_LISTED])
+    return shown if len(names) <= MAX_LISTED else f"{shown} and {len(names) - MAX_LISTED} more"
+
+
+def _layers(count: int) -> str:
+    return f"{count} layer of the model has" if count == 1 else f"{count} layers of the model have"
+
+
+def load_weights(
+    model, path: str | Path, *, graph: ir.Graph | None = None, allow_partial: bool = False
+) -> int:
     """Load keras.applications HDF5 weights by layer name; returns how many layers were loaded.
 
     `imagenet` fetches the official file through keras.applications (needs a network). Layers of the
     file that the model lacks (e.g. the classifier of an include_top=False model) are skipped; a
     shape mismatch is an error listing every mismatched layer. A stem conv with other than 3 input
     channels gets the RGB kernel averaged over channels.
+
+    Every layer of the model that has weights must find them in the file, except, with the IR
+    `graph`, the head (a `*_notop.h5` backbone under a new head: reported on stderr as randomly
+    initialised). Other missing layers are an error listing them, or with `allow_partial` a
+    warning on stderr while the rest loads. Non-finite weights are refused. Every check runs
+    before any weight is set: on error the model is unchanged.
     """
     path = Path(_fetch_imagenet(model) if str(path) == "imagenet" else path)
     saved = _read_legacy_h5(path)
-    by_name = {layer.name: layer for layer in model.layers}
-    loaded, mismatched = 0, []
-    for name, arrays in saved.items():
-        layer = by_name.get(name)
-        if layer is None:
+    stage_of = {node.name: node.stage for node in graph.nodes} if graph is not None else {}
+    planned, mismatched, missing, new_head = [], [], [], []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        arrays = saved.get(layer.name)
+        if arrays is None:
+            (new_head if stage_of.get(layer.name) == "head" else missing).append(layer.name)
             continue
         targets = [tuple(w.shape) for w in layer.weights]
         if len(arrays) == len(targets) and arrays[0].ndim == 4 and arrays[0].shape[2] != targets[0][2]:
             arrays = [_adapt_channels(arrays[0], targets[0][2]), *arrays[1:]]
         if [a.shape for a in arrays] != targets:
-            mismatched.append(f"{name}: file {[a.shape for a in arrays]} vs model {targets}")
+            mismatched.append(f"{layer.name}: file {[a.shape for a in arrays]} vs model {targets}")
             continue
-        layer.set_weights(arrays)
-        loaded += 1
+        planned.append((layer, arrays))
     if mismatched:
         raise RescompileError(f"{path}: {len(mismatched)} layers do not match: " + "; ".join(mismatched))
-    if not loaded:
+    for layer, arrays in planned:
+        if any(a.dtype.kind not in "fiub" for a in arrays):
+            raise RescompileError(f"{path}: layer {layer.name} has non-numeric weights")
+        if not all(np.isfinite(a).all() for a in arrays):
+            raise RescompileError(f"{path}: layer {layer.name} has non-finite weights (NaN or Inf)")
+    if not planned:
         raise RescompileError(f"{path}: no layer of the file has a name in the model")
-    return loaded
+    if missing:
+        message = f"{path}: {_layers(len(missing))} no weights in the file: {_listing(missing)}"
+        if not allow_partial:
+            raise RescompileError(f"{message} (--allow-partial loads the rest)")
+        print(f"warning: {message} (left randomly initialised)", file=sys.stderr, flush=True)
+    if new_head:
+        print(f"{path}: new head, randomly initialised: {_listing(new_head)}", file=sys.stderr, flush=True)
+    for layer, arrays in planned:
+        layer.set_weights(arrays)
+    return len(planned)
 
 
 def _fetch_imagenet(model) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rescompile.errors import RescompileError
 from rescompile.spec.loader import load_yaml_mapping
@@ -23,7 +23,7 @@ Positive = Annotated[float, Field(gt=0)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class Optimizer(_Strict):
@@ -53,6 +53,15 @@ class Schedule(_Strict):
     warmup_steps: Annotated[int, Field(ge=0)] = 0
     warmup_factor: Positive = 0.1
 
+    @model_validator(mode="after")
+    def _one_factor_per_boundary(self) -> Schedule:
+        if len(self.boundaries) != len(self.factors):
+            raise ValueError(
+                "boundaries and factors must have equal lengths, "
+                f"got {len(self.boundaries)} and {len(self.factors)}"
+            )
+        return self
+
 
 class Plateau(_Strict):
     """ReduceLROnPlateau on validation accuracy (applied on top of the schedule)."""
@@ -66,8 +75,8 @@ class Erasing(_Strict):
     """Random erasing (Zhong et al.): probability, area fraction and aspect-ratio ranges."""
 
     p: Annotated[float, Field(ge=0, le=1)] = 0.5
-    area: tuple[Positive, Positive] = (0.02, 0.4)
-    aspect: tuple[Positive, Positive] = (0.3, 1 / 0.3)
+    area: Annotated[list[Positive], Field(min_length=2, max_length=2)] = [0.02, 0.4]
+    aspect: Annotated[list[Positive], Field(min_length=2, max_length=2)] = [0.3, 1 / 0.3]
     per_pixel: bool = False
 
 

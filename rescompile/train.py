@@ -6,17 +6,21 @@ optimizer), loss.png / accuracy.png / lr.png, summary.json, model.keras and mode
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from rescompile.errors import RescompileError
-from rescompile.fileio import write_text_atomic
+from rescompile.fileio import remove_stale_temporaries, write_text_atomic
+from rescompile.memory import require_memory
 from rescompile.recipe import Recipe
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -39,6 +43,8 @@ class TrainOptions:
     export_onnx: bool = True
     weights: str | None = None
     freeze: str | None = None
+    check_memory: bool = True
+    allow_partial: bool = False
 
 
 def configure_devices(cpu_devices: int) -> None:
@@ -110,9 +116,14 @@ def _pretrained(model, graph, options: TrainOptions) -> None:
     from rescompile.keras_backend import freeze, load_weights
 
     if options.weights:
-        print(f"loaded {load_weights(model, options.weights)} layers from {options.weights}", flush=True)
+        loaded = load_weights(model, options.weights, graph=graph, allow_partial=options.allow_partial)
+        print(f"loaded {loaded} layers from {options.weights}", flush=True)
     if options.freeze:
         stages = len(graph.stages) if options.freeze == "backbone" else int(options.freeze)
+        if stages > len(graph.stages):
+            raise RescompileError(
+                f"--freeze must be backbone or 0..{len(graph.stages)}, got {options.freeze}"
+            )
         print(f"froze {len(freeze(model, graph, stages))} layers (stem and {stages} stages)", flush=True)
 
 
@@ -125,20 +136,60 @@ def _unfreeze(model) -> None:
 def _fresh_model(options: TrainOptions, classes: int, input_size: int):
     from rescompile.build import build
 
-    result = build(options.spec, options.out, input_size=input_size, classes=classes, save=False)
+    result = build(
+        options.spec,
+        options.out,
+        input_size=input_size,
+        classes=classes,
+        save=False,
+        check_memory=options.check_memory,
+    )
     return result
+
+
+RUN_FILES = (
+    "checkpoint.keras",
+    "state.json",
+    "metrics.csv",
+    "recipe.json",
+    "preprocess.json",
+    "model.keras",
+    "model.onnx",
+    "summary.json",
+)
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold RUN_DIR/.lock while training: a second `train` into the same folder is refused.
+
+    An advisory lock (flock) that the kernel releases when the process dies, so a killed run
+    never leaves a stale lock behind.
+    """
+    import fcntl
+
+    handle = (run_dir / ".lock").open("a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            raise RescompileError(
+                f"{run_dir}: another `rescompile train` ({owner}) is writing to it"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
 
 
 def train(options: TrainOptions, recipe: Recipe) -> dict:
     """Train, checkpointing every epoch; returns the summary written to summary.json."""
     configure_devices(options.cpu_devices)
-    import keras
-
-    from rescompile.callbacks import Plateau, RunRecorder, StopAtStep, read_metrics
-    from rescompile.data import load_dataset
-    from rescompile.pipeline import evaluation_dataset, fit_normalization, training_dataset
-    from rescompile.schedule import make_optimizer, make_schedule
-
     if options.precision not in PRECISIONS:
         raise RescompileError(
             f"--precision must be one of {', '.join(PRECISIONS)}, got {options.precision!r}"
@@ -147,21 +198,70 @@ def train(options: TrainOptions, recipe: Recipe) -> dict:
     state_path = run_dir / "state.json"
     state: dict = {}
     if options.resume:
-        if not state_path.exists():
-            raise RescompileError(
-                f"--resume: {run_dir} has no state.json (no completed epoch to resume from)"
-            )
-        state = json.loads(state_path.read_text())
-        recipe = Recipe.model_validate(json.loads((run_dir / "recipe.json").read_text()))
+        state, recipe = _resumable(run_dir)
         options.seed = state["seed"]
     elif state_path.exists():
         raise RescompileError(
             f"{run_dir} already holds a run: pass --resume to continue it, or another --out"
         )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(run_dir):
+        return _train(options, recipe, state)
+
+
+def _resumable(run_dir: Path) -> tuple[dict, Recipe]:
+    """The state and recipe of an interrupted run, checked, with killed writes' temporaries removed."""
+    for name in RUN_FILES:
+        remove_stale_temporaries(run_dir, name)
+    state_path = run_dir / "state.json"
+    if not state_path.is_file():
+        raise RescompileError(f"--resume: {run_dir} has no state.json (no completed epoch to resume from)")
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        if not isinstance(state, dict) or not isinstance(state.get("seed"), int):
+            raise ValueError("no seed")
+        for key in ("epoch", "step"):
+            if not isinstance(state.get(key), int) or state[key] < 0:
+                raise ValueError(f"no {key}")
+    except (ValueError, UnicodeDecodeError, OSError) as exc:
+        raise RescompileError(f"--resume: {state_path} is damaged ({exc}); start a new run") from None
+    try:
+        recipe = Recipe.model_validate_json((run_dir / "recipe.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RescompileError(f"--resume: {run_dir} has no recipe.json; start a new run") from None
+    except (ValueError, UnicodeDecodeError, OSError) as exc:
+        first = str(exc).splitlines()[0]
+        raise RescompileError(f"--resume: {run_dir / 'recipe.json'} is damaged ({first})") from None
+    if not (run_dir / "checkpoint.keras").is_file():
+        raise RescompileError(f"--resume: {run_dir} has no checkpoint.keras; start a new run")
+    return state, recipe
+
+
+def _load_checkpoint(path: Path):
+    import keras
+
+    try:
+        return keras.saving.load_model(path)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise RescompileError(f"--resume: {path} is damaged ({first}); start a new run") from None
+
+
+def _train(options: TrainOptions, recipe: Recipe, state: dict) -> dict:
+    import keras
+
+    from rescompile.callbacks import Plateau, RunRecorder, StopAtStep, read_metrics
+    from rescompile.data import load_dataset
+    from rescompile.pipeline import evaluation_dataset, fit_normalization, training_dataset
+    from rescompile.schedule import make_optimizer, make_schedule
+
+    run_dir = options.out
 
     from rescompile.analysis import analyze
 
     analysis = analyze(options.spec)
+    if options.check_memory:
+        require_memory(analysis, recipe.batch_size, training=True)
     dataset = load_dataset(options.data, analysis.spec.input.size, options.classes)
     (x_train, y_train), (x_val, y_val) = _split(dataset, recipe.validation, options.seed)
     keras.utils.set_random_seed(options.seed)
@@ -186,7 +286,7 @@ def train(options: TrainOptions, recipe: Recipe) -> dict:
     finetune_epochs = math.ceil(finetune.epochs) if finetune else 0
     with strategy.scope():
         if options.resume:
-            model = keras.saving.load_model(run_dir / "checkpoint.keras")
+            model = _load_checkpoint(run_dir / "checkpoint.keras")
             schedule = model.optimizer.learning_rate
         else:
             built = _fresh_model(options, dataset.classes, x_train.shape[1])
@@ -219,7 +319,11 @@ def train(options: TrainOptions, recipe: Recipe) -> dict:
             shuffle=False,
         )
         if recorder.nan_step is not None:
-            kept = f"the last good checkpoint (epoch {state['epoch']}) is kept in {run_dir}"
+            kept = (
+                f"the last good checkpoint (epoch {state['epoch']}) is kept in {run_dir}"
+                if (run_dir / "checkpoint.keras").is_file()
+                else "no epoch finished, so there is no checkpoint"
+            )
             raise RescompileError(f"loss became NaN at step {recorder.nan_step}; training stopped; {kept}")
 
     if state.get("phase", 1) == 1:

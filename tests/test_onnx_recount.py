@@ -1,0 +1,137 @@
+"""`table --from-onnx`: the recount of an exported (folded, unfolded, INT8) file against the spec."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from rescompile import ir
+from rescompile.analysis import analyze
+from rescompile.errors import RescompileError
+from rescompile.onnx_count import recount
+
+pytest.importorskip("keras")
+SPEC = Path("specs/cifar/resnet20.yaml")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    """resnet20 exported with BN folded (the default), unfolded, and quantized to INT8 (QDQ)."""
+    from rescompile.build import build
+    from rescompile.export import write_onnx
+    from rescompile.onnx_export import ExportOptions
+    from rescompile.quantize import quantize
+
+    folder = tmp_path_factory.mktemp("onnx")
+    result = build(SPEC, folder, save=False)
+    paths = {"fp32": folder / "resnet20.onnx", "unfolded": folder / "unfolded.onnx"}
+    write_onnx(result.model, result.analysis, paths["fp32"], ExportOptions())
+    write_onnx(result.model, result.analysis, paths["unfolded"], ExportOptions(fold_bn=False))
+    calibration = np.random.default_rng(0).uniform(0, 255, (32, 32, 32, 3)).astype("float32")
+    paths["int8"] = folder / "resnet20_int8.onnx"
+    quantize(paths["fp32"], paths["int8"], calibration, {"scale": 1 / 255})
+    return paths
+
+
+def _table(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rescompile", "table", *args], capture_output=True, text=True
+    )
+
+
+def _bn_activations(graph: ir.Graph) -> int:
+    return sum(int(np.prod(node.shape)) for node in graph.nodes if isinstance(node, ir.BatchNorm))
+
+
+def test_unfolded_recount_equals_the_spec_in_every_column(files: dict[str, Path]) -> None:
+    counted = recount(files["unfolded"])
+    assert counted.cost == analyze(SPEC).cost
+    assert not counted.bn_folded and counted.name == counted.spec.name == "cifar_resnet20"
+
+
+def test_folded_recount_keeps_weights_macs_and_depth(files: dict[str, Path]) -> None:
+    analysis = analyze(SPEC)
+    counted = recount(files["fp32"])
+    cost, spec = counted.cost, analysis.cost
+    assert (
+        (cost.weights, cost.macs, cost.depth)
+        == (spec.weights, spec.macs, spec.depth)
+        == (268_346, 40_551_040, 20)
+    )
+    # BN lives in the convolutions: a bias per folded conv, no BN parameters, statistics or outputs.
+    assert counted.bn_folded
+    assert (cost.bn_params, cost.bn_stats) == (0, 0)
+    assert cost.conv_bias == spec.bn_params // 2 == 688
+    assert cost.activations == spec.activations - _bn_activations(analysis.graph)
+
+
+def test_int8_file_counts_the_same_weights_and_macs(files: dict[str, Path]) -> None:
+    ops = {node.op_type for node in onnx.load(str(files["int8"])).graph.node}
+    assert "DequantizeLinear" in ops  # QDQ: the Conv weights are not initializers of the Conv
+    fp32, int8 = recount(files["fp32"]), recount(files["int8"])
+    assert (int8.cost.weights, int8.cost.conv_bias, int8.cost.macs, int8.cost.depth) == (
+        fp32.cost.weights,
+        fp32.cost.conv_bias,
+        fp32.cost.macs,
+        fp32.cost.depth,
+    )
+    assert int8.bn_folded
+
+
+def test_cli_json_csv_and_markdown(files: dict[str, Path]) -> None:
+    args = ["--from-onnx", str(files["fp32"]), "--from-onnx", str(files["int8"])]
+    done = _table(*args, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    records = json.loads(done.stdout)
+    assert [r["file"] for r in records] == [str(files["fp32"]), str(files["int8"])]
+    assert {r["spec"] for r in records} == {"cifar_resnet20"}
+    assert [(r["weights"], r["macs"], r["depth"]) for r in records] == [(268_346, 40_551_040, 20)] * 2
+    assert records[0]["flops"] == 2 * records[0]["macs"] and records[0]["paper_ok"] is None
+    done = _table(*args, "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(io.StringIO(done.stdout)))
+    assert [int(row["macs"]) for row in rows] == [40_551_040] * 2
+    done = _table(*args)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("| cifar_resnet20 | 20 |") == 2
+
+
+def _no_conv_model(path: Path) -> Path:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu_only", [x], [y])
+    onnx.save(helper.make_model(graph), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "empty file"),
+        (bytes(range(256)) * 8, "not a loadable ONNX model"),
+        (b"\x12\x00", "no nodes"),  # a valid ModelProto (an empty producer_name) without a graph
+        (None, "no Conv or Gemm node"),
+    ],
+    ids=["empty", "garbage", "no-nodes", "no-conv"],
+)
+def test_unusable_files_exit_2_with_one_line(content: bytes | None, message: str, tmp_path: Path) -> None:
+    path = tmp_path / "model.onnx"
+    if content is None:
+        _no_conv_model(path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(RescompileError, match=message):
+        recount(path)
+    done = _table("--from-onnx", str(path), "--format", "json")
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: ") and message in lines[0]
