@@ -12,6 +12,7 @@ import math
 import os
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,8 +233,11 @@ def _resumable(run_dir: Path) -> tuple[dict, Recipe]:
     except (ValueError, UnicodeDecodeError, OSError) as exc:
         first = str(exc).splitlines()[0]
         raise RescompileError(f"--resume: {run_dir / 'recipe.json'} is damaged ({first})") from None
-    if not (run_dir / "checkpoint.keras").is_file():
+    checkpoint = run_dir / "checkpoint.keras"
+    if not checkpoint.is_file():
         raise RescompileError(f"--resume: {run_dir} has no checkpoint.keras; start a new run")
+    if not zipfile.is_zipfile(checkpoint):
+        raise RescompileError(f"--resume: {checkpoint} is damaged (not a .keras archive); start a new run")
     return state, recipe
 
 

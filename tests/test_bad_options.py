@@ -1,0 +1,128 @@
+"""Bad option values and damaged run directories: one line, exit 2, nothing lost."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rescompile.errors import RescompileError
+from rescompile.recipe import load_recipe
+from rescompile.train import run_lock
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rescompile", *args], capture_output=True, text=True)
+
+
+def one_line_error(done: subprocess.CompletedProcess, fragment: str) -> None:
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("build", "specs/cifar/resnet20.yaml", "--in-channels", "0"), "--in-channels must be between 1"),
+        (("build", "specs/cifar/resnet20.yaml", "--in-channels", "-1"), "--in-channels must be between 1"),
+        (("build", "specs/cifar/resnet20.yaml", "--freeze", "99"), "--freeze must be 0..3"),
+        (("build", "specs/cifar/resnet20.yaml", "--outputs", "C9"), "C2..C4"),
+        (("train", "specs/cifar/resnet20.yaml", "--out", "x", "--seed", "-1"), "--seed must be between"),
+        (("train", "specs/cifar/resnet20.yaml", "--out", "x", "--epochs", "inf"), "epochs"),
+        (("train", "specs/cifar/resnet20.yaml", "--out", "x", "--set", "batch_size=true"), "batch_size"),
+        (("bench", "missing.onnx", "--batch", "-1"), "--batch sizes must be between 1"),
+    ],
+)
+def test_option_values_are_checked(args: tuple[str, ...], fragment: str, tmp_path: Path) -> None:
+    done = cli(*(str(tmp_path / a) if a in ("x",) else a for a in args))
+    one_line_error(done, fragment)
+    assert not (tmp_path / "x").exists()
+
+
+def test_recipe_values_are_strict_and_consistent() -> None:
+    for override, fragment in [
+        ("batch_size=true", "batch_size"),
+        ("epochs=.nan", "finite"),
+        ("schedule.boundaries=[1, 2, 3]", "equal lengths, got 3 and 2"),
+    ]:
+        with pytest.raises(RescompileError, match=fragment):
+            load_recipe("paper", [override])
+    assert load_recipe("paper", ["optimizer.lr=1"]).optimizer.lr == 1.0
+
+
+def test_binary_class_names_file(tmp_path: Path) -> None:
+    names = tmp_path / "names.txt"
+    names.write_bytes(b"\xff\xfe\x00\x01binary")
+    done = cli(
+        "export", "specs/cifar/resnet20.yaml", "-o", str(tmp_path / "m.onnx"), "--class-names", str(names)
+    )
+    one_line_error(done, "not UTF-8 text")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_network_larger_than_memory_is_refused_with_the_estimate(tmp_path: Path) -> None:
+    spec = tmp_path / "huge.yaml"
+    base = Path("specs/resnet50.yaml").resolve()
+    stage = "{name: conv5_x, output: 7, block: [[1, 65536], [3, 65536], [1, 65536]]}"
+    spec.write_text(f"extends: {base}\nname: huge\nstages:\n  - {stage}\n")
+    done = cli("build", str(spec), "--out", str(tmp_path / "out"))
+    one_line_error(done, "bytes of weights x 3")
+    assert "pass --no-memory-check" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_two_trainings_into_one_run_directory_are_refused(tmp_path: Path) -> None:
+    code = (
+        "import sys, time; from pathlib import Path; from rescompile.train import run_lock\n"
+        f"with run_lock(Path({str(tmp_path)!r})):\n    print('locked', flush=True); time.sleep(30)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        pattern = rf"another `rescompile train` \(pid {holder.pid}\)"
+        with pytest.raises(RescompileError, match=pattern), run_lock(tmp_path):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with run_lock(tmp_path):  # a killed holder leaves no stale lock
+        pass
+
+
+def _run_dir(tmp_path: Path, **files: str) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    for name, text in files.items():
+        (run / name.replace("_", ".", 1)).write_text(text)
+    return run
+
+
+RECIPE = load_recipe("fast").model_dump_json()
+STATE = json.dumps({"seed": 0, "epoch": 1, "step": 7})
+
+
+@pytest.mark.parametrize(
+    ("files", "fragment"),
+    [
+        ({"state_json": STATE[:9], "recipe_json": RECIPE}, "state.json is damaged"),
+        ({"state_json": STATE}, "has no recipe.json"),
+        ({"state_json": STATE, "recipe_json": RECIPE[:20]}, "recipe.json is damaged"),
+        ({"state_json": STATE, "recipe_json": RECIPE}, "has no checkpoint.keras"),
+        (
+            {"state_json": STATE, "recipe_json": RECIPE, "checkpoint_keras": "PK\x03\x04trunc"},
+            "checkpoint.keras",
+        ),
+    ],
+)
+def test_damaged_run_directories_refuse_to_resume(tmp_path: Path, files: dict, fragment: str) -> None:
+    run = _run_dir(tmp_path, **files)
+    (run / ".checkpoint.keras.abcd1234.keras").write_text("litter of a killed write")
+    before = {p.name: p.read_bytes() for p in run.iterdir() if not p.name.startswith(".")}
+    done = cli("train", "specs/cifar/resnet20.yaml", "--out", str(run), "--resume", "--data", str(tmp_path))
+    one_line_error(done, fragment)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if not p.name.startswith(".")} == before
+    assert not (run / ".checkpoint.keras.abcd1234.keras").exists(), "temporaries of killed writes are removed"
