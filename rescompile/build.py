@@ -11,7 +11,7 @@ from rescompile.analysis import Analysis, analyze
 from rescompile.artifact import ModelRecord, Preprocessing, add_to_keras_file
 from rescompile.codegen import render_keras
 from rescompile.errors import RescompileError
-from rescompile.fileio import write_atomic, write_text_atomic
+from rescompile.fileio import remove_stale_temporaries, write_atomic, write_text_atomic
 from rescompile.memory import require_memory
 from rescompile.spec.schema import MAX_SIZE
 
@@ -117,6 +117,8 @@ def build(
         raise RescompileError(f"--freeze must be 0..{len(analysis.graph.stages)}, got {freeze}")
     _check_writable(out)
     source_path = out / f"{analysis.spec.name}.py"
+    for name in (source_path.name, f"{analysis.spec.name}.keras", f"{analysis.spec.name}.onnx"):
+        remove_stale_temporaries(out, name)
     source = render_keras(analysis.spec, analysis.graph, analysis.path)
     with tempfile.TemporaryDirectory() as scratch:  # the module is written only once it builds
         scratch_source = Path(scratch) / source_path.name

@@ -126,3 +126,13 @@ def test_damaged_run_directories_refuse_to_resume(tmp_path: Path, files: dict, f
     one_line_error(done, fragment)
     assert {p.name: p.read_bytes() for p in run.iterdir() if not p.name.startswith(".")} == before
     assert not (run / ".checkpoint.keras.abcd1234.keras").exists(), "temporaries of killed writes are removed"
+
+
+def test_build_removes_temporaries_of_killed_writes(tmp_path: Path) -> None:
+    litter = [tmp_path / ".cifar_resnet20.keras.x1y2z3w4.keras", tmp_path / ".cifar_resnet20.py.a1b2c3d4.tmp"]
+    for path in litter:
+        path.write_text("half a file")
+    keep = tmp_path / ".cifar_resnet20.keras.notes"
+    keep.write_text("not ours")
+    assert cli("build", "specs/cifar/resnet20.yaml", "--out", str(tmp_path)).returncode == 0
+    assert not any(path.exists() for path in litter) and keep.exists()

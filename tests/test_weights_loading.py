@@ -162,4 +162,4 @@ def test_cli_build_with_a_partial_file_exits_2_with_one_line(source, tmp_path: P
         done.stderr.strip()
         == f"error: {path}: 1 layer of the model has no weights in the file: conv2_block1_2_bn" + PARTIAL_HINT
     )
-    assert not (out / "cifar_resnet20.keras").exists()
+    assert not (out / "cifar_resnet20.keras").exists() and not (out / "cifar_resnet20.py").exists()
