@@ -97,8 +97,12 @@ def find_specs(paths: list[str | Path]) -> list[Path]:
     return found
 
 
-def find_library_spec(name: str, library: Path = Path("specs")) -> Path:
-    """The spec file of the library whose network is called `name`."""
+def find_library_spec(name: str, library: Path | None = None) -> Path:
+    """The spec file of the library (default: the one shipped in the package) whose network is
+    called `name`."""
+    from rescompile.library import library_dir
+
+    library = library_dir() if library is None else library
     if library.is_dir():
         for path in find_specs([library]):
             if load_spec(path).name == name:

@@ -20,7 +20,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-SpecArgs = Annotated[list[Path], typer.Argument(help="Spec files or folders (default: specs/).")]
+SpecArgs = Annotated[
+    list[Path],
+    typer.Argument(help="Spec files, folders or library names (default: specs/, else the library)."),
+]
 
 
 def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -42,8 +45,9 @@ def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def _analyses(specs: list[Path] | None) -> list:
     from rescompile.analysis import analyze, find_specs
+    from rescompile.library import resolve_spec_args
 
-    return [analyze(path) for path in find_specs(specs or [Path("specs")])]
+    return [analyze(path) for path in find_specs(resolve_spec_args(specs))]
 
 
 @app.command("check")
@@ -99,9 +103,19 @@ def table_command(
 def diff_command(old: Path, new: Path) -> None:
     """Per-stage deltas of parameters and multiply-adds between two specs."""
     from rescompile.analysis import analyze
+    from rescompile.library import resolve_spec
     from rescompile.tables import diff
 
-    typer.echo(diff(analyze(old), analyze(new)), nl=False)
+    typer.echo(diff(analyze(resolve_spec(old)), analyze(resolve_spec(new))), nl=False)
+
+
+@app.command("list")
+@friendly
+def list_command(fmt: Annotated[str, typer.Option("--format", help="md or json.")] = "md") -> None:
+    """List the spec library shipped with rescompile: path, network, family, params, MACs, source."""
+    from rescompile.library import list_library
+
+    typer.echo(list_library(fmt), nl=False)
 
 
 @app.command("schema")
@@ -141,7 +155,7 @@ def generate_command(
 @app.command("build")
 @friendly
 def build_command(
-    spec: Annotated[Path, typer.Argument(help="The spec to build.")],
+    spec: Annotated[Path, typer.Argument(help="The spec to build: a file or a library name.")],
     out: Annotated[Path, typer.Option(help="Output folder for <name>.py and <name>.keras.")] = Path("build"),
     input_size: Annotated[int | None, typer.Option(help="Input height and width.")] = None,
     classes: Annotated[int | None, typer.Option(help="Classifier outputs.")] = None,
@@ -162,11 +176,12 @@ def build_command(
 ) -> None:
     """Generate the Keras module, build the model and save <out>/<name>.keras."""
     from rescompile.build import build, model_record
+    from rescompile.library import resolve_spec
     from rescompile.summary import print_build_summary
 
     features = [name.strip() for name in outputs.split(",")] if outputs is not None else None
     result = build(
-        spec,
+        resolve_spec(spec),
         out,
         input_size,
         classes,
@@ -193,10 +208,12 @@ def build_command(
 @app.command("export")
 @friendly
 def export_command(
-    source: Annotated[Path, typer.Argument(help="MODEL.keras, or a SPEC (exported freshly initialised).")],
+    source: Annotated[
+        Path, typer.Argument(help="MODEL.keras, or a SPEC file or library name (freshly initialised).")
+    ],
     output: Annotated[Path, typer.Option("-o", "--output", help="The .onnx file to write.")],
     spec: Annotated[
-        Path | None, typer.Option(help="The model's spec (default: found by name in specs/).")
+        Path | None, typer.Option(help="The model's spec (default: found by name in the library).")
     ] = None,
     fold_bn: Annotated[bool, typer.Option(help="Fold BatchNorm into the preceding convs.")] = True,
     layout: Annotated[str, typer.Option(help="Input layout: nhwc (Keras') or nchw.")] = "nhwc",
@@ -208,6 +225,7 @@ def export_command(
 ) -> None:
     """Export a Keras model to ONNX through the IR (BN folded, one transpose, dynamic batch)."""
     from rescompile.export import export
+    from rescompile.library import resolve_spec
     from rescompile.onnx_export import ExportOptions
 
     if layout not in ("nhwc", "nchw"):
@@ -216,6 +234,9 @@ def export_command(
         raise RescompileError("--int8 needs --calibration DATA and cannot be combined with --fp16")
     names = _class_names(class_names)
     options = ExportOptions(fold_bn=fold_bn, layout=layout, fp16=fp16, class_names=names)
+    if source.suffix not in (".keras", ".onnx"):
+        source = resolve_spec(source)
+    spec = resolve_spec(spec) if spec is not None else None
     if not int8:
         analysis = export(source, output, spec, options)
         typer.echo(f"wrote {output} ({analysis.spec.name}, {analysis.graph.input.shape[0]}px)")
@@ -320,7 +341,7 @@ def bench_command(
 @app.command("train")
 @friendly
 def train_command(
-    spec: Annotated[Path, typer.Argument(help="The spec to train.")],
+    spec: Annotated[Path, typer.Argument(help="The spec to train: a file or a library name.")],
     out: Annotated[Path, typer.Option(help="Run directory.")],
     data: Annotated[
         str | None, typer.Option(help="CIFAR tarball/folder or image folder (default: keras.datasets).")
@@ -349,6 +370,7 @@ def train_command(
     ] = False,
 ) -> None:
     """Train a spec with a recipe; checkpoint every epoch; export the final model to ONNX."""
+    from rescompile.library import resolve_spec
     from rescompile.recipe import load_recipe
     from rescompile.train import TrainOptions, train
 
@@ -366,7 +388,7 @@ def train_command(
     if not 1 <= cpu_devices <= 64:
         raise RescompileError(f"--cpu-devices must be between 1 and 64, got {cpu_devices}")
     options = TrainOptions(
-        spec=spec,
+        spec=resolve_spec(spec),
         data=data,
         out=out,
         precision=precision,

@@ -1,0 +1,168 @@
+"""The spec library shipped in the package: finding a spec by name, and `rescompile list`."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+
+from rescompile.errors import RescompileError
+
+LIST_FORMATS = ("md", "json")
+
+
+def library_dir() -> Path:
+    """The spec library: the copy packaged in a wheel, or the repository's specs/."""
+    packaged = Path(__file__).parent / "specs"
+    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "specs"
+
+
+def library_specs(library: Path | None = None) -> list[Path]:
+    """Every spec file of the library, except the `_*.yaml` bases, sorted by relative path."""
+    library = library_dir() if library is None else library
+    found = [path for path in library.rglob("*.yaml") if not path.name.startswith("_")]
+    return sorted(found, key=lambda path: path.relative_to(library).as_posix())
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a name too long, a NUL byte...
+        return False
+
+
+def _by_relative_name(library: Path, text: str) -> Path | None:
+    """`cifar/resnet56`, `cifar/resnet56.yaml` (or `specs/cifar/resnet56.yaml`) in the library."""
+    names = [text, f"{text}.yaml"]
+    parts = Path(text).parts
+    if len(parts) > 1 and parts[0] == "specs":  # a repository path typed outside the repository
+        rest = Path(*parts[1:]).as_posix()
+        names += [rest, f"{rest}.yaml"]
+    root = library.resolve()
+    for name in names:
+        try:
+            path = library / name
+            if path.is_file() and not path.name.startswith("_") and path.resolve().is_relative_to(root):
+                return path
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def network_names(library: Path | None = None) -> dict[str, Path]:
+    """The library's specs by network name (the spec's `name:` field)."""
+    from rescompile.spec import load_spec
+
+    names: dict[str, Path] = {}
+    for path in library_specs(library):
+        try:
+            names.setdefault(load_spec(path).name, path)
+        except RescompileError:
+            continue
+    return names
+
+
+def resolve_spec(text: str | Path) -> Path:
+    """The spec file a user means: an existing path as is; otherwise a library spec named by its
+    path relative to the library (`resnet50`, `cifar/resnet56`, with or without .yaml) or by its
+    network name (`cifar_resnet56`)."""
+    given = Path(text)
+    if _exists(given) and not given.is_dir():
+        return given
+    text = str(text)
+    library = library_dir()
+    found = _by_relative_name(library, text)
+    if found is not None:
+        return found
+    names = network_names(library)
+    key = text.removesuffix(".yaml")
+    if key in names:
+        return names[key]
+    if _exists(given):  # a folder: let the command say it is not a spec file
+        return given
+    from rescompile.spec.yamlsrc import short_repr
+
+    relative = [path.relative_to(library).with_suffix("").as_posix() for path in library_specs(library)]
+    close = difflib.get_close_matches(key, sorted({*relative, *names}), n=3, cutoff=0.6)
+    hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+    raise RescompileError(
+        f"{short_repr(text)}: no such file, and no library spec of that name{hint}; "
+        "`rescompile list` shows the library"
+    )
+
+
+def resolve_spec_args(paths: list[Path] | None) -> list[Path]:
+    """The SPEC arguments of `check` and `table`: existing files and folders as they are, a library
+    folder such as `cifar` too, names resolved; none means specs/ here if any, else the library."""
+    if not paths:
+        return [Path("specs")] if Path("specs").is_dir() else [library_dir()]
+    library = library_dir()
+    resolved = []
+    for path in paths:
+        folder = library / path
+        if _exists(path):
+            resolved.append(path)
+        elif path == Path("specs"):  # the repository's library, outside the repository
+            resolved.append(library)
+        elif _exists(folder) and folder.is_dir() and folder.resolve().is_relative_to(library.resolve()):
+            resolved.append(folder)
+        else:
+            resolved.append(resolve_spec(path))
+    return resolved
+
+
+def family(relative: Path) -> str:
+    """The spec's family: its top-level folder in the library, `imagenet` for the top level."""
+    return relative.parts[0] if len(relative.parts) > 1 else "imagenet"
+
+
+def library_entries(library: Path | None = None) -> list[dict]:
+    """One record per library spec: path, network name, family, params, MACs and source."""
+    from rescompile.analysis import analyze
+
+    library = library_dir() if library is None else library
+    entries = []
+    for path in library_specs(library):
+        analysis = analyze(path)
+        relative = path.relative_to(library)
+        entries.append(
+            {
+                "path": relative.as_posix(),
+                "name": analysis.spec.name,
+                "family": family(relative),
+                "params": analysis.cost.params,
+                "macs": analysis.cost.macs,
+                "source": analysis.spec.source,
+            }
+        )
+    return entries
+
+
+def _cell(value: object) -> str:
+    return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def list_library(fmt: str = "md", library: Path | None = None) -> str:
+    """`rescompile list`: the library as a Markdown table or a JSON list."""
+    from rescompile.tables import si
+
+    if fmt not in LIST_FORMATS:
+        raise RescompileError(f"--format must be one of {', '.join(LIST_FORMATS)}, got {fmt!r}")
+    entries = library_entries(library)
+    if fmt == "json":
+        return json.dumps(entries, indent=2) + "\n"
+    lines = [
+        "| spec | network | family | params | MACs | source |",
+        "|---|---|---|---:|---:|---|",
+    ]
+    for entry in entries:
+        cells = [
+            entry["path"],
+            entry["name"],
+            entry["family"],
+            f"{entry['params']:,}",
+            si(entry["macs"]),
+            entry["source"],
+        ]
+        lines.append("| " + " | ".join(map(_cell, cells)) + " |")
+    return "\n".join(lines) + "\n"
