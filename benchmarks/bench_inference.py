@@ -25,6 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from peak import fma_gflops, matmul_gflops
 from results import record
 
+from rescompile.cpu import cpu_info, int8_note
 from rescompile.images import preprocess
 from rescompile.onnx_export import ExportOptions, export_onnx, keras_weights
 from rescompile.quantize import quantize
@@ -95,6 +96,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     args = parser.parse_args()
     gflops, fma = matmul_gflops(), fma_gflops()
+    cpu = cpu_info()
+    print(f"CPU: {cpu.describe()}", file=sys.stderr)
     print(
         f"float32 peaks: numpy matmul {gflops:.1f} GFLOP/s, FMA loop {fma or 'n/a'} GFLOP/s", file=sys.stderr
     )
@@ -139,6 +142,10 @@ def main() -> None:
         notes.append(
             f"INT8 top-1 agreement with fp32, CIFAR ResNet-20, 1000 held-out images: {agree:.1%}"
             " (goal ≥ 99%)."
+        )
+        notes.append(
+            "INT8 rows: `rescompile.quantize.quantize()` format (QDQ, U8S8, per-channel weights with"
+            f" reduce_range). CPU: {cpu.describe()}. {int8_note(cpu)}."
         )
         small_engines = [
             ("Keras model(x), TF backend", lambda x: small_model(x, training=False)),

@@ -272,7 +272,7 @@ def predict_command(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     provider: Annotated[str, typer.Option(help="auto, cuda or cpu (ONNX models).")] = "auto",
     spec: Annotated[
-        Path | None, typer.Option(help="A .keras model's spec (default: by name in specs/).")
+        Path | None, typer.Option(help="A .keras model's spec (default: the record inside the model file).")
     ] = None,
 ) -> None:
     """Top-k classes of images, preprocessed as the model's metadata says."""
@@ -412,7 +412,9 @@ def train_command(
 def evaluate_command(
     model: Annotated[Path, typer.Argument(help="A .keras model or a run directory.")],
     data: Annotated[str | None, typer.Option(help="CIFAR tarball/folder or image folder.")] = None,
-    spec: Annotated[Path | None, typer.Option(help="The model's spec (default: by name in specs/).")] = None,
+    spec: Annotated[
+        Path | None, typer.Option(help="The model's spec (default: the record inside the model file).")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Where to write confusion.png.")] = None,
     classes: Annotated[int, typer.Option(help="10 (CIFAR-10) or 100 (CIFAR-100).")] = 10,
 ) -> None:

@@ -37,8 +37,17 @@ def report() -> list[tuple[str, str, bool]]:
             rows.append(_cuda_libraries(cuda))
     except ImportError as exc:
         rows.append(("onnxruntime providers", f"cannot import onnxruntime: {exc}", False))
+    rows.append(_cpu())
     rows.extend(_tensorflow())
     return rows
+
+
+def _cpu() -> tuple[str, str, bool]:
+    """The CPU's INT8 flags (VNNI or not) and whether `export --int8` pays on it."""
+    from rescompile.cpu import cpu_info, int8_note
+
+    info = cpu_info()
+    return ("CPU", f"{info.describe()}; {int8_note(info)}", True)
 
 
 def _cuda_libraries(wheel_cuda: str) -> tuple[str, str, bool]:

@@ -112,7 +112,7 @@ def test_pad_crop_and_flip_shift_the_image_and_are_deterministic() -> None:
 
 def test_random_erasing_respects_its_parameters() -> None:
     image = np.full((32, 32, 3), 7, np.uint8)
-    config = Augment(erasing=Erasing(p=0.5, area=(0.1, 0.2), aspect=(0.5, 2.0)))
+    config = Augment(erasing=Erasing(p=0.5, area=[0.1, 0.2], aspect=[0.5, 2.0]))
     fractions = []
     for seed in range(200):
         erased = (_augment(config, image, seed) != 7).any(axis=2)
