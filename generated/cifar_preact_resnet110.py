@@ -12,42 +12,21 @@ from keras import layers
 NAME = "cifar_preact_resnet110"
 INPUT_SHAPE = (32, 32, 3)
 CLASSES = 10
+OUTPUTS = []
+LAYERS = 386
 BN_EPSILON = 1e-05
 BN_MOMENTUM = 0.9
 INITIALIZER = "he_normal"
 # SGD weight decay 0.0001 equals an L2 penalty of half that on the loss.
 REGULARIZER = keras.regularizers.L2(5e-05)
-BIAS_BEFORE_BN = False
-BIAS_WITHOUT_BN = False
-# The block row that carries a block's stride: 1 = the first conv (paper), 2 = the 3x3 ("v1.5").
-STRIDED_ROW = 1
-LAYERS = 386
-
-# The stage table: name, block rows (kernel, filters), and runs of blocks (count, stride, shortcut).
-STAGES = [
-    (
-        "conv2",
-        [(3, 16), (3, 16)],
-        [(18, 1, "identity")],
-    ),
-    (
-        "conv3",
-        [(3, 32), (3, 32)],
-        [(1, 2, "project"), (17, 1, "identity")],
-    ),
-    (
-        "conv4",
-        [(3, 64), (3, 64)],
-        [(1, 2, "project"), (17, 1, "identity")],
-    ),
-]
 
 
-def conv(x, filters, kernel, stride, name, bias):
-    """A convolution with symmetric zero padding of kernel // 2, as the paper pads."""
+def conv(x, filters, kernel, stride, name, bias, pad=None):
+    """A convolution padded by kernel // 2 on every side, as the paper pads: strided, explicitly
+    (a ZeroPadding2D named `pad`), since Keras' "same" would pad one side only."""
     padding = "same"
     if stride > 1 and kernel > 1:
-        x = layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
+        x = layers.ZeroPadding2D(kernel // 2, name=pad)(x)
         padding = "valid"
     return layers.Conv2D(
         filters,
@@ -57,7 +36,7 @@ def conv(x, filters, kernel, stride, name, bias):
         use_bias=bias,
         kernel_initializer=INITIALIZER,
         kernel_regularizer=REGULARIZER,
-        name=f"{name}_conv",
+        name=name,
     )(x)
 
 
@@ -71,33 +50,56 @@ def relu(x, name):
     return layers.Activation("relu", name=name)(x)
 
 
+def dense(x, units, activation, name, dtype=None):
+    """A fully connected layer."""
+    return layers.Dense(
+        units,
+        activation=activation,
+        kernel_initializer=INITIALIZER,
+        kernel_regularizer=REGULARIZER,
+        dtype=dtype,
+        name=name,
+    )(x)
+
+
 def stem(x):
     """The stem: 3x3, 16, stride 1."""
-    x = conv(x, 16, 3, 1, "conv1", bias=BIAS_WITHOUT_BN)
+    x = conv(x, 16, 3, 1, "conv1_conv", bias=False)
     return x
 
 
-def shortcut(x, channels, stride, kind, name):
-    """The shortcut branch: project."""
-    if kind == "project":
-        return conv(x, channels, 1, stride, f"{name}_0", bias=BIAS_WITHOUT_BN)
+def preact_basic_identity(x, filters, stride, name):
+    """Pre-activation basic block (3x3 / 3x3 convs), identity shortcut."""
+    shortcut = x
+    x = batch_norm(x, f"{name}_preact_bn")
+    x = relu(x, f"{name}_preact_relu")
+    x = conv(x, filters[0], 3, stride, f"{name}_1_conv", bias=False, pad=f"{name}_1_pad")
+    x = batch_norm(x, f"{name}_1_bn")
+    x = relu(x, f"{name}_1_relu")
+    x = conv(x, filters[1], 3, 1, f"{name}_2_conv", bias=False)
+    x = layers.Add(name=f"{name}_out")([shortcut, x])
     return x
 
 
-def residual_block(x, rows, stride, kind, name):
-    """A pre-activation unit (He et al. 2016): BN-ReLU before every conv, nothing after the add."""
-    preact = batch_norm(x, f"{name}_preact_bn")
-    preact = relu(preact, f"{name}_preact_relu")
-    residual = shortcut(preact if kind == "project" else x, rows[-1][1], stride, kind, name)
-    x = preact
-    for j, (kernel, filters) in enumerate(rows, start=1):
-        conv_stride = stride if j == STRIDED_ROW else 1
-        if j == len(rows):
-            x = conv(x, filters, kernel, conv_stride, f"{name}_{j}", bias=BIAS_WITHOUT_BN)
-        else:
-            x = conv(x, filters, kernel, conv_stride, f"{name}_{j}", bias=BIAS_BEFORE_BN)
-            x = relu(batch_norm(x, f"{name}_{j}_bn"), f"{name}_{j}_relu")
-    return layers.Add(name=f"{name}_out")([residual, x])
+def preact_basic_projection(x, filters, stride, name):
+    """Pre-activation basic block (3x3 / 3x3 convs), projection shortcut (1x1 conv)."""
+    x = batch_norm(x, f"{name}_preact_bn")
+    x = relu(x, f"{name}_preact_relu")
+    shortcut = conv(x, filters[1], 1, stride, f"{name}_0_conv", bias=False)
+    x = conv(x, filters[0], 3, stride, f"{name}_1_conv", bias=False, pad=f"{name}_1_pad")
+    x = batch_norm(x, f"{name}_1_bn")
+    x = relu(x, f"{name}_1_relu")
+    x = conv(x, filters[1], 3, 1, f"{name}_2_conv", bias=False)
+    x = layers.Add(name=f"{name}_out")([shortcut, x])
+    return x
+
+
+# The stage table: name, its block rows' filters, and its blocks as runs of (function, stride, count).
+STAGES = [
+    ("conv2", (16, 16), [(preact_basic_identity, 1, 18)]),
+    ("conv3", (32, 32), [(preact_basic_projection, 2, 1), (preact_basic_identity, 1, 17)]),
+    ("conv4", (64, 64), [(preact_basic_projection, 2, 1), (preact_basic_identity, 1, 17)]),
+]
 
 
 def build(input_shape=None, classes=None, outputs=None, include_top=True):
@@ -107,31 +109,24 @@ def build(input_shape=None, classes=None, outputs=None, include_top=True):
     outputs: names of stage outputs to return instead of the classifier, e.g. ["C3", "C4", "C5"];
     include_top: False drops the classifier (and its pooling), keeping the backbone.
     """
-    # Keras walks the layer graph recursively; the deepest nets have thousands of layers.
+    # Keras walks the layer graph recursively: ResNet-1202 fails at Python's default limit.
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20 * LAYERS))
     inputs = keras.Input(shape=input_shape or INPUT_SHAPE, name="input")
     x = stem(inputs)
     features = {}
-    for level, (stage, rows, runs) in enumerate(STAGES, start=2):
+    for level, (stage, filters, blocks) in enumerate(STAGES, start=2):
         index = 1
-        for count, stride, kind in runs:
+        for block, stride, count in blocks:
             for _ in range(count):
-                x = residual_block(x, rows, stride, kind, f"{stage}_block{index}")
+                x = block(x, filters, stride, f"{stage}_block{index}")
                 index += 1
         features[f"C{level}"] = x
     x = batch_norm(x, "post_bn")
     x = relu(x, "post_relu")
-    outputs = outputs or []
+    outputs = outputs or OUTPUTS
     if outputs:
         return keras.Model(inputs, [features[name] for name in outputs], name=NAME)
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = layers.Dense(
-            classes or CLASSES,
-            activation="softmax",
-            kernel_initializer=INITIALIZER,
-            kernel_regularizer=REGULARIZER,
-            dtype="float32",  # softmax in float32 also under mixed precision
-            name="predictions",
-        )(x)
+        x = dense(x, classes or CLASSES, "softmax", "predictions", dtype="float32")
     return keras.Model(inputs, x, name=NAME)

@@ -12,46 +12,20 @@ from keras import layers
 NAME = "resnet50"
 INPUT_SHAPE = (224, 224, 3)
 CLASSES = 1000
+OUTPUTS = []
+LAYERS = 175
 BN_EPSILON = 1e-05
 BN_MOMENTUM = 0.9
 INITIALIZER = "he_normal"
 REGULARIZER = None
-BIAS_BEFORE_BN = False
-BIAS_WITHOUT_BN = False
-# The block row that carries a block's stride: 1 = the first conv (paper), 2 = the 3x3 ("v1.5").
-STRIDED_ROW = 1
-LAYERS = 175
-
-# The stage table: name, block rows (kernel, filters), and runs of blocks (count, stride, shortcut).
-STAGES = [
-    (
-        "conv2_x",
-        [(1, 64), (3, 64), (1, 256)],
-        [(1, 1, "project"), (2, 1, "identity")],
-    ),
-    (
-        "conv3_x",
-        [(1, 128), (3, 128), (1, 512)],
-        [(1, 2, "project"), (3, 1, "identity")],
-    ),
-    (
-        "conv4_x",
-        [(1, 256), (3, 256), (1, 1024)],
-        [(1, 2, "project"), (5, 1, "identity")],
-    ),
-    (
-        "conv5_x",
-        [(1, 512), (3, 512), (1, 2048)],
-        [(1, 2, "project"), (2, 1, "identity")],
-    ),
-]
 
 
-def conv(x, filters, kernel, stride, name, bias):
-    """A convolution with symmetric zero padding of kernel // 2, as the paper pads."""
+def conv(x, filters, kernel, stride, name, bias, pad=None):
+    """A convolution padded by kernel // 2 on every side, as the paper pads: strided, explicitly
+    (a ZeroPadding2D named `pad`), since Keras' "same" would pad one side only."""
     padding = "same"
     if stride > 1 and kernel > 1:
-        x = layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
+        x = layers.ZeroPadding2D(kernel // 2, name=pad)(x)
         padding = "valid"
     return layers.Conv2D(
         filters,
@@ -61,7 +35,7 @@ def conv(x, filters, kernel, stride, name, bias):
         use_bias=bias,
         kernel_initializer=INITIALIZER,
         kernel_regularizer=REGULARIZER,
-        name=f"{name}_conv",
+        name=name,
     )(x)
 
 
@@ -75,35 +49,74 @@ def relu(x, name):
     return layers.Activation("relu", name=name)(x)
 
 
+def max_pool(x, size, stride, name, pad=None):
+    """Max pooling; `pad` names the ZeroPadding2D of size // 2 before it (the stem's pool)."""
+    if pad:
+        x = layers.ZeroPadding2D(size // 2, name=pad)(x)
+    return layers.MaxPooling2D(size, strides=stride, name=name)(x)
+
+
+def dense(x, units, activation, name, dtype=None):
+    """A fully connected layer."""
+    return layers.Dense(
+        units,
+        activation=activation,
+        kernel_initializer=INITIALIZER,
+        kernel_regularizer=REGULARIZER,
+        dtype=dtype,
+        name=name,
+    )(x)
+
+
 def stem(x):
     """The stem: 7x7, 64, stride 2; 3x3 max pool, stride 2."""
-    x = conv(x, 64, 7, 2, "conv1", bias=BIAS_BEFORE_BN)
+    x = conv(x, 64, 7, 2, "conv1_conv", bias=False, pad="conv1_pad")
     x = batch_norm(x, "conv1_bn")
     x = relu(x, "conv1_relu")
-    x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
-    x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    x = max_pool(x, 3, 2, "pool1_pool", pad="pool1_pad")
     return x
 
 
-def shortcut(x, channels, stride, kind, name):
-    """The shortcut branch: project."""
-    if kind == "project":
-        x = conv(x, channels, 1, stride, f"{name}_0", bias=BIAS_BEFORE_BN)
-        return batch_norm(x, f"{name}_0_bn")
+def bottleneck_projection(x, filters, stride, name):
+    """Post-activation bottleneck block (1x1 / 3x3 / 1x1 convs), projection shortcut (1x1 conv)."""
+    shortcut = conv(x, filters[2], 1, stride, f"{name}_0_conv", bias=False)
+    shortcut = batch_norm(shortcut, f"{name}_0_bn")
+    x = conv(x, filters[0], 1, stride, f"{name}_1_conv", bias=False)
+    x = batch_norm(x, f"{name}_1_bn")
+    x = relu(x, f"{name}_1_relu")
+    x = conv(x, filters[1], 3, 1, f"{name}_2_conv", bias=False)
+    x = batch_norm(x, f"{name}_2_bn")
+    x = relu(x, f"{name}_2_relu")
+    x = conv(x, filters[2], 1, 1, f"{name}_3_conv", bias=False)
+    x = batch_norm(x, f"{name}_3_bn")
+    x = layers.Add(name=f"{name}_add")([shortcut, x])
+    x = relu(x, f"{name}_out")
     return x
 
 
-def residual_block(x, rows, stride, kind, name):
-    """A post-activation block (He et al. 2015): conv-BN-ReLU, ..., conv-BN, add, ReLU."""
-    residual = shortcut(x, rows[-1][1], stride, kind, name)
-    for j, (kernel, filters) in enumerate(rows, start=1):
-        conv_stride = stride if j == STRIDED_ROW else 1
-        x = conv(x, filters, kernel, conv_stride, f"{name}_{j}", bias=BIAS_BEFORE_BN)
-        x = batch_norm(x, f"{name}_{j}_bn")
-        if j < len(rows):
-            x = relu(x, f"{name}_{j}_relu")
-    x = layers.Add(name=f"{name}_add")([residual, x])
-    return relu(x, f"{name}_out")
+def bottleneck_identity(x, filters, stride, name):
+    """Post-activation bottleneck block (1x1 / 3x3 / 1x1 convs), identity shortcut."""
+    shortcut = x
+    x = conv(x, filters[0], 1, stride, f"{name}_1_conv", bias=False)
+    x = batch_norm(x, f"{name}_1_bn")
+    x = relu(x, f"{name}_1_relu")
+    x = conv(x, filters[1], 3, 1, f"{name}_2_conv", bias=False)
+    x = batch_norm(x, f"{name}_2_bn")
+    x = relu(x, f"{name}_2_relu")
+    x = conv(x, filters[2], 1, 1, f"{name}_3_conv", bias=False)
+    x = batch_norm(x, f"{name}_3_bn")
+    x = layers.Add(name=f"{name}_add")([shortcut, x])
+    x = relu(x, f"{name}_out")
+    return x
+
+
+# The stage table: name, its block rows' filters, and its blocks as runs of (function, stride, count).
+STAGES = [
+    ("conv2_x", (64, 64, 256), [(bottleneck_projection, 1, 1), (bottleneck_identity, 1, 2)]),
+    ("conv3_x", (128, 128, 512), [(bottleneck_projection, 2, 1), (bottleneck_identity, 1, 3)]),
+    ("conv4_x", (256, 256, 1024), [(bottleneck_projection, 2, 1), (bottleneck_identity, 1, 5)]),
+    ("conv5_x", (512, 512, 2048), [(bottleneck_projection, 2, 1), (bottleneck_identity, 1, 2)]),
+]
 
 
 def build(input_shape=None, classes=None, outputs=None, include_top=True):
@@ -113,29 +126,22 @@ def build(input_shape=None, classes=None, outputs=None, include_top=True):
     outputs: names of stage outputs to return instead of the classifier, e.g. ["C3", "C4", "C5"];
     include_top: False drops the classifier (and its pooling), keeping the backbone.
     """
-    # Keras walks the layer graph recursively; the deepest nets have thousands of layers.
+    # Keras walks the layer graph recursively: ResNet-1202 fails at Python's default limit.
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20 * LAYERS))
     inputs = keras.Input(shape=input_shape or INPUT_SHAPE, name="input")
     x = stem(inputs)
     features = {}
-    for level, (stage, rows, runs) in enumerate(STAGES, start=2):
+    for level, (stage, filters, blocks) in enumerate(STAGES, start=2):
         index = 1
-        for count, stride, kind in runs:
+        for block, stride, count in blocks:
             for _ in range(count):
-                x = residual_block(x, rows, stride, kind, f"{stage}_block{index}")
+                x = block(x, filters, stride, f"{stage}_block{index}")
                 index += 1
         features[f"C{level}"] = x
-    outputs = outputs or []
+    outputs = outputs or OUTPUTS
     if outputs:
         return keras.Model(inputs, [features[name] for name in outputs], name=NAME)
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = layers.Dense(
-            classes or CLASSES,
-            activation="softmax",
-            kernel_initializer=INITIALIZER,
-            kernel_regularizer=REGULARIZER,
-            dtype="float32",  # softmax in float32 also under mixed precision
-            name="predictions",
-        )(x)
+        x = dense(x, classes or CLASSES, "softmax", "predictions", dtype="float32")
     return keras.Model(inputs, x, name=NAME)

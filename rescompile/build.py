@@ -9,9 +9,9 @@ from pathlib import Path
 
 from rescompile.analysis import Analysis, analyze
 from rescompile.artifact import ModelRecord, Preprocessing, add_to_keras_file
-from rescompile.codegen import render_keras
 from rescompile.errors import RescompileError
 from rescompile.fileio import remove_stale_temporaries, write_atomic, write_text_atomic
+from rescompile.keras_printer import render_keras
 from rescompile.memory import require_memory
 from rescompile.spec.schema import MAX_SIZE
 
@@ -119,7 +119,7 @@ def build(
     source_path = out / f"{analysis.spec.name}.py"
     for name in (source_path.name, f"{analysis.spec.name}.keras", f"{analysis.spec.name}.onnx"):
         remove_stale_temporaries(out, name)
-    source = render_keras(analysis.spec, analysis.graph, analysis.path)
+    source = render_keras(analysis.spec, analysis.path)
     with tempfile.TemporaryDirectory() as scratch:  # the module is written only once it builds
         scratch_source = Path(scratch) / source_path.name
         scratch_source.write_text(source, encoding="utf-8")

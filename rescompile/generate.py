@@ -6,8 +6,8 @@ import difflib
 from pathlib import Path
 
 from rescompile.analysis import Analysis, analyze, find_specs
-from rescompile.codegen import render_keras
 from rescompile.fileio import write_text_atomic
+from rescompile.keras_printer import render_keras
 from rescompile.tables import render
 
 TABLE1_SPECS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
@@ -20,7 +20,7 @@ def expected_files(spec_root: Path) -> dict[str, str]:
     table1: list[Analysis] = [by_name[name] for name in TABLE1_SPECS if name in by_name]
     files = {"tables.md": render("tables.md.j2", analyses=analyses, table1=table1)}
     for a in analyses:
-        files[f"{a.spec.name}.py"] = render_keras(a.spec, a.graph, a.path)
+        files[f"{a.spec.name}.py"] = render_keras(a.spec, a.path)
     return files
 
 

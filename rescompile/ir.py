@@ -20,6 +20,10 @@ class Node:
     block: int = 0
     main_path: bool = True
 
+    def layer_names(self) -> tuple[str, ...]:
+        """Every layer name this node gives a framework model (its own and its helpers')."""
+        return (self.name,)
+
 
 @dataclass(frozen=True, kw_only=True)
 class Input(Node):
@@ -28,13 +32,24 @@ class Input(Node):
 
 @dataclass(frozen=True, kw_only=True)
 class Conv(Node):
-    """2-D convolution with symmetric zero padding."""
+    """2-D convolution with symmetric zero padding.
+
+    In a block, `row` is the table row whose filters it has (1-based; 0 outside blocks) and
+    `strided` says it carries the block's stride; `pad_name` names the explicit padding layer a
+    framework with only same/valid padding puts before it when strided (Keras' ZeroPadding2D).
+    """
 
     kernel: int
     stride: int
     pad: int
     filters: int
     bias: bool
+    row: int = 0
+    strided: bool = False
+    pad_name: str = ""
+
+    def layer_names(self) -> tuple[str, ...]:
+        return (self.name, self.pad_name) if self.pad_name else (self.name,)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,19 +72,35 @@ class Add(Node):
 
 @dataclass(frozen=True, kw_only=True)
 class MaxPool(Node):
-    """Max pooling with symmetric zero padding (size 1 subsamples: the V2 strided identity)."""
+    """Max pooling with symmetric zero padding (size 1 subsamples: the V2 strided identity).
+
+    `strided` and `pad_name` as for Conv (a stem pool is padded explicitly, as Keras' ResNets do).
+    """
 
     size: int
     stride: int
     pad: int
+    strided: bool = False
+    pad_name: str = ""
+
+    def layer_names(self) -> tuple[str, ...]:
+        return (self.name, self.pad_name) if self.pad_name else (self.name,)
 
 
 @dataclass(frozen=True, kw_only=True)
 class ZeroPadShortcut(Node):
-    """Option A: identity subsampled by `stride`, extra channels filled with zeros."""
+    """Option A: identity subsampled by `stride`, extra channels filled with zeros.
+
+    Frameworks without the op build it from a subsampling and a zeros layer, named here.
+    """
 
     stride: int
     extra_channels: int
+    subsample_name: str
+    zeros_name: str
+
+    def layer_names(self) -> tuple[str, ...]:
+        return (self.subsample_name, self.zeros_name, self.name)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,16 +138,19 @@ class Dense(Node):
 
 
 ShortcutKind = Literal["identity", "project", "zeropad", "maxpool", "none"]
+BlockForm = Literal["post-activation", "pre-activation"]
 
 
 @dataclass(frozen=True)
 class BlockPlan:
-    """One residual block as the code generator sees it."""
+    """One residual block: its name, stride, input channels, shortcut and form. Its ops are the
+    graph's nodes with the block's stage and number (`Graph.block_nodes`), in order."""
 
     name: str
     stride: int
     in_channels: int
     shortcut: ShortcutKind
+    form: BlockForm
 
 
 @dataclass(frozen=True)
@@ -144,6 +178,10 @@ class Graph:
     def node(self, name: str) -> Node:
         """The node called `name`."""
         return self._by_name[name]
+
+    def block_nodes(self, stage: str, block: int) -> list[Node]:
+        """The ops of one block (`block` counts from 1 within `stage`), in order."""
+        return [node for node in self.nodes if node.stage == stage and node.block == block]
 
     def is_vector(self, name: str) -> bool:
         """True for tensors that are vectors per image (after pooling or flattening)."""

@@ -147,20 +147,10 @@ def freeze(model, graph: ir.Graph, stages: int) -> list[str]:
     stages keep their moving statistics instead of updating them on the new data.
     """
     frozen_stages = {"input", "stem", *(plan.name for plan in graph.stages[:stages])}
-    stage_of = {node.name: node.stage for node in graph.nodes}
+    stage_of = {name: node.stage for node in graph.nodes for name in node.layer_names()}
     frozen = []
     for layer in model.layers:
-        stage = stage_of.get(layer.name, _owner_stage(layer.name, graph))
-        if stage in frozen_stages:
+        if stage_of.get(layer.name, "head") in frozen_stages:
             layer.trainable = False
             frozen.append(layer.name)
     return frozen
-
-
-def _owner_stage(layer_name: str, graph: ir.Graph) -> str:
-    """The stage of a layer that has no IR node of its own (padding, subsampling helpers)."""
-    for plan in graph.stages:
-        if layer_name.startswith(f"{plan.name}_block"):
-            return plan.name
-    stem_prefixes = tuple(node.name.rsplit("_", 1)[0] + "_" for node in graph.nodes if node.stage == "stem")
-    return "stem" if layer_name.startswith(stem_prefixes) else "head"

@@ -47,15 +47,36 @@ class _Builder:
         return node
 
     def conv(
-        self, x: ir.Node, name: str, kernel: int, filters: int, stride: int, normalized: bool
+        self,
+        x: ir.Node,
+        prefix: str,
+        kernel: int,
+        filters: int,
+        stride: int,
+        normalized: bool,
+        row: int = 0,
+        strided: bool = False,
     ) -> ir.Node:
+        """`<prefix>_conv`, explicitly padded by `<prefix>_pad` where strided (Keras' names)."""
         height, width, _ = x.shape
         pad = kernel // 2
         shape = (conv_output(height, kernel, stride, pad), conv_output(width, kernel, stride, pad), filters)
         normalized = normalized and self.options.batchnorm
         bias = {"all": True, "none": False, "unnormalized": not normalized}[self.options.conv_bias]
+        padded = kernel > 1 and (stride > 1 or strided)
         return self.add(
-            ir.Conv, name, [x], shape, kernel=kernel, stride=stride, pad=pad, filters=filters, bias=bias
+            ir.Conv,
+            f"{prefix}_conv",
+            [x],
+            shape,
+            kernel=kernel,
+            stride=stride,
+            pad=pad,
+            filters=filters,
+            bias=bias,
+            row=row,
+            strided=strided,
+            pad_name=f"{prefix}_pad" if padded else "",
         )
 
     def bn(self, x: ir.Node, name: str) -> ir.Node:
@@ -73,11 +94,21 @@ class _Builder:
     def relu(self, x: ir.Node, name: str) -> ir.Node:
         return self.add(ir.ReLU, name, [x], x.shape)
 
-    def maxpool(self, x: ir.Node, name: str, size: int, stride: int) -> ir.Node:
+    def maxpool(self, x: ir.Node, prefix: str, size: int, stride: int) -> ir.Node:
+        """`<prefix>_pool`, padded explicitly by `<prefix>_pad` (Keras' names)."""
         height, width, channels = x.shape
         pad = size // 2
         shape = (conv_output(height, size, stride, pad), conv_output(width, size, stride, pad), channels)
-        return self.add(ir.MaxPool, name, [x], shape, size=size, stride=stride, pad=pad)
+        return self.add(
+            ir.MaxPool,
+            f"{prefix}_pool",
+            [x],
+            shape,
+            size=size,
+            stride=stride,
+            pad=pad,
+            pad_name=f"{prefix}_pad",
+        )
 
 
 def _stem_name(spec: Spec, index: int) -> str:
@@ -134,13 +165,13 @@ def _lower_stem(b: _Builder, x: ir.Node) -> ir.Node:
         name = _stem_name(b.spec, index)
         if isinstance(layer, StemConv):
             kernel, filters = layer.conv
-            x = b.conv(x, f"{name}_conv", kernel, filters, layer.stride, normalized=layer.bn)
+            x = b.conv(x, name, kernel, filters, layer.stride, normalized=layer.bn)
             if layer.bn:
                 x = b.bn(x, f"{name}_bn")
             if layer.relu:
                 x = b.relu(x, f"{name}_relu")
         elif isinstance(layer, StemPool):
-            x = b.maxpool(x, f"{name}_pool", layer.maxpool, layer.stride)
+            x = b.maxpool(x, name, layer.maxpool, layer.stride)
         else:
             height, width, channels = x.shape
             shape = (height * layer.upsample, width * layer.upsample, channels)
@@ -190,13 +221,15 @@ def _shortcut_kind(options, stride: int, in_channels: int, out_channels: int) ->
     return "project"
 
 
-def _lower_shortcut(b: _Builder, x: ir.Node, plan: ir.BlockPlan, out_channels: int) -> ir.Node:
+def _lower_shortcut(b: _Builder, x: ir.Node, plan: ir.BlockPlan, rows: list[tuple[int, int]]) -> ir.Node:
+    """The shortcut branch (names `<block>_0_*`); a projection has the last row's filters."""
     b.main_path = False
     height, width, channels = x.shape
     size = (conv_output(height, 1, plan.stride, 0), conv_output(width, 1, plan.stride, 0))
+    out_channels = rows[-1][1]
     if plan.shortcut == "project":
         normalized = b.options.shortcut_bn
-        x = b.conv(x, f"{plan.name}_0_conv", 1, out_channels, plan.stride, normalized=normalized)
+        x = b.conv(x, f"{plan.name}_0", 1, out_channels, plan.stride, normalized, row=len(rows), strided=True)
         if normalized:
             x = b.bn(x, f"{plan.name}_0_bn")
     elif plan.shortcut == "zeropad":
@@ -207,10 +240,19 @@ def _lower_shortcut(b: _Builder, x: ir.Node, plan: ir.BlockPlan, out_channels: i
             (*size, out_channels),
             stride=plan.stride,
             extra_channels=out_channels - channels,
+            subsample_name=f"{plan.name}_0_subsample",
+            zeros_name=f"{plan.name}_0_zeros",
         )
     elif plan.shortcut == "maxpool":
         x = b.add(
-            ir.MaxPool, f"{plan.name}_0_pool", [x], (*size, channels), size=1, stride=plan.stride, pad=0
+            ir.MaxPool,
+            f"{plan.name}_0_pool",
+            [x],
+            (*size, channels),
+            size=1,
+            stride=plan.stride,
+            pad=0,
+            strided=True,
         )
     b.main_path = True
     return x
@@ -219,18 +261,19 @@ def _lower_shortcut(b: _Builder, x: ir.Node, plan: ir.BlockPlan, out_channels: i
 def _lower_block(b: _Builder, x: ir.Node, plan: ir.BlockPlan, rows: list[tuple[int, int]]) -> ir.Node:
     name = plan.name
     strided = stride_row(b.spec, rows)
-    pre = b.options.residual == "pre-activation"
+    pre = plan.form == "pre-activation"
     residual_input = x
     if pre:
         x = b.bn(x, f"{name}_preact_bn")
         x = b.relu(x, f"{name}_preact_relu")
         if plan.shortcut == "project":
             residual_input = x
-    shortcut = None if plan.shortcut == "none" else _lower_shortcut(b, residual_input, plan, rows[-1][1])
+    shortcut = None if plan.shortcut == "none" else _lower_shortcut(b, residual_input, plan, rows)
     for j, (kernel, filters) in enumerate(rows, start=1):
         last = j == len(rows)
         stride = plan.stride if j - 1 == strided else 1
-        x = b.conv(x, f"{name}_{j}_conv", kernel, filters, stride, normalized=not (pre and last))
+        normalized = not (pre and last)
+        x = b.conv(x, f"{name}_{j}", kernel, filters, stride, normalized, row=j, strided=j - 1 == strided)
         if pre and last:
             break
         x = b.bn(x, f"{name}_{j}_bn")
@@ -261,7 +304,9 @@ def _lower_stages(
             block_stride = stride if k == stride_at else 1
             in_channels = x.shape[2]
             kind = _shortcut_kind(b.options, block_stride, in_channels, rows[-1][1])
-            plan = ir.BlockPlan(f"{stage.name}_block{k + 1}", block_stride, in_channels, kind)
+            plan = ir.BlockPlan(
+                f"{stage.name}_block{k + 1}", block_stride, in_channels, kind, b.options.residual
+            )
             blocks.append(plan)
             x = _lower_block(b, x, plan, rows)
         b.block = 0

@@ -15,8 +15,9 @@ import yaml
 from pydantic import BaseModel
 
 from rescompile.analysis import analyze
-from rescompile.codegen import py_literal, render_keras
+from rescompile.codegen import py_literal
 from rescompile.errors import RescompileError
+from rescompile.keras_printer import render_keras
 from rescompile.spec.schema import Spec
 
 BASE = yaml.safe_load(Path("specs/cifar/_base.yaml").read_text()) | {"name": "hostile"}
@@ -75,7 +76,7 @@ def test_hostile_text_parses_never_runs_and_round_trips(tmp_path: Path) -> None:
         spec_file.write_text(yaml.safe_dump(_with_text(text)))
         analysis = analyze(spec_file)
         assert analysis.spec.source == text
-        module_text = render_keras(analysis.spec, analysis.graph, text)  # the path slot, too
+        module_text = render_keras(analysis.spec, text)  # the path slot, too
         tree = ast.parse(module_text)
         docstring = ast.get_docstring(tree, clean=False)
         assert docstring.count(text) == 2, "the source and the path round-trip exactly"

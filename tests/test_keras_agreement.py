@@ -33,6 +33,8 @@ def test_counts_and_shapes_agree_with_the_ir(path: Path) -> None:
     for node in analysis.graph.nodes:
         assert node.name in layers, f"IR node {node.name} has no Keras layer"
         assert tuple(layers[node.name].output.shape) == _expected_shape(node, analysis.graph), node.name
+    ir_names = {name for node in analysis.graph.nodes for name in node.layer_names()}
+    assert set(layers) <= ir_names, f"Keras layers the IR does not name: {sorted(set(layers) - ir_names)}"
     weighted = {name for name, layer in layers.items() if layer.weights}
     assert weighted == {
         n.name for n in analysis.graph.nodes if isinstance(n, (ir.Conv, ir.BatchNorm, ir.Dense))

@@ -1,0 +1,312 @@
+"""The Keras printer: the IR becomes the lines of a standalone Keras module.
+
+One printer function per IR op writes its Keras call from the node's fields alone. Every block
+kind (a distinct sequence of ops) becomes one function of `(x, filters, stride, name)`, so the
+module reads like keras.applications' resnet.py: small block functions with literal arguments and
+the stage table as data. Nothing here looks at the spec: structure comes only from the IR.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rescompile import ir
+from rescompile.codegen import Code, code_environment, py_literal
+from rescompile.errors import RescompileError
+from rescompile.lower import lower
+from rescompile.spec.schema import Spec
+from rescompile.tables import stem_text
+
+_SUFFIX = re.compile(r"_[A-Za-z0-9_]+")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """How a node's names, filters and stride print: as literals, or inside a block function
+    relative to its arguments (`name`, `filters`, `stride`)."""
+
+    block: str = ""
+    classifier: str = ""
+
+    def name(self, layer: str) -> Code:
+        """A layer name: a literal, or `f"{name}_suffix"` for the block's own layers."""
+        if self.block and layer.startswith(self.block + "_"):
+            suffix = layer[len(self.block) :]
+            if not _SUFFIX.fullmatch(suffix):
+                raise RescompileError(
+                    f"internal: layer name {layer!r} cannot be printed relative to its block"
+                )
+            return Code(f'f"{{name}}{suffix}"')
+        return Code(py_literal(layer))
+
+    def filters(self, node: ir.Conv) -> Code:
+        """A conv's filters: the block row's entry of `filters`, or the number."""
+        return Code(f"filters[{node.row - 1}]" if self.block and node.row else py_literal(node.filters))
+
+    def stride(self, stride: int, strided: bool) -> Code:
+        """An op's stride: the block's `stride` where the op carries it, else the number."""
+        return Code("stride" if self.block and strided else py_literal(stride))
+
+
+def _conv(node: ir.Conv, x: list[str], scope: Scope) -> str:
+    pad = f", pad={scope.name(node.pad_name)}" if node.pad_name else ""
+    stride = scope.stride(node.stride, node.strided)
+    name = scope.name(node.name)
+    return f"conv({x[0]}, {scope.filters(node)}, {node.kernel}, {stride}, {name}, bias={node.bias}{pad})"
+
+
+def _batch_norm(node: ir.BatchNorm, x: list[str], scope: Scope) -> str:
+    return f"batch_norm({x[0]}, {scope.name(node.name)})"
+
+
+def _relu(node: ir.ReLU, x: list[str], scope: Scope) -> str:
+    return f"relu({x[0]}, {scope.name(node.name)})"
+
+
+def _add(node: ir.Add, x: list[str], scope: Scope) -> str:
+    return f"layers.Add(name={scope.name(node.name)})([{', '.join(x)}])"
+
+
+def _max_pool(node: ir.MaxPool, x: list[str], scope: Scope) -> str:
+    pad = f", pad={scope.name(node.pad_name)}" if node.pad_name else ""
+    stride = scope.stride(node.stride, node.strided)
+    return f"max_pool({x[0]}, {node.size}, {stride}, {scope.name(node.name)}{pad})"
+
+
+def _zero_pad_shortcut(node: ir.ZeroPadShortcut, x: list[str], scope: Scope) -> str:
+    names = ", ".join(scope.name(name) for name in node.layer_names())
+    return f"zero_pad_shortcut({x[0]}, {scope.stride(node.stride, True)}, {names})"
+
+
+def _upsample(node: ir.Upsample, x: list[str], scope: Scope) -> str:
+    return f"layers.UpSampling2D({node.factor}, name={scope.name(node.name)})({x[0]})"
+
+
+def _flatten(node: ir.Flatten, x: list[str], scope: Scope) -> str:
+    return f"layers.Flatten(name={scope.name(node.name)})({x[0]})"
+
+
+def _dropout(node: ir.Dropout, x: list[str], scope: Scope) -> str:
+    return f"layers.Dropout({py_literal(node.rate)}, name={scope.name(node.name)})({x[0]})"
+
+
+def _global_pool(node: ir.GlobalPool, x: list[str], scope: Scope) -> str:
+    kind = "GlobalAveragePooling2D" if node.mode == "avg" else "GlobalMaxPooling2D"
+    return f"layers.{kind}(name={scope.name(node.name)})({x[0]})"
+
+
+def _dense(node: ir.Dense, x: list[str], scope: Scope) -> str:
+    activation, name = py_literal(node.activation), scope.name(node.name)
+    if node.name == scope.classifier:  # its width follows build(classes=); softmax in float32
+        return f'dense({x[0]}, classes or CLASSES, {activation}, {name}, dtype="float32")'
+    return f"dense({x[0]}, {node.units}, {activation}, {name})"
+
+
+PRINTERS: dict[type[ir.Node], Callable[..., str]] = {
+    ir.Conv: _conv,
+    ir.BatchNorm: _batch_norm,
+    ir.ReLU: _relu,
+    ir.Add: _add,
+    ir.MaxPool: _max_pool,
+    ir.ZeroPadShortcut: _zero_pad_shortcut,
+    ir.Upsample: _upsample,
+    ir.Flatten: _flatten,
+    ir.Dropout: _dropout,
+    ir.GlobalPool: _global_pool,
+    ir.Dense: _dense,
+}
+"""One Keras printer per IR op (the Input node is `keras.Input` in build())."""
+
+
+def statements(nodes: list[ir.Node], entry: str, scope: Scope) -> list[Code]:
+    """Assignments computing `nodes` in order from the value `entry`, which is held in `x`.
+
+    Main-path values go to `x`, shortcut values to `shortcut`; a value still needed after its
+    variable is reassigned is first kept in a spare one (the identity shortcut: `shortcut = x`).
+    The last node's value ends in `x`.
+    """
+    last_use = {name: index for index, node in enumerate(nodes) for name in node.inputs}
+    held = {entry: "x"}
+    lines = []
+    for index, node in enumerate(nodes):
+        args = [held[name] for name in node.inputs]
+        target = "x" if node.main_path else "shortcut"
+        for value, variable in list(held.items()):
+            if variable == target and last_use.get(value, -1) > index:
+                spare = _unique("shortcut", set(held.values()))
+                lines.append(Code(f"{spare} = {variable}"))
+                held[value] = spare
+        held = {value: variable for value, variable in held.items() if variable != target}
+        held[node.name] = target
+        lines.append(Code(f"{target} = {PRINTERS[type(node)](node, args, scope)}"))
+    if nodes and held[nodes[-1].name] != "x":
+        raise RescompileError(f"internal: {nodes[-1].name} does not end on the main path")
+    return lines
+
+
+@dataclass(frozen=True)
+class BlockFunction:
+    """A block kind: the function's name, docstring and body."""
+
+    name: Code
+    doc: str
+    lines: tuple[Code, ...]
+
+
+@dataclass(frozen=True)
+class StageEntry:
+    """One row of the module's stage table: name, its rows' filters, and runs of blocks."""
+
+    name: str
+    filters: tuple[int, ...]
+    runs: list[tuple[Code, int, int]]
+
+
+LINE_LENGTH = 110
+
+
+def stage_table(stages: list[StageEntry]) -> list[Code]:
+    """The STAGES entries, one line each where it fits, else split as ruff formats them."""
+    lines = []
+    for stage in stages:
+        name, filters, runs = py_literal(stage.name), py_literal(stage.filters), py_literal(stage.runs)
+        if len(one_line := f"    ({name}, {filters}, {runs}),") <= LINE_LENGTH:
+            lines.append(Code(one_line))
+            continue
+        lines += [Code("    ("), Code(f"        {name},"), Code(f"        {filters},")]
+        if len(f"        {runs},") <= LINE_LENGTH:
+            lines.append(Code(f"        {runs},"))
+        else:
+            lines += [Code("        ["), *(Code(f"            {py_literal(run)},") for run in stage.runs)]
+            lines.append(Code("        ],"))
+        lines.append(Code("    ),"))
+    return lines
+
+
+@dataclass(frozen=True)
+class ModulePlan:
+    """Everything the module template prints, from the IR."""
+
+    input_name: str
+    layers: int
+    stem: list[Code]
+    blocks: list[BlockFunction]
+    stages: list[StageEntry]
+    tail: list[Code]
+    top: list[Code]
+    helpers: set[str]
+    batch_norm: tuple[float, float] | None
+
+
+SHAPES = {(3, 3): "basic", (1, 3, 1): "bottleneck"}
+SHORTCUTS = {
+    "identity": ("identity", "identity shortcut"),
+    "project": ("projection", "projection shortcut (1x1 conv)"),
+    "zeropad": ("zero_pad", "identity shortcut, subsampled and zero-padded to more channels (option A)"),
+    "maxpool": ("pooled_identity", "identity shortcut subsampled by a 1x1 max pool"),
+    "none": ("", "no shortcut (a plain network)"),
+}
+
+
+def _kind_name(plan: ir.BlockPlan, kernels: tuple[int, ...]) -> tuple[str, str]:
+    """A block kind's function name and docstring, e.g. `bottleneck_projection`."""
+    shape = SHAPES.get(kernels, "block" + "".join(map(str, kernels)))
+    suffix, shortcut = SHORTCUTS[plan.shortcut]
+    name = ("preact_" if plan.form == "pre-activation" else "") + (
+        "plain_" if plan.shortcut == "none" else ""
+    )
+    name += shape + (f"_{suffix}" if suffix else "")
+    rows = " / ".join(f"{k}x{k}" for k in kernels)
+    return name, f"{plan.form.capitalize()} {shape} block ({rows} convs), {shortcut}."
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    """`name`, or `name_2`, `name_3`, ... when taken (two kinds of one shape and shortcut)."""
+    candidates = itertools.chain([name], (f"{name}_{i}" for i in itertools.count(2)))
+    return next(candidate for candidate in candidates if candidate not in taken)
+
+
+def _block_functions(graph: ir.Graph) -> tuple[list[BlockFunction], list[StageEntry]]:
+    kinds: dict[tuple[str, ...], BlockFunction] = {}
+    stages = []
+    for stage in graph.stages:
+        chosen = []
+        for number, plan in enumerate(stage.blocks, start=1):
+            if plan.name != f"{stage.name}_block{number}":
+                raise RescompileError(f"internal: block {plan.name} is not named {stage.name}_block{number}")
+            nodes = graph.block_nodes(stage.name, number)
+            entry = nodes[0].inputs[0]
+            lines = tuple(statements(nodes, entry, Scope(block=plan.name)))
+            if lines not in kinds:
+                kernels = tuple(n.kernel for n in nodes if isinstance(n, ir.Conv) and n.main_path and n.row)
+                name, doc = _kind_name(plan, kernels)
+                kinds[lines] = BlockFunction(
+                    Code(_unique(name, {kind.name for kind in kinds.values()})), doc, lines
+                )
+            chosen.append((Code(kinds[lines].name), plan.stride))
+        runs = [
+            (function, stride, len(list(group))) for (function, stride), group in itertools.groupby(chosen)
+        ]
+        stages.append(StageEntry(stage.name, tuple(filters for _, filters in stage.rows), runs))
+    return list(kinds.values()), stages
+
+
+def _helpers(graph: ir.Graph) -> set[str]:
+    """The module's helper functions that the printed calls use."""
+    calls = {ir.Conv: "conv", ir.BatchNorm: "batch_norm", ir.ReLU: "relu", ir.MaxPool: "max_pool"}
+    calls |= {ir.ZeroPadShortcut: "zero_pad_shortcut", ir.Dense: "dense"}
+    return {calls[type(node)] for node in graph.nodes if type(node) in calls}
+
+
+def _batch_norm_settings(graph: ir.Graph) -> tuple[float, float] | None:
+    settings = {(node.epsilon, node.momentum) for node in graph.nodes if isinstance(node, ir.BatchNorm)}
+    if len(settings) > 1:
+        raise RescompileError(f"internal: {graph.name} mixes BatchNorm settings; the printer needs one")
+    return settings.pop() if settings else None
+
+
+def _check_supported(graph: ir.Graph) -> None:
+    for node in graph.nodes:
+        if (
+            isinstance(node, ir.ZeroPadShortcut)
+            and node.extra_channels != graph.node(node.inputs[0]).shape[2]
+        ):
+            raise RescompileError(f"{node.name}: option A shortcuts must double the channels")
+
+
+def plan_module(graph: ir.Graph) -> ModulePlan:
+    """The module plan of a full graph (lowered with its head, without stage outputs)."""
+    _check_supported(graph)
+    stem = [node for node in graph.nodes if node.stage == "stem"]
+    head = [node for node in graph.nodes if node.stage == "head"]
+    backbone = [node for node in graph.nodes if node.stage != "head"]
+    last_block = backbone[-1].name
+    classifier = graph.outputs.get("output", "")
+    tail = [node for node in head if not graph.is_vector(node.name)]
+    top = [node for node in head if graph.is_vector(node.name)]
+    blocks, stages = _block_functions(graph)
+    scope = Scope(classifier=classifier)
+    return ModulePlan(
+        input_name=graph.input.name,
+        layers=len(graph.nodes),
+        stem=statements(stem, graph.input.name, scope),
+        blocks=blocks,
+        stages=stages,
+        tail=statements(tail, last_block, scope),
+        top=statements(top, tail[-1].name if tail else last_block, scope),
+        helpers=_helpers(graph),
+        batch_norm=_batch_norm_settings(graph),
+    )
+
+
+def render_keras(spec: Spec, path: str) -> str:
+    """The generated Keras module for a spec (deterministic: same spec, same text), printed from
+    its full IR graph (with the classifier; stage outputs are an argument of build())."""
+    template = code_environment().get_template("keras_model.py.j2")
+    graph = lower(spec, outputs=[])
+    return template.render(
+        spec=spec, path=path, plan=plan_module(graph), stem_text=stem_text(spec), stage_table=stage_table
+    )
