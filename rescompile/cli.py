@@ -527,13 +527,9 @@ def doctor_command() -> None:
         raise typer.Exit(1)
 
 
-KERAS_COMMANDS = {"build", "export", "predict", "doctor", "train", "evaluate", "experiment"}
-
-
 def main() -> None:
     """Entry point of the console script."""
-    if KERAS_COMMANDS & set(sys.argv[1:2]):
-        from rescompile.quiet import import_keras_quietly
+    from rescompile.quiet import import_keras_quietly_when_needed
 
-        import_keras_quietly()
+    import_keras_quietly_when_needed()
     app()

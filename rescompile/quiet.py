@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.util
 import os
 import sys
 
@@ -32,3 +34,30 @@ def import_keras_quietly() -> None:
         return
     with _stderr_silenced():
         import keras  # noqa: F401
+
+
+class _QuietFirstImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """The first import of keras or tensorflow, wherever it happens, goes through
+    `import_keras_quietly`; until then neither is loaded (argument errors and ONNX-only commands
+    never pay TensorFlow's start-up)."""
+
+    NAMES = frozenset({"keras", "tensorflow"})
+
+    def find_spec(self, name: str, path: object = None, target: object = None):
+        if name not in self.NAMES:
+            return None
+        sys.meta_path.remove(self)
+        import_keras_quietly()
+        return importlib.util.spec_from_loader(name, self)
+
+    def create_module(self, spec):
+        return sys.modules[spec.name]  # imported just now by import_keras_quietly
+
+    def exec_module(self, module) -> None:
+        """Nothing to run: the module is already imported."""
+
+
+def import_keras_quietly_when_needed() -> None:
+    """Defer keras/tensorflow until something imports them, then import them quietly."""
+    if "keras" not in sys.modules and not any(isinstance(f, _QuietFirstImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietFirstImport())

@@ -13,7 +13,6 @@ from rescompile.tables import si, thousands
 
 REQUIRED = (
     "spec",
-    "spec_file",
     "epochs",
     "test_accuracy",
     "best_val_accuracy",
@@ -44,16 +43,8 @@ def load_run(path: Path) -> Run:
     missing = [key for key in REQUIRED if key not in summary]
     if missing:
         raise RescompileError(f"{summary_path}: missing {', '.join(missing)}")
-    return Run(path, summary, read_metrics(path / "metrics.csv", 10**9), _paper_error(summary["spec_file"]))
-
-
-def _paper_error(spec_file: str) -> float | None:
-    from rescompile.spec import load_spec
-
-    try:
-        return load_spec(spec_file).expect.test_error
-    except RescompileError:
-        return None
+    paper_error = summary.get("paper_test_error")  # written only for runs on the paper's dataset
+    return Run(path, summary, read_metrics(path / "metrics.csv", 10**9), paper_error)
 
 
 def _percent(value: float | None) -> str:

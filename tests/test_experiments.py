@@ -69,3 +69,31 @@ def test_degradation_command_trains_twins_and_report_reads_results(tmp_path: Pat
     rows = [line for line in report.stdout.splitlines() if line.startswith("| ") and "cifar_" in line]
     assert len(rows) == 4 and "91.25%" in report.stdout  # the paper's ResNet-20 accuracy alongside
     assert Image.open(tmp_path / "report" / "curves.png").format == "PNG"
+
+
+def test_report_shows_the_paper_only_for_runs_on_its_dataset_from_any_directory(tmp_path: Path) -> None:
+    from rescompile.callbacks import METRIC_FIELDS, write_metrics
+    from rescompile.spec import load_spec
+
+    expect = load_spec("specs/cifar/resnet20.yaml").expect
+    assert expect.test_error_on("cifar10") == 8.75
+    assert expect.test_error_on("digits") is None and expect.test_error_on("imagenet") is None
+    for name, dataset in (("on_cifar", "cifar10"), ("on_folder", "digits")):
+        run = tmp_path / name
+        run.mkdir()
+        summary = {
+            "spec": "cifar_resnet20", "dataset": dataset, "epochs": 1, "test_accuracy": 0.5,
+            "best_val_accuracy": 0.5, "wall_seconds": 60.0, "images_per_second": 100.0,
+            "paper_test_error": expect.test_error_on(dataset),
+        }  # fmt: skip
+        (run / "summary.json").write_text(json.dumps(summary))
+        write_metrics(run / "metrics.csv", [{field: 1 for field in METRIC_FIELDS}])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "rescompile", "report", "../on_cifar", "../on_folder", "--out", "."],
+        cwd=elsewhere, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {line.split("|")[1].strip(): line for line in done.stdout.splitlines() if line.startswith("| on_")}
+    assert "91.25%" in rows["on_cifar"] and "91.25%" not in rows["on_folder"]

@@ -231,7 +231,10 @@ class Expect(Strict):
     macs: ExpectList | None = None
     depth: ExpectList | None = None
     test_error: Annotated[Number, Field(ge=0, le=100)] | None = None
-    """The paper's test error (%), shown next to trained runs; `check` cannot verify it."""
+    """The paper's test error (%), shown next to runs trained on `test_dataset`; `check` cannot
+    verify it."""
+    test_dataset: Literal["cifar10", "cifar100", "imagenet"] | None = None
+    """The dataset `test_error` was measured on (required with it)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -240,13 +243,23 @@ class Expect(Strict):
             return data
         fixed = {}
         for key, value in data.items():
-            if key == "test_error":
+            if key in ("test_error", "test_dataset"):
                 fixed[key] = value
                 continue
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 value = {"value": value}
             fixed[key] = _as_list(value) if isinstance(value, (dict, list)) else value
         return fixed
+
+    @model_validator(mode="after")
+    def _error_names_its_dataset(self) -> Expect:
+        if self.test_error is not None and self.test_dataset is None:
+            raise ValueError("test_error needs test_dataset (cifar10, cifar100 or imagenet)")
+        return self
+
+    def test_error_on(self, dataset: str) -> float | None:
+        """The published test error (%) for a run on `dataset`: None unless it is the paper's."""
+        return self.test_error if dataset == self.test_dataset else None
 
 
 FeatureName = Annotated[str, StringConstraints(pattern=r"^C[1-9]$")]
