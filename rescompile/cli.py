@@ -429,6 +429,24 @@ def evaluate_command(
     typer.echo(f"wrote {result.picture}")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from rescompile import __version__
+
+        typer.echo(f"rescompile {__version__} (Python {sys.version.split()[0]})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Compile ResNet stage tables into checked models, code, tables and ONNX."""
+
+
 experiment_app = typer.Typer(help="Experiments from the ResNet papers.", no_args_is_help=True)
 app.add_typer(experiment_app, name="experiment")
 

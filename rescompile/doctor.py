@@ -14,7 +14,13 @@ def _version(distribution: str) -> str | None:
 
 def report() -> list[tuple[str, str, bool]]:
     """(topic, finding, healthy) rows."""
-    rows: list[tuple[str, str, bool]] = []
+    import platform
+
+    from rescompile import __version__
+
+    rows: list[tuple[str, str, bool]] = [
+        ("rescompile", f"{__version__} on Python {platform.python_version()}", True)
+    ]
     ort_packages = {name: _version(name) for name in ("onnxruntime", "onnxruntime-gpu")}
     installed = {name: version for name, version in ort_packages.items() if version}
     both = len(installed) == 2

@@ -21,7 +21,7 @@ print("loaded:", sorted({"keras", "tensorflow", "jax"} & set(sys.modules)), "exi
 
 def _probe(*args: str) -> str:
     done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=300)
-    return done.stdout.splitlines()[-1] + " | " + done.stderr
+    return done.stdout.splitlines()[-1] + " | " + done.stdout + done.stderr
 
 
 def test_help_and_argument_errors_import_no_tensorflow(tmp_path: Path) -> None:
@@ -30,6 +30,10 @@ def test_help_and_argument_errors_import_no_tensorflow(tmp_path: Path) -> None:
     refused = _probe("build", "specs/cifar/resnet20.yaml", "--in-channels", "0", "--out", out)
     assert refused.startswith("loaded: [] exit: 2") and "--in-channels must be between 1" in refused
     assert _probe("table", "specs/cifar/resnet20.yaml").startswith("loaded: [] exit: ")
+    from rescompile import __version__
+
+    version = _probe("--version")
+    assert version.startswith("loaded: [] exit: ") and f"rescompile {__version__} (Python 3." in version
 
 
 def test_the_first_keras_import_is_quiet_wherever_it_happens(tmp_path: Path) -> None:

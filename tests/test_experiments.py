@@ -46,6 +46,7 @@ def test_gradients_command_writes_its_figure_and_data(tmp_path: Path) -> None:
     assert Image.open(tmp_path / "gradients.png").format == "PNG"
 
 
+@pytest.mark.slow  # 160 s on 2 cores: four networks trained; CI runs it with -m slow
 def test_degradation_command_trains_twins_and_report_reads_results(tmp_path: Path) -> None:
     tarball = write_cifar_tarball(tmp_path / "cifar.tar.gz", 256, 64)
     out = tmp_path / "degradation"

@@ -18,8 +18,11 @@ from tests.keras_helpers import generated_model, randomize_batchnorm
 
 keras = pytest.importorskip("keras")
 DEEPEST = ("resnet1202", "preact_resnet1001")  # thousands of layers: minutes each on a CPU
+# 101 and 152 layers: the block kinds of their 50-layer twins, 23-40 s each; CI runs them with -m slow.
+# Also the deeper twins of block kinds the default run covers (plain18, resnet20/56, resnet50v2).
+LARGE = ("resnet101", "resnet152", "resnet101v2", "resnet152v2", "plain34", "resnet110", "preact_resnet164")
 SPECS = [
-    pytest.param(path, marks=pytest.mark.slow) if path.stem in DEEPEST else path
+    pytest.param(path, marks=pytest.mark.slow) if path.stem in DEEPEST + LARGE else path
     for path in find_specs([Path("specs")])
 ]
 

@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
+from rescompile import __version__
 from rescompile.build import build
 from rescompile.cpu import cpu_info
 from rescompile.images import preprocess
@@ -186,6 +187,7 @@ def test_doctor_reports_packages_providers_and_backend() -> None:
     done = cli("doctor")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "onnxruntime packages: onnxruntime" in done.stdout
+    assert f"rescompile: {__version__} on Python 3." in done.stdout
     assert "CPUExecutionProvider" in done.stdout and "backend tensorflow" in done.stdout
 
 

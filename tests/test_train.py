@@ -184,6 +184,7 @@ def test_training_learns_and_writes_the_run_directory(tarball: Path, tmp_path: P
     assert (run / "confusion.png").exists()
 
 
+@pytest.mark.slow  # 80 s on 2 cores; CI runs it with -m slow
 def test_sigkill_mid_epoch_then_resume_continues_at_the_right_step(tarball: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     process = subprocess.Popen(
@@ -228,6 +229,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(
     assert (run / "checkpoint.keras").exists()
 
 
+@pytest.mark.slow  # 130 s on 2 cores; CI runs it with -m slow
 def test_mirrored_on_two_cpu_devices_matches_single_device(tarball: Path, tmp_path: Path) -> None:
     losses = {}
     for name, extra in (("single", []), ("mirrored", ["--distribute", "mirrored", "--cpu-devices", "2"])):
@@ -261,6 +263,7 @@ def test_keras_datasets_fallback_shapes_and_errors(monkeypatch: pytest.MonkeyPat
         load_keras_cifar()
 
 
+@pytest.mark.slow  # 46 s on 2 cores; CI runs it with -m slow
 def test_multiworker_strategy_as_a_single_worker(tarball: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     done = cli(*_train_args(tarball, run, "--epochs", "1", "--distribute", "multiworker"))

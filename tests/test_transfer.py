@@ -78,6 +78,7 @@ def test_imagenet_backbone_weights_load_and_onnx_matches(notop_weights: tuple, t
     assert ops.count("Transpose") == 1 and ops.count("Resize") == 3 and "Dropout" not in ops
 
 
+@pytest.mark.slow  # 125 s on 2 cores (a ResNet-50 trained twice); CI runs it with -m slow
 def test_train_frozen_backbone_then_fine_tune(notop_weights: tuple, tmp_path: Path) -> None:
     path, _ = notop_weights
     tarball = write_cifar_tarball(tmp_path / "cifar.tar.gz", 60, 20)

@@ -63,6 +63,7 @@ def test_cifar100_python_archive(tmp_path: Path) -> None:
     assert data.classes == 100 and data.y_train.max() < 100 and len(data.x_test) == 10
 
 
+@pytest.mark.slow  # 70 s: bfloat16 is emulated on CPUs without AVX512_BF16; CI runs it with -m slow
 @pytest.mark.parametrize("precision", ["mixed_bfloat16"])
 def test_mixed_precision_and_xla_train(precision: str, tmp_path: Path) -> None:
     pytest.importorskip("tensorflow")
