@@ -144,7 +144,7 @@ BlockForm = Literal["post-activation", "pre-activation"]
 @dataclass(frozen=True)
 class BlockPlan:
     """One residual block: its name, stride, input channels, shortcut and form. Its ops are the
-    graph's nodes with the block's stage and number (`Graph.block_nodes`), in order."""
+    graph's nodes with the block's stage and number, in order."""
 
     name: str
     stride: int
@@ -178,10 +178,6 @@ class Graph:
     def node(self, name: str) -> Node:
         """The node called `name`."""
         return self._by_name[name]
-
-    def block_nodes(self, stage: str, block: int) -> list[Node]:
-        """The ops of one block (`block` counts from 1 within `stage`), in order."""
-        return [node for node in self.nodes if node.stage == stage and node.block == block]
 
     def is_vector(self, name: str) -> bool:
         """True for tensors that are vectors per image (after pooling or flattening)."""

@@ -232,12 +232,15 @@ def _unique(name: str, taken: set[str]) -> str:
 def _block_functions(graph: ir.Graph) -> tuple[list[BlockFunction], list[StageEntry]]:
     kinds: dict[tuple[str, ...], BlockFunction] = {}
     stages = []
+    ops: dict[tuple[str, int], list[ir.Node]] = {}
+    for node in graph.nodes:  # grouped once: ResNet-1202 has 600 blocks of 4,000 nodes
+        ops.setdefault((node.stage, node.block), []).append(node)
     for stage in graph.stages:
         chosen = []
         for number, plan in enumerate(stage.blocks, start=1):
             if plan.name != f"{stage.name}_block{number}":
                 raise RescompileError(f"internal: block {plan.name} is not named {stage.name}_block{number}")
-            nodes = graph.block_nodes(stage.name, number)
+            nodes = ops[(stage.name, number)]
             entry = nodes[0].inputs[0]
             lines = tuple(statements(nodes, entry, Scope(block=plan.name)))
             if lines not in kinds:
@@ -282,8 +285,7 @@ def plan_module(graph: ir.Graph) -> ModulePlan:
     _check_supported(graph)
     stem = [node for node in graph.nodes if node.stage == "stem"]
     head = [node for node in graph.nodes if node.stage == "head"]
-    backbone = [node for node in graph.nodes if node.stage != "head"]
-    last_block = backbone[-1].name
+    last_block = next(node.name for node in reversed(graph.nodes) if node.stage != "head")
     classifier = graph.outputs.get("output", "")
     tail = [node for node in head if not graph.is_vector(node.name)]
     top = [node for node in head if graph.is_vector(node.name)]
