@@ -25,11 +25,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from peak import fma_gflops, matmul_gflops
 from results import record
 
-from rescompile.cpu import cpu_info, int8_note
-from rescompile.images import preprocess
-from rescompile.onnx_export import ExportOptions, export_onnx, keras_weights
-from rescompile.quantize import quantize
-from rescompile.runtime import bench_session
+from rescompile.data.images import preprocess
+from rescompile.onnx_backend.emit import ExportOptions, export_onnx, keras_weights
+from rescompile.onnx_backend.quantize import quantize
+from rescompile.onnx_backend.runtime import bench_session
+from rescompile.serve.cpu import cpu_info, int8_note
 from tests.keras_helpers import generated_model, randomize_batchnorm
 from tests.synthetic import colour_images
 
@@ -144,8 +144,8 @@ def main() -> None:
             " (goal ≥ 99%)."
         )
         notes.append(
-            "INT8 rows: `rescompile.quantize.quantize()` format (QDQ, U8S8, per-channel weights with"
-            f" reduce_range). CPU: {cpu.describe()}. {int8_note(cpu)}."
+            "INT8 rows: `rescompile.onnx_backend.quantize.quantize()` format (QDQ, U8S8,"
+            f" per-channel weights with reduce_range). CPU: {cpu.describe()}. {int8_note(cpu)}."
         )
         small_engines = [
             ("Keras model(x), TF backend", lambda x: small_model(x, training=False)),

@@ -32,8 +32,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras
 from results import record
 
-from rescompile.pipeline import fit_normalization, training_dataset
-from rescompile.recipe import Augment
+from rescompile.train.recipe import Augment
+from rescompile.train.tfdata import fit_normalization, training_dataset
 from tests.keras_helpers import generated_model
 from tests.synthetic import colour_images
 

@@ -44,8 +44,8 @@ def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _analyses(specs: list[Path] | None) -> list:
-    from rescompile.analysis import analyze, find_specs
-    from rescompile.library import resolve_spec_args
+    from rescompile.analysis.analyze import analyze
+    from rescompile.spec.library import find_specs, resolve_spec_args
 
     return [analyze(path) for path in find_specs(resolve_spec_args(specs))]
 
@@ -54,7 +54,7 @@ def _analyses(specs: list[Path] | None) -> list:
 @friendly
 def check_command(specs: SpecArgs = None) -> None:
     """Validate and lower specs and compare their counts with the published numbers."""
-    from rescompile.tables import thousands
+    from rescompile.analysis.tables import thousands
 
     failed = 0
     for analysis in _analyses(specs):
@@ -84,12 +84,12 @@ def table_command(
     ] = None,
 ) -> None:
     """Print parameters, multiply-adds and depth of specs (or recounted from ONNX files)."""
-    from rescompile.tables import FORMATS, table
+    from rescompile.analysis.tables import FORMATS, table
 
     if fmt not in FORMATS:
         raise RescompileError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if from_onnx:
-        from rescompile.onnx_count import recount
+        from rescompile.onnx_backend.recount import recount
 
         if per_stage:
             raise RescompileError("--per-stage needs specs; an ONNX recount is per network")
@@ -102,9 +102,9 @@ def table_command(
 @friendly
 def diff_command(old: Path, new: Path) -> None:
     """Per-stage deltas of parameters and multiply-adds between two specs."""
-    from rescompile.analysis import analyze
-    from rescompile.library import resolve_spec
-    from rescompile.tables import diff
+    from rescompile.analysis.analyze import analyze
+    from rescompile.analysis.tables import diff
+    from rescompile.spec.library import resolve_spec
 
     typer.echo(diff(analyze(resolve_spec(old)), analyze(resolve_spec(new))), nl=False)
 
@@ -113,7 +113,7 @@ def diff_command(old: Path, new: Path) -> None:
 @friendly
 def list_command(fmt: Annotated[str, typer.Option("--format", help="md or json.")] = "md") -> None:
     """List the spec library shipped with rescompile: path, network, family, params, MACs, source."""
-    from rescompile.library import list_library
+    from rescompile.analysis.listing import list_library
 
     typer.echo(list_library(fmt), nl=False)
 
@@ -175,9 +175,9 @@ def build_command(
     ] = False,
 ) -> None:
     """Generate the Keras module, build the model and save <out>/<name>.keras."""
-    from rescompile.build import build, model_record
-    from rescompile.library import resolve_spec
-    from rescompile.summary import print_build_summary
+    from rescompile.keras_backend.build import build, model_record
+    from rescompile.keras_backend.summary import print_build_summary
+    from rescompile.spec.library import resolve_spec
 
     features = [name.strip() for name in outputs.split(",")] if outputs is not None else None
     result = build(
@@ -195,8 +195,8 @@ def build_command(
     )
     print_build_summary(result)
     if onnx:
-        from rescompile.export import onnx_options, write_onnx
-        from rescompile.onnx_export import ExportOptions
+        from rescompile.onnx_backend.emit import ExportOptions
+        from rescompile.onnx_backend.export import onnx_options, write_onnx
 
         analysis = result.analysis
         path = out / f"{analysis.spec.name}.onnx"
@@ -224,9 +224,9 @@ def export_command(
     class_names: Annotated[Path | None, typer.Option(help="Text file, one class name per line.")] = None,
 ) -> None:
     """Export a Keras model to ONNX through the IR (BN folded, one transpose, dynamic batch)."""
-    from rescompile.export import export
-    from rescompile.library import resolve_spec
-    from rescompile.onnx_export import ExportOptions
+    from rescompile.onnx_backend.emit import ExportOptions
+    from rescompile.onnx_backend.export import export
+    from rescompile.spec.library import resolve_spec
 
     if layout not in ("nhwc", "nchw"):
         raise RescompileError(f"--layout must be nhwc or nchw, got {layout!r}")
@@ -241,7 +241,7 @@ def export_command(
         analysis = export(source, output, spec, options)
         typer.echo(f"wrote {output} ({analysis.spec.name}, {analysis.graph.input.shape[0]}px)")
         return
-    from rescompile.export import export_int8
+    from rescompile.onnx_backend.export import export_int8
 
     analysis, count = export_int8(source, output, spec, options, calibration, calibration_size)
     typer.echo(f"wrote {output} (INT8, {analysis.spec.name}, calibrated on {count} images)")
@@ -276,7 +276,7 @@ def predict_command(
     ] = None,
 ) -> None:
     """Top-k classes of images, preprocessed as the model's metadata says."""
-    from rescompile.predict import predict
+    from rescompile.serve.predict import predict
 
     results, used = predict(model, images, top_k, provider, spec)
     if as_json:
@@ -303,7 +303,13 @@ def bench_command(
     provider: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
 ) -> None:
     """Throughput (img/s) and latency p50/p99 per batch size on onnxruntime."""
-    from rescompile.runtime import bench_session, input_geometry, metadata, open_session, run_session
+    from rescompile.onnx_backend.runtime import (
+        bench_session,
+        input_geometry,
+        metadata,
+        open_session,
+        run_session,
+    )
 
     try:
         sizes = [int(b) for b in batch.split(",")]
@@ -370,9 +376,9 @@ def train_command(
     ] = False,
 ) -> None:
     """Train a spec with a recipe; checkpoint every epoch; export the final model to ONNX."""
-    from rescompile.library import resolve_spec
-    from rescompile.recipe import load_recipe
-    from rescompile.train import TrainOptions, train
+    from rescompile.spec.library import resolve_spec
+    from rescompile.train.recipe import load_recipe
+    from rescompile.train.trainer import TrainOptions, train
 
     overrides = list(set_ or [])
     if epochs is not None:
@@ -419,7 +425,7 @@ def evaluate_command(
     classes: Annotated[int, typer.Option(help="10 (CIFAR-10) or 100 (CIFAR-100).")] = 10,
 ) -> None:
     """Test accuracy and confusion matrix (printed, and as confusion.png)."""
-    from rescompile.evaluate import evaluate
+    from rescompile.serve.evaluate import evaluate
 
     result = evaluate(model, data, spec, out, classes)
     typer.echo(f"accuracy {result.accuracy:.2%} on {int(result.matrix.sum())} test images")
@@ -468,7 +474,7 @@ def degradation_command(
 ) -> None:
     """Train plain nets and their residual twins alike; plot training/test error (Fig. 6)."""
     from rescompile.experiments import degradation
-    from rescompile.recipe import load_recipe
+    from rescompile.train.recipe import load_recipe
 
     try:
         chosen = [int(d) for d in depths.split(",")]
@@ -524,7 +530,7 @@ def report_command(
     out: Annotated[Path, typer.Option(help="Where to write report.md and curves.png.")] = Path("report"),
 ) -> None:
     """Compare runs in one Markdown table (next to the paper's numbers) and one figure."""
-    from rescompile.report import report
+    from rescompile.experiments.report import report
 
     text, figure = report(runs, out)
     typer.echo(text, nl=False)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from rescompile.analysis import Analysis, analyze, find_specs
+from rescompile.analysis.analyze import Analysis, analyze
+from rescompile.analysis.tables import render
 from rescompile.fileio import write_text_atomic
-from rescompile.keras_printer import render_keras
-from rescompile.tables import render
+from rescompile.keras_backend.printer import render_keras
+from rescompile.spec.library import find_specs
 
 TABLE1_SPECS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 

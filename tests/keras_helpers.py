@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from rescompile import ir
-from rescompile.analysis import Analysis, analyze
-from rescompile.keras_backend import load_module
+from rescompile.analysis.analyze import Analysis, analyze
+from rescompile.keras_backend.model import load_module
 
 
 def generated_model(spec: str, input_size: int | None = None, seed: int = 0, **kwargs):

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from rescompile.errors import RescompileError
-from rescompile.recipe import load_recipe
-from rescompile.train import run_lock
+from rescompile.train.recipe import load_recipe
+from rescompile.train.trainer import run_lock
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -77,7 +77,7 @@ def test_a_network_larger_than_memory_is_refused_with_the_estimate(tmp_path: Pat
 
 def test_two_trainings_into_one_run_directory_are_refused(tmp_path: Path) -> None:
     code = (
-        "import sys, time; from pathlib import Path; from rescompile.train import run_lock\n"
+        "import sys, time; from pathlib import Path; from rescompile.train.trainer import run_lock\n"
         f"with run_lock(Path({str(tmp_path)!r})):\n    print('locked', flush=True); time.sleep(30)\n"
     )
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

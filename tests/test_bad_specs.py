@@ -12,7 +12,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rescompile.analysis import analyze
+from rescompile.analysis.analyze import analyze
 from rescompile.errors import RescompileError, SpecError
 
 CORPUS = Path("tests/bad_specs")

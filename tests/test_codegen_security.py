@@ -14,10 +14,10 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from rescompile.analysis import analyze
-from rescompile.codegen import py_literal
+from rescompile.analysis.analyze import analyze
 from rescompile.errors import RescompileError
-from rescompile.keras_printer import render_keras
+from rescompile.keras_backend.literals import py_literal
+from rescompile.keras_backend.printer import render_keras
 from rescompile.spec.schema import Spec
 
 BASE = yaml.safe_load(Path("specs/cifar/_base.yaml").read_text()) | {"name": "hostile"}

@@ -73,8 +73,8 @@ def test_degradation_command_trains_twins_and_report_reads_results(tmp_path: Pat
 
 
 def test_report_shows_the_paper_only_for_runs_on_its_dataset_from_any_directory(tmp_path: Path) -> None:
-    from rescompile.callbacks import METRIC_FIELDS, write_metrics
     from rescompile.spec import load_spec
+    from rescompile.train.callbacks import METRIC_FIELDS, write_metrics
 
     expect = load_spec("specs/cifar/resnet20.yaml").expect
     assert expect.test_error_on("cifar10") == 8.75

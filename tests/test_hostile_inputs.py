@@ -22,12 +22,12 @@ import pytest
 from onnx import TensorProto, helper
 from PIL import Image
 
-from rescompile.analysis import analyze
-from rescompile.data import load_cifar, parse_cifar_batch
+from rescompile.analysis.analyze import analyze
+from rescompile.data.datasets import load_cifar, parse_cifar_batch
+from rescompile.data.images import read_image
 from rescompile.errors import RescompileError, SpecError
 from rescompile.fileio import remove_stale_temporaries, write_atomic, write_text_atomic
-from rescompile.images import read_image
-from rescompile.runtime import input_geometry, metadata, open_session, run_session
+from rescompile.onnx_backend.runtime import input_geometry, metadata, open_session, run_session
 from rescompile.spec.yamlsrc import MAX_BYTES
 from tests.synthetic import write_cifar_batch, write_cifar_tarball
 

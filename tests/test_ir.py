@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from rescompile import ir
-from rescompile.analysis import analyze, find_specs
-from rescompile.lower import conv_output
+from rescompile.analysis.analyze import analyze
+from rescompile.ir.lower import conv_output
+from rescompile.spec.library import find_specs
 
 SPECS = find_specs([Path("specs")])
 

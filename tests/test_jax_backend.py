@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rescompile.analysis import analyze
+from rescompile.analysis.analyze import analyze
 from tests.keras_helpers import generated_model, randomize_batchnorm
 
 pytest.importorskip("jax")
@@ -33,7 +33,7 @@ import json, os, sys
 os.environ["KERAS_BACKEND"] = "jax"
 import numpy as np, keras
 from pathlib import Path
-from rescompile.keras_backend import load_module
+from rescompile.keras_backend.model import load_module
 assert keras.backend.backend() == "jax"
 cases = json.loads(sys.argv[1])
 for case in cases:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rescompile import ir
-from rescompile.analysis import find_specs
+from rescompile.spec.library import find_specs
 from tests.keras_helpers import generated_model
 
 pytest.importorskip("keras")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rescompile.analysis import analyze
+from rescompile.analysis.analyze import analyze
 from tests.reference import KERAS_APPS
 
 

@@ -10,9 +10,9 @@ import h5py
 import numpy as np
 import pytest
 
-from rescompile.build import build
 from rescompile.errors import RescompileError
-from rescompile.keras_backend import freeze
+from rescompile.keras_backend.build import build
+from rescompile.keras_backend.model import freeze
 from tests.keras_helpers import generated_model, randomize_batchnorm
 from tests.reference import KERAS_APPS
 

@@ -15,10 +15,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from rescompile.analysis import find_library_spec
 from rescompile.cli import app
 from rescompile.errors import RescompileError
-from rescompile.library import library_dir, library_specs, resolve_spec
+from rescompile.spec.library import find_library_spec, library_dir, library_specs, resolve_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -170,7 +169,7 @@ def test_the_wheel_holds_the_whole_library(wheel: Path) -> None:
         f"rescompile/specs/{p.relative_to(ROOT / 'specs').as_posix()}" for p in ROOT.glob("specs/**/*.yaml")
     }
     assert shipped == expected and len(expected) == 32  # 30 specs and the two _*.yaml bases
-    assert "rescompile/library.py" in names
+    assert "rescompile/spec/library.py" in names
     assert any(name.startswith("rescompile/templates/") for name in names)
     assert any(name.startswith("rescompile/recipes/") for name in names)
 
@@ -190,7 +189,7 @@ def test_the_installed_wheel_builds_exports_and_predicts_by_name(wheel: Path, tm
         assert done.returncode == 0, done.stdout + done.stderr
         return done
 
-    where = python("-c", "import rescompile.library as l; print(l.__file__); print(l.library_dir())")
+    where = python("-c", "import rescompile.spec.library as l; print(l.__file__); print(l.library_dir())")
     module, library = map(Path, where.stdout.split())
     assert module.is_relative_to(target) and library == target / "rescompile" / "specs"
 

@@ -13,7 +13,7 @@ import onnx
 import pytest
 from PIL import Image
 
-from rescompile.artifact import read_keras_record
+from rescompile.spec.artifact import read_keras_record
 from tests.synthetic import colour_images
 
 keras = pytest.importorskip("keras")
@@ -86,9 +86,9 @@ def test_keras_and_onnx_of_a_run_predict_alike_from_another_directory(run: dict,
 
 
 def test_int8_calibrates_with_the_run_preprocessing(run: dict, monkeypatch, tmp_path: Path) -> None:
-    from rescompile import quantize
-    from rescompile.export import export_int8
-    from rescompile.onnx_export import ExportOptions
+    from rescompile.onnx_backend import quantize
+    from rescompile.onnx_backend.emit import ExportOptions
+    from rescompile.onnx_backend.export import export_int8
 
     seen = {}
 

@@ -11,9 +11,9 @@ import onnxruntime as ort
 import pytest
 
 from rescompile import ir
-from rescompile.analysis import find_specs
-from rescompile.onnx_count import recount
-from rescompile.onnx_export import ExportOptions, export_onnx, keras_weights
+from rescompile.onnx_backend.emit import ExportOptions, export_onnx, keras_weights
+from rescompile.onnx_backend.recount import recount
+from rescompile.spec.library import find_specs
 from tests.keras_helpers import generated_model, randomize_batchnorm
 
 keras = pytest.importorskip("keras")

@@ -15,9 +15,9 @@ import pytest
 from onnx import TensorProto, helper
 
 from rescompile import ir
-from rescompile.analysis import analyze
+from rescompile.analysis.analyze import analyze
 from rescompile.errors import RescompileError
-from rescompile.onnx_count import recount
+from rescompile.onnx_backend.recount import recount
 
 pytest.importorskip("keras")
 SPEC = Path("specs/cifar/resnet20.yaml")
@@ -26,10 +26,10 @@ SPEC = Path("specs/cifar/resnet20.yaml")
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, Path]:
     """resnet20 exported with BN folded (the default), unfolded, and quantized to INT8 (QDQ)."""
-    from rescompile.build import build
-    from rescompile.export import write_onnx
-    from rescompile.onnx_export import ExportOptions
-    from rescompile.quantize import quantize
+    from rescompile.keras_backend.build import build
+    from rescompile.onnx_backend.emit import ExportOptions
+    from rescompile.onnx_backend.export import write_onnx
+    from rescompile.onnx_backend.quantize import quantize
 
     folder = tmp_path_factory.mktemp("onnx")
     result = build(SPEC, folder, save=False)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rescompile.analysis import analyze, find_specs
+from rescompile.analysis.analyze import analyze
+from rescompile.spec.library import find_specs
 from tests import reference
 
 

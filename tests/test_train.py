@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rescompile.data import load_cifar, load_dataset
+from rescompile.data.datasets import load_cifar, load_dataset
 from rescompile.errors import RescompileError
-from rescompile.recipe import Augment, Erasing, load_recipe
+from rescompile.train.recipe import Augment, Erasing, load_recipe
 from tests.synthetic import colour_images, write_cifar_batch, write_cifar_tarball
 
 tf = pytest.importorskip("tensorflow")
@@ -85,7 +85,7 @@ def test_bad_data_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def _augment(config: Augment, image: np.ndarray, seed: int) -> np.ndarray:
-    from rescompile.pipeline import Normalization, augment_fn
+    from rescompile.train.tfdata import Normalization, augment_fn
 
     identity = Normalization(1.0, np.zeros(1, np.float32), np.ones(1, np.float32))
     out, _ = augment_fn(config, identity, training=True)(
@@ -126,7 +126,7 @@ def test_random_erasing_respects_its_parameters() -> None:
 
 
 def test_recipes_and_schedules() -> None:
-    from rescompile.schedule import make_schedule
+    from rescompile.train.schedule import make_schedule
 
     paper = load_recipe("paper")
     schedule = make_schedule(paper, steps_per_epoch=351, total_steps=64000)
@@ -247,7 +247,7 @@ def test_mirrored_on_two_cpu_devices_matches_single_device(tarball: Path, tmp_pa
 def test_keras_datasets_fallback_shapes_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     import keras
 
-    from rescompile.data import load_keras_cifar
+    from rescompile.data.datasets import load_keras_cifar
 
     images, labels = colour_images(30)
     fake = ((images[:20], labels[:20, None]), (images[20:], labels[20:, None]))  # keras gives (N, 1) labels

@@ -12,9 +12,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from rescompile.analysis import analyze
-from rescompile.build import build
-from rescompile.onnx_export import ExportOptions, export_onnx, keras_weights
+from rescompile.analysis.analyze import analyze
+from rescompile.keras_backend.build import build
+from rescompile.onnx_backend.emit import ExportOptions, export_onnx, keras_weights
 from tests.keras_helpers import randomize_batchnorm
 from tests.synthetic import write_cifar_tarball
 

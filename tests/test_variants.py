@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rescompile.analysis import analyze
-from rescompile.data import load_cifar
+from rescompile.analysis.analyze import analyze
+from rescompile.data.datasets import load_cifar
 from tests.synthetic import colour_images, write_cifar_batch, write_cifar_tarball
 
 DEEP_STEM = """\

@@ -10,9 +10,9 @@ import h5py
 import numpy as np
 import pytest
 
-from rescompile.build import build
 from rescompile.errors import RescompileError
-from rescompile.keras_backend import load_weights
+from rescompile.keras_backend.build import build
+from rescompile.keras_backend.model import load_weights
 from tests.keras_helpers import randomize_batchnorm
 
 keras = pytest.importorskip("keras")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rescompile.callbacks import read_metrics
 from rescompile.errors import RescompileError
 from rescompile.fileio import write_text_atomic
-from rescompile.recipe import Recipe
+from rescompile.train.callbacks import read_metrics
+from rescompile.train.recipe import Recipe
 
 DEPTHS = (20, 32, 44, 56)
 
@@ -25,7 +25,7 @@ def twins(depth: int) -> list[tuple[str, Path]]:
 
 def _train_or_reuse(spec: Path, run_dir: Path, data: str | None, recipe: Recipe, seed: int) -> None:
     """Train into run_dir; a finished run is reused and an interrupted one resumed."""
-    from rescompile.train import TrainOptions, train
+    from rescompile.train.trainer import TrainOptions, train
 
     if (run_dir / "summary.json").exists():
         return
@@ -75,7 +75,7 @@ def results(depths: list[int], out: Path, recipe: Recipe) -> dict:
 
 def plot(result: dict, path: Path) -> None:
     """Fig. 6 style: training and test error against iterations; plain dashed, ResNet solid."""
-    from rescompile.reports import pyplot, save_png
+    from rescompile.train.plots import pyplot, save_png
 
     plt = pyplot()
 

@@ -58,7 +58,7 @@ def gradient_profile(
     import keras
     import tensorflow as tf
 
-    from rescompile.build import build
+    from rescompile.keras_backend.build import build
 
     keras.utils.set_random_seed(seed)
     with tempfile.TemporaryDirectory() as scratch:
@@ -86,7 +86,7 @@ def gradient_profile(
 
 def plot_profiles(profiles: list[GradientProfile], path: Path) -> None:
     """Both norms against depth, log scale, one curve per network."""
-    from rescompile.reports import pyplot, save_png
+    from rescompile.train.plots import pyplot, save_png
 
     plt = pyplot()
 

@@ -16,7 +16,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from rescompile import ir
-from rescompile.artifact import ModelRecord
+from rescompile.spec.artifact import ModelRecord
 from rescompile.spec.schema import Spec
 
 OPSET = 17

@@ -1,20 +1,18 @@
-"""The spec library shipped in the package: finding a spec by name, and `rescompile list`."""
+"""The spec library shipped in the package: finding spec files, and a spec by name."""
 
 from __future__ import annotations
 
 import difflib
-import json
 from pathlib import Path
 
 from rescompile.errors import RescompileError
-
-LIST_FORMATS = ("md", "json")
+from rescompile.resources import resource_dir
+from rescompile.spec.loader import load_spec
 
 
 def library_dir() -> Path:
     """The spec library: the copy packaged in a wheel, or the repository's specs/."""
-    packaged = Path(__file__).parent / "specs"
-    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "specs"
+    return resource_dir("specs")
 
 
 def library_specs(library: Path | None = None) -> list[Path]:
@@ -51,8 +49,6 @@ def _by_relative_name(library: Path, text: str) -> Path | None:
 
 def network_names(library: Path | None = None) -> dict[str, Path]:
     """The library's specs by network name (the spec's `name:` field)."""
-    from rescompile.spec import load_spec
-
     names: dict[str, Path] = {}
     for path in library_specs(library):
         try:
@@ -111,58 +107,27 @@ def resolve_spec_args(paths: list[Path] | None) -> list[Path]:
     return resolved
 
 
-def family(relative: Path) -> str:
-    """The spec's family: its top-level folder in the library, `imagenet` for the top level."""
-    return relative.parts[0] if len(relative.parts) > 1 else "imagenet"
+def find_specs(paths: list[str | Path]) -> list[Path]:
+    """Spec files named by `paths`; a folder means every spec below it except `_*.yaml` bases."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found.extend(p for p in sorted(path.rglob("*.yaml")) if not p.name.startswith("_"))
+        elif path.exists():
+            found.append(path)
+        else:
+            raise RescompileError(f"{path}: no such file or folder")
+    if not found:
+        raise RescompileError(f"no spec files in {', '.join(map(str, paths))}")
+    return found
 
 
-def library_entries(library: Path | None = None) -> list[dict]:
-    """One record per library spec: path, network name, family, params, MACs and source."""
-    from rescompile.analysis import analyze
-
+def find_library_spec(name: str, library: Path | None = None) -> Path:
+    """The spec file of the library (default: the one shipped in the package) whose network is
+    called `name`."""
     library = library_dir() if library is None else library
-    entries = []
-    for path in library_specs(library):
-        analysis = analyze(path)
-        relative = path.relative_to(library)
-        entries.append(
-            {
-                "path": relative.as_posix(),
-                "name": analysis.spec.name,
-                "family": family(relative),
-                "params": analysis.cost.params,
-                "macs": analysis.cost.macs,
-                "source": analysis.spec.source,
-            }
-        )
-    return entries
-
-
-def _cell(value: object) -> str:
-    return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def list_library(fmt: str = "md", library: Path | None = None) -> str:
-    """`rescompile list`: the library as a Markdown table or a JSON list."""
-    from rescompile.tables import si
-
-    if fmt not in LIST_FORMATS:
-        raise RescompileError(f"--format must be one of {', '.join(LIST_FORMATS)}, got {fmt!r}")
-    entries = library_entries(library)
-    if fmt == "json":
-        return json.dumps(entries, indent=2) + "\n"
-    lines = [
-        "| spec | network | family | params | MACs | source |",
-        "|---|---|---|---:|---:|---|",
-    ]
-    for entry in entries:
-        cells = [
-            entry["path"],
-            entry["name"],
-            entry["family"],
-            f"{entry['params']:,}",
-            si(entry["macs"]),
-            entry["source"],
-        ]
-        lines.append("| " + " | ".join(map(_cell, cells)) + " |")
-    return "\n".join(lines) + "\n"
+    if library.is_dir():
+        for path in find_specs([library]):
+            if load_spec(path).name == name:
+                return path
+    raise RescompileError(f"no spec named {name!r} in {library}/: pass --spec SPEC")

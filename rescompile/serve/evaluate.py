@@ -24,10 +24,10 @@ def evaluate(
     model_path: Path, data: str | None, spec: Path | None, out: Path | None, classes: int
 ) -> Evaluation:
     """Evaluate MODEL (.keras, or a run directory) on the test split of --data."""
-    from rescompile.data import load_dataset
-    from rescompile.export import analysis_for_model, load_keras_model
-    from rescompile.pipeline import Normalization, evaluation_dataset
-    from rescompile.reports import confusion_matrix, plot_confusion
+    from rescompile.data.datasets import load_dataset
+    from rescompile.onnx_backend.export import analysis_for_model, load_keras_model
+    from rescompile.train.plots import confusion_matrix, plot_confusion
+    from rescompile.train.tfdata import Normalization, evaluation_dataset
 
     if model_path.is_dir():
         model_path = model_path / "model.keras"

@@ -6,8 +6,8 @@ import math
 
 import jinja2
 
+from rescompile.analysis.tables import environment
 from rescompile.errors import RescompileError
-from rescompile.tables import environment
 
 
 class Code(str):

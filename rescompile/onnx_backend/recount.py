@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rescompile.cost import Cost
+from rescompile.analysis.cost import Cost
 from rescompile.errors import RescompileError
 
 # Nodes that only move a tensor between layouts or precisions: weights are followed through
@@ -154,7 +154,7 @@ def _load(path: Path):
 def recount(path: Path) -> OnnxCount:
     """Walk the ONNX graph: Conv, Gemm and BatchNormalization weights, Conv/Gemm MACs, depth
     (Conv and Gemm nodes except projection shortcuts, `<block>_0_conv`) and activations (the
-    input and every node's output per sample, as rescompile.cost counts them per IR node).
+    input and every node's output per sample, as rescompile.analysis.cost counts them per IR node).
 
     INT8 (QDQ) files count their int8 weights like float ones, followed back through
     DequantizeLinear; their Relu nodes are merged into the quantization, so fewer activations.

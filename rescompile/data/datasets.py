@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from rescompile.data.images import image_files, read_image
 from rescompile.errors import RescompileError
-from rescompile.images import image_files, read_image
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

@@ -9,16 +9,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rescompile.errors import RescompileError
+from rescompile.resources import resource_dir
 from rescompile.spec.loader import load_yaml_mapping
 
-
-def _recipes_dir() -> Path:
-    """recipes/ of the repository, or the copy packaged in a wheel."""
-    packaged = Path(__file__).parent / "recipes"
-    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "recipes"
-
-
-RECIPES = _recipes_dir()
+RECIPES = resource_dir("recipes")
 Positive = Annotated[float, Field(gt=0)]
 
 

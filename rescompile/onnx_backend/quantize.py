@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rescompile.data import read_cifar_batch
+from rescompile.data.datasets import read_cifar_batch
+from rescompile.data.images import image_files, preprocess, read_image
 from rescompile.errors import RescompileError
-from rescompile.images import image_files, preprocess, read_image
 
 
 def calibration_images(source: Path, size: int, limit: int) -> np.ndarray:

@@ -7,12 +7,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from rescompile.analysis import Analysis, analyze
-from rescompile.artifact import ModelRecord, Preprocessing, add_to_keras_file
+from rescompile.analysis.analyze import Analysis, analyze
+from rescompile.analysis.memory import require_memory
 from rescompile.errors import RescompileError
 from rescompile.fileio import remove_stale_temporaries, write_atomic, write_text_atomic
-from rescompile.keras_printer import render_keras
-from rescompile.memory import require_memory
+from rescompile.keras_backend.printer import render_keras
+from rescompile.spec.artifact import ModelRecord, Preprocessing, add_to_keras_file
 from rescompile.spec.schema import MAX_SIZE
 
 
@@ -43,7 +43,7 @@ def _check_writable(out: Path) -> None:
 
 def build_model(analysis: Analysis, source_path: Path, classes: int | None = None, include_top: bool = True):
     """Import the generated module and build the keras.Model for the analysed input shape."""
-    from rescompile.keras_backend import load_module
+    from rescompile.keras_backend.model import load_module
 
     module = load_module(source_path)
     features = [name for name in analysis.graph.outputs if name != "output"]
@@ -126,11 +126,11 @@ def build(
         model = build_model(analysis, scratch_source, classes, include_top)
     loaded = 0
     if weights:
-        from rescompile.keras_backend import load_weights
+        from rescompile.keras_backend.model import load_weights
 
         loaded = load_weights(model, weights, graph=analysis.graph, allow_partial=allow_partial)
     if freeze:
-        from rescompile.keras_backend import freeze as freeze_stages
+        from rescompile.keras_backend.model import freeze as freeze_stages
 
         freeze_stages(model, analysis.graph, freeze)
     write_text_atomic(source_path, source)

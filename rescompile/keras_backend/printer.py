@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rescompile import ir
-from rescompile.codegen import Code, code_environment, py_literal
+from rescompile.analysis.tables import stem_text
 from rescompile.errors import RescompileError
-from rescompile.lower import lower
+from rescompile.ir.lower import lower
+from rescompile.keras_backend.literals import Code, code_environment, py_literal
 from rescompile.spec.schema import Spec
-from rescompile.tables import stem_text
 
 _SUFFIX = re.compile(r"_[A-Za-z0-9_]+")
 

@@ -6,10 +6,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from rescompile.callbacks import read_metrics
+from rescompile.analysis.tables import si, thousands
 from rescompile.errors import RescompileError
-from rescompile.reports import save_png
-from rescompile.tables import si, thousands
+from rescompile.train.callbacks import read_metrics
+from rescompile.train.plots import save_png
 
 REQUIRED = (
     "spec",
@@ -77,7 +77,7 @@ def markdown(runs: list[Run]) -> str:
 
 def plot_runs(runs: list[Run], path: Path) -> None:
     """Training loss and validation accuracy of every run, overlaid, against optimizer steps."""
-    from rescompile.reports import pyplot
+    from rescompile.train.plots import pyplot
 
     plt = pyplot()
 

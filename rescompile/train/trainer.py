@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rescompile.analysis.memory import require_memory
 from rescompile.errors import RescompileError
 from rescompile.fileio import remove_stale_temporaries, write_text_atomic
-from rescompile.memory import require_memory
-from rescompile.recipe import Recipe
+from rescompile.train.recipe import Recipe
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
@@ -114,7 +114,7 @@ def _compile(model, recipe: Recipe, optimizer, jit: bool) -> None:
 
 def _pretrained(model, graph, options: TrainOptions) -> None:
     """Load --weights by layer name and apply --freeze (backbone, or a number of stages)."""
-    from rescompile.keras_backend import freeze, load_weights
+    from rescompile.keras_backend.model import freeze, load_weights
 
     if options.weights:
         loaded = load_weights(model, options.weights, graph=graph, allow_partial=options.allow_partial)
@@ -135,7 +135,7 @@ def _unfreeze(model) -> None:
 
 
 def _fresh_model(options: TrainOptions, classes: int, input_size: int):
-    from rescompile.build import build
+    from rescompile.keras_backend.build import build
 
     result = build(
         options.spec,
@@ -254,14 +254,14 @@ def _load_checkpoint(path: Path):
 def _train(options: TrainOptions, recipe: Recipe, state: dict) -> dict:
     import keras
 
-    from rescompile.callbacks import Plateau, RunRecorder, StopAtStep, read_metrics
-    from rescompile.data import load_dataset
-    from rescompile.pipeline import evaluation_dataset, fit_normalization, training_dataset
-    from rescompile.schedule import make_optimizer, make_schedule
+    from rescompile.data.datasets import load_dataset
+    from rescompile.train.callbacks import Plateau, RunRecorder, StopAtStep, read_metrics
+    from rescompile.train.schedule import make_optimizer, make_schedule
+    from rescompile.train.tfdata import evaluation_dataset, fit_normalization, training_dataset
 
     run_dir = options.out
 
-    from rescompile.analysis import analyze
+    from rescompile.analysis.analyze import analyze
 
     analysis = analyze(options.spec)
     if options.check_memory:
@@ -369,9 +369,9 @@ def _finish(options, analysis, model, dataset, normalization, preprocess, state,
     """Test accuracy, plots, the final model (no optimizer) and its ONNX export, summary.json."""
     import keras
 
-    from rescompile.build import model_record, save_model
-    from rescompile.pipeline import evaluation_dataset
-    from rescompile.reports import plot_curves
+    from rescompile.keras_backend.build import model_record, save_model
+    from rescompile.train.plots import plot_curves
+    from rescompile.train.tfdata import evaluation_dataset
 
     run_dir = options.out
     test_data = _one_hot(
@@ -386,8 +386,8 @@ def _finish(options, analysis, model, dataset, normalization, preprocess, state,
     record = model_record(analysis, include_top=True, preprocess=preprocess, class_names=dataset.class_names)
     save_model(final.model, run_dir / "model.keras", record)
     if options.export_onnx:
-        from rescompile.export import onnx_options, write_onnx
-        from rescompile.onnx_export import ExportOptions
+        from rescompile.onnx_backend.emit import ExportOptions
+        from rescompile.onnx_backend.export import onnx_options, write_onnx
 
         export_options = onnx_options(ExportOptions(), analysis, record)
         write_onnx(final.model, analysis, run_dir / "model.onnx", export_options)

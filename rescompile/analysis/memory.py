@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from rescompile.analysis import Analysis
+from rescompile.analysis.analyze import Analysis
 from rescompile.errors import RescompileError
 
 FLOAT_BYTES = 4

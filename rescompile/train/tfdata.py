@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from rescompile.recipe import Augment, Erasing
+from rescompile.train.recipe import Augment, Erasing
 
 
 @dataclass(frozen=True)

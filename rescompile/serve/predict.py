@@ -6,9 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
+from rescompile.data.images import preprocess, read_image
 from rescompile.errors import RescompileError
-from rescompile.images import preprocess, read_image
-from rescompile.runtime import Prediction, input_geometry, metadata, open_session, run_session, top_k
+from rescompile.onnx_backend.runtime import (
+    Prediction,
+    input_geometry,
+    metadata,
+    open_session,
+    run_session,
+    top_k,
+)
 
 
 def _onnx(model: Path, images: list[Path], provider: str) -> tuple[np.ndarray, list[str], str]:
@@ -27,7 +34,7 @@ def _onnx(model: Path, images: list[Path], provider: str) -> tuple[np.ndarray, l
 
 
 def _keras(model_path: Path, images: list[Path], spec: Path | None) -> tuple[np.ndarray, list[str], str]:
-    from rescompile.export import analysis_for_model, load_keras_model
+    from rescompile.onnx_backend.export import analysis_for_model, load_keras_model
 
     model = load_keras_model(model_path)
     analysis, record = analysis_for_model(model, model_path, spec)

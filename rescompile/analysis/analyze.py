@@ -1,4 +1,4 @@
-"""Spec -> IR -> costs -> checks, for one spec file, and spec-library discovery."""
+"""Spec -> IR -> costs -> checks, for one spec file."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rescompile import ir
-from rescompile.check import CheckResult, check
-from rescompile.cost import Cost, per_stage, total
-from rescompile.errors import RescompileError
-from rescompile.lower import lower
+from rescompile.analysis.check import CheckResult, check
+from rescompile.analysis.cost import Cost, per_stage, total
+from rescompile.ir.lower import lower
 from rescompile.spec import Spec, load_spec
 
 
@@ -80,31 +79,3 @@ def analyze_spec(
     )
     checks = check(spec, cost) if as_published else []
     return Analysis(spec._file, spec, graph, cost, per_stage(graph), checks, as_published)
-
-
-def find_specs(paths: list[str | Path]) -> list[Path]:
-    """Spec files named by `paths`; a folder means every spec below it except `_*.yaml` bases."""
-    found: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found.extend(p for p in sorted(path.rglob("*.yaml")) if not p.name.startswith("_"))
-        elif path.exists():
-            found.append(path)
-        else:
-            raise RescompileError(f"{path}: no such file or folder")
-    if not found:
-        raise RescompileError(f"no spec files in {', '.join(map(str, paths))}")
-    return found
-
-
-def find_library_spec(name: str, library: Path | None = None) -> Path:
-    """The spec file of the library (default: the one shipped in the package) whose network is
-    called `name`."""
-    from rescompile.library import library_dir
-
-    library = library_dir() if library is None else library
-    if library.is_dir():
-        for path in find_specs([library]):
-            if load_spec(path).name == name:
-                return path
-    raise RescompileError(f"no spec named {name!r} in {library}/: pass --spec SPEC")

@@ -6,8 +6,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from rescompile.build import BuildResult
-from rescompile.tables import si, stage_rows, thousands
+from rescompile.analysis.tables import si, stage_rows, thousands
+from rescompile.keras_backend.build import BuildResult
 
 
 def print_build_summary(result: BuildResult, console: Console | None = None) -> None:

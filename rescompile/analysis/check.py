@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rescompile.cost import Cost
+from rescompile.analysis.cost import Cost
 from rescompile.spec.schema import Expectation, Spec
 
 METRICS = ("params", "params_total", "params_conv_fc", "macs", "depth")

@@ -7,7 +7,7 @@ import math
 import keras
 from keras import ops
 
-from rescompile.recipe import Recipe
+from rescompile.train.recipe import Recipe
 
 
 @keras.saving.register_keras_serializable(package="rescompile")

@@ -9,12 +9,13 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from rescompile.analysis import Analysis, analyze, analyze_spec, find_library_spec
-from rescompile.artifact import ModelRecord, read_keras_record
-from rescompile.build import model_record
+from rescompile.analysis.analyze import Analysis, analyze, analyze_spec
 from rescompile.errors import RescompileError
 from rescompile.fileio import write_atomic
-from rescompile.onnx_export import ExportOptions
+from rescompile.keras_backend.build import model_record
+from rescompile.onnx_backend.emit import ExportOptions
+from rescompile.spec.artifact import ModelRecord, read_keras_record
+from rescompile.spec.library import find_library_spec
 from rescompile.spec.schema import Spec
 
 
@@ -79,7 +80,7 @@ def write_onnx(model, analysis: Analysis, output: Path, options: ExportOptions) 
     """Export a Keras model through the IR and write the ONNX file atomically."""
     import onnx
 
-    from rescompile.onnx_export import export_onnx, keras_weights
+    from rescompile.onnx_backend.emit import export_onnx, keras_weights
 
     if output.suffix != ".onnx":
         raise RescompileError(f"-o {output}: the output file must end in .onnx")
@@ -91,7 +92,7 @@ def export(source: Path, output: Path, spec: Path | None, options: ExportOptions
     """Export MODEL.keras (described by the record it carries, or --spec) or SPEC (freshly
     initialised); the ONNX file carries the model's record and preprocessing."""
     if source.suffix in (".yaml", ".yml"):
-        from rescompile.build import build
+        from rescompile.keras_backend.build import build
 
         with tempfile.TemporaryDirectory() as scratch:
             result = build(source, Path(scratch), save=False)
@@ -109,8 +110,8 @@ def export_int8(
 ) -> tuple[Analysis, int]:
     """Export fp32, then quantize it statically to INT8, calibrated on `limit` images preprocessed
     as the model's record says (a run's per-pixel mean included); returns the calibration count."""
-    from rescompile.quantize import calibration_images, quantize
-    from rescompile.runtime import metadata, open_session
+    from rescompile.onnx_backend.quantize import calibration_images, quantize
+    from rescompile.onnx_backend.runtime import metadata, open_session
 
     if output.suffix != ".onnx":
         raise RescompileError(f"-o {output}: the output file must end in .onnx")

@@ -6,21 +6,15 @@ import csv
 import io
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import jinja2
 
-from rescompile.analysis import Analysis
-from rescompile.cost import Cost
+from rescompile.analysis.analyze import Analysis
+from rescompile.analysis.cost import Cost
+from rescompile.resources import resource_dir
 from rescompile.spec.schema import Spec, Stage, StemConv
 
 FORMATS = ("md", "csv", "json")
-
-
-def templates_dir() -> Path:
-    """The jinja2 templates: the repository's templates/, or the copy packaged in a wheel."""
-    packaged = Path(__file__).parent / "templates"
-    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "templates"
 
 
 def si(value: float) -> str:
@@ -92,7 +86,7 @@ def stem_size(analysis: Analysis) -> str:
 def environment(code: bool = False) -> jinja2.Environment:
     """The jinja2 environment with the table filters; `code` trims block tags' lines."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(templates_dir()),
+        loader=jinja2.FileSystemLoader(resource_dir("templates")),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
