@@ -25,6 +25,24 @@ SpecArgs = Annotated[
     typer.Argument(help="Spec files, folders or library names (default: specs/, else the library)."),
 ]
 
+RecipeSets = Annotated[list[str] | None, typer.Option("--set", help="Override a recipe field: key=value.")]
+Epochs = Annotated[float | None, typer.Option(help="Shortcut for --set epochs=N (clears steps).")]
+BatchSize = Annotated[int | None, typer.Option(help="Shortcut for --set batch_size=N.")]
+Freeze = Annotated[
+    str | None, typer.Option(help="Freeze `backbone` (stem and every stage) or the stem and N stages.")
+]
+DataClasses = Annotated[int, typer.Option(help="10 (CIFAR-10) or 100 (CIFAR-100).")]
+AllowPartial = Annotated[
+    bool, typer.Option("--allow-partial", help="Load --weights that lack some layers (warn, not fail).")
+]
+ModelSpec = Annotated[
+    Path | None,
+    typer.Option(
+        help="The model's spec (default: the record in the model file; for models made elsewhere,"
+        " the library spec of the model's name)."
+    ),
+]
+
 
 def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
     """Report RescompileError as one line on stderr with exit status 2."""
@@ -162,7 +180,7 @@ def build_command(
     in_channels: Annotated[int | None, typer.Option(help="Input channels (pretrained stems adapt).")] = None,
     weights: Annotated[str | None, typer.Option(help="keras.applications .h5 file, or imagenet.")] = None,
     include_top: Annotated[bool, typer.Option(help="Keep the classifier.")] = True,
-    freeze: Annotated[int, typer.Option(help="Freeze the stem and the first N stages.")] = 0,
+    freeze: Freeze = None,
     outputs: Annotated[
         str | None, typer.Option(help="Stage outputs instead of the classifier, e.g. C3,C4,C5.")
     ] = None,
@@ -170,9 +188,7 @@ def build_command(
     memory_check: Annotated[
         bool, typer.Option(help="Refuse networks larger than the free memory (with the estimate).")
     ] = True,
-    allow_partial: Annotated[
-        bool, typer.Option("--allow-partial", help="Load --weights that lack some layers (warn, not fail).")
-    ] = False,
+    allow_partial: AllowPartial = False,
 ) -> None:
     """Generate the Keras module, build the model and save <out>/<name>.keras."""
     from rescompile.keras_backend.build import build, model_record
@@ -212,9 +228,7 @@ def export_command(
         Path, typer.Argument(help="MODEL.keras, or a SPEC file or library name (freshly initialised).")
     ],
     output: Annotated[Path, typer.Option("-o", "--output", help="The .onnx file to write.")],
-    spec: Annotated[
-        Path | None, typer.Option(help="The model's spec (default: found by name in the library).")
-    ] = None,
+    spec: ModelSpec = None,
     fold_bn: Annotated[bool, typer.Option(help="Fold BatchNorm into the preceding convs.")] = True,
     layout: Annotated[str, typer.Option(help="Input layout: nhwc (Keras') or nchw.")] = "nhwc",
     fp16: Annotated[bool, typer.Option("--fp16", help="float16 weights and compute (GPU serving).")] = False,
@@ -271,9 +285,7 @@ def predict_command(
     top_k: Annotated[int, typer.Option(help="Classes to show per image.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     provider: Annotated[str, typer.Option(help="auto, cuda or cpu (ONNX models).")] = "auto",
-    spec: Annotated[
-        Path | None, typer.Option(help="A .keras model's spec (default: the record inside the model file).")
-    ] = None,
+    spec: ModelSpec = None,
 ) -> None:
     """Top-k classes of images, preprocessed as the model's metadata says."""
     from rescompile.serve.predict import predict
@@ -301,100 +313,72 @@ def bench_command(
     seconds: Annotated[float, typer.Option(help="Minimum timing per batch size.")] = 3.0,
     warmup: Annotated[int, typer.Option(help="Untimed runs first.")] = 3,
     provider: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
+    fmt: Annotated[str, typer.Option("--format", help="md or json.")] = "md",
 ) -> None:
     """Throughput (img/s) and latency p50/p99 per batch size on onnxruntime."""
-    from rescompile.onnx_backend.runtime import (
-        bench_session,
-        input_geometry,
-        metadata,
-        open_session,
-        run_session,
-    )
+    from rescompile.serve.bench import FORMATS, HEADER, Bench, as_json, batch_sizes, markdown_row
 
-    try:
-        sizes = [int(b) for b in batch.split(",")]
-    except ValueError:
-        raise RescompileError(f"--batch must be comma-separated integers, got {batch!r}") from None
-    if not all(1 <= size <= 4096 for size in sizes):
-        raise RescompileError(f"--batch sizes must be between 1 and 4096, got {batch!r}")
-    if not (0 < seconds <= 3600) or not (0 <= warmup <= 10_000):
-        raise RescompileError("--seconds must be in (0, 3600] and --warmup in 0..10000")
-    session = open_session(model, provider)
-    geometry = input_geometry(session, metadata(session, model), model)
-    if geometry.batch is not None and set(sizes) != {geometry.batch}:
-        raise RescompileError(
-            f"{model}: takes batches of exactly {geometry.batch}; pass --batch {geometry.batch}"
-        )
-    shape = geometry.sample_shape
-    typer.echo(f"{model} on {session.get_providers()[0]}")
-    typer.echo("| batch | img/s | p50 ms | p99 ms | runs |\n|---:|---:|---:|---:|---:|")
-    for size in sizes:
-
-        def run(x):
-            return run_session(session, {geometry.name: x}, model)
-
-        row = bench_session(run, shape, size, seconds, warmup)
-        cells = (
-            row.batch,
-            f"{row.images_per_second:.1f}",
-            f"{row.p50_ms:.2f}",
-            f"{row.p99_ms:.2f}",
-            row.runs,
-        )
-        typer.echo("| " + " | ".join(map(str, cells)) + " |")
+    if fmt not in FORMATS:
+        raise RescompileError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    bench = Bench(model, batch_sizes(batch), provider)
+    if fmt == "json":
+        typer.echo(as_json(bench, list(bench.rows(seconds, warmup))))
+        return
+    typer.echo(f"{model} on {bench.provider}\n{HEADER}")
+    for row in bench.rows(seconds, warmup):
+        typer.echo(markdown_row(row))
 
 
 @app.command("train")
 @friendly
 def train_command(
-    spec: Annotated[Path, typer.Argument(help="The spec to train: a file or a library name.")],
     out: Annotated[Path, typer.Option(help="Run directory.")],
+    spec: Annotated[
+        Path | None, typer.Argument(help="The spec to train: a file or a library name (none with --resume).")
+    ] = None,
     data: Annotated[
         str | None, typer.Option(help="CIFAR tarball/folder or image folder (default: keras.datasets).")
     ] = None,
-    recipe: Annotated[str, typer.Option(help="Recipe name (recipes/) or YAML file.")] = "paper",
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a recipe field: key=value.")
+    recipe: Annotated[
+        str | None, typer.Option(help="Recipe name (recipes/) or YAML file [default: paper].")
     ] = None,
-    epochs: Annotated[float | None, typer.Option(help="Shortcut for --set epochs=N (clears steps).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Shortcut for --set batch_size=N.")] = None,
+    set_: RecipeSets = None,
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
     lr: Annotated[float | None, typer.Option(help="Shortcut for --set optimizer.lr=X.")] = None,
     precision: Annotated[str, typer.Option(help="float32, mixed_float16 or mixed_bfloat16.")] = "float32",
     jit: Annotated[bool, typer.Option("--jit", help="XLA-compile the training step.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed (data order, augmentation, init).")] = 0,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its own spec, recipe and data.")
+    ] = False,
     distribute: Annotated[str | None, typer.Option(help="mirrored or multiworker (tf.distribute).")] = None,
     cpu_devices: Annotated[int, typer.Option(help="Split the CPU into N logical devices.")] = 1,
-    classes: Annotated[int, typer.Option(help="10 (CIFAR-10) or 100 (CIFAR-100).")] = 10,
+    classes: DataClasses = 10,
     weights: Annotated[str | None, typer.Option(help="Pretrained keras.applications .h5 weights.")] = None,
-    freeze: Annotated[str | None, typer.Option(help="Freeze `backbone` or the stem and N stages.")] = None,
+    freeze: Freeze = None,
     memory_check: Annotated[
         bool, typer.Option(help="Refuse networks and batches larger than the free memory.")
     ] = True,
-    allow_partial: Annotated[
-        bool, typer.Option("--allow-partial", help="Load --weights that lack some layers (warn, not fail).")
-    ] = False,
+    allow_partial: AllowPartial = False,
 ) -> None:
     """Train a spec with a recipe; checkpoint every epoch; export the final model to ONNX."""
     from rescompile.spec.library import resolve_spec
-    from rescompile.train.recipe import load_recipe
+    from rescompile.train.recipe import load_recipe, recipe_overrides
     from rescompile.train.trainer import TrainOptions, train
 
-    overrides = list(set_ or [])
-    if epochs is not None:
-        overrides += [f"epochs={epochs}", "steps=null"]
-    if batch_size is not None:
-        overrides.append(f"batch_size={batch_size}")
-    if lr is not None:
-        overrides.append(f"optimizer.lr={lr}")
-    if freeze is not None and freeze != "backbone" and not freeze.isdigit():
-        raise RescompileError(f"--freeze must be backbone or a number of stages, got {freeze!r}")
+    overrides = recipe_overrides(set_, epochs, batch_size, lr)
     if not 0 <= seed < 2**31:
         raise RescompileError(f"--seed must be between 0 and 2147483647, got {seed}")
     if not 1 <= cpu_devices <= 64:
         raise RescompileError(f"--cpu-devices must be between 1 and 64, got {cpu_devices}")
+    if spec is None and not resume:
+        raise RescompileError("train needs a SPEC (a file or a library name), or --resume --out RUN_DIR")
+    chosen = (
+        None if resume and recipe is None and not overrides else load_recipe(recipe or "paper", overrides)
+    )
     options = TrainOptions(
-        spec=resolve_spec(spec),
+        spec=resolve_spec(spec) if spec is not None else None,
         data=data,
         out=out,
         precision=precision,
@@ -409,8 +393,7 @@ def train_command(
         check_memory=memory_check,
         allow_partial=allow_partial,
     )
-    summary = train(options, load_recipe(recipe, overrides))
-    typer.echo(json.dumps(summary, indent=2))
+    typer.echo(train(options, chosen).model_dump_json(indent=2))
 
 
 @app.command("evaluate")
@@ -418,11 +401,9 @@ def train_command(
 def evaluate_command(
     model: Annotated[Path, typer.Argument(help="A .keras model or a run directory.")],
     data: Annotated[str | None, typer.Option(help="CIFAR tarball/folder or image folder.")] = None,
-    spec: Annotated[
-        Path | None, typer.Option(help="The model's spec (default: the record inside the model file).")
-    ] = None,
+    spec: ModelSpec = None,
     out: Annotated[Path | None, typer.Option(help="Where to write confusion.png.")] = None,
-    classes: Annotated[int, typer.Option(help="10 (CIFAR-10) or 100 (CIFAR-100).")] = 10,
+    classes: DataClasses = 10,
 ) -> None:
     """Test accuracy and confusion matrix (printed, and as confusion.png)."""
     from rescompile.serve.evaluate import evaluate
@@ -466,22 +447,24 @@ def degradation_command(
         str | None, typer.Option(help="CIFAR tarball or folder (default: keras.datasets).")
     ] = None,
     recipe: Annotated[str, typer.Option(help="Recipe for every network.")] = "paper",
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a recipe field: key=value.")
-    ] = None,
-    epochs: Annotated[float | None, typer.Option(help="Shortcut for --set epochs=N (clears steps).")] = None,
+    set_: RecipeSets = None,
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    force: Annotated[
+        bool, typer.Option("--force", help="Retrain runs in --out made with another recipe, data or seed.")
+    ] = False,
 ) -> None:
     """Train plain nets and their residual twins alike; plot training/test error (Fig. 6)."""
     from rescompile.experiments import degradation
-    from rescompile.train.recipe import load_recipe
+    from rescompile.train.recipe import load_recipe, recipe_overrides
 
     try:
         chosen = [int(d) for d in depths.split(",")]
     except ValueError:
         raise RescompileError(f"--depths must be comma-separated integers, got {depths!r}") from None
-    overrides = list(set_ or []) + ([f"epochs={epochs}", "steps=null"] if epochs is not None else [])
-    result = degradation.run(chosen, data, load_recipe(recipe, overrides), out, seed)
+    chosen_recipe = load_recipe(recipe, recipe_overrides(set_, epochs, batch_size))
+    result = degradation.run(chosen, data, chosen_recipe, out, seed, force)
     for run in result["runs"]:
         typer.echo(
             f"{run['kind']:>8}-{run['depth']:<3} train error {run['final_train_error']:.2%}"

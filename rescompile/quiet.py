@@ -27,13 +27,21 @@ def _stderr_silenced():
 def import_keras_quietly() -> None:
     """Import keras (and its TensorFlow backend) once, silencing native start-up logging.
 
-    Python exceptions still propagate; only what native code prints during the import is dropped.
+    Python exceptions still propagate; only what native code prints during the import (and GPU
+    discovery) is dropped.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "keras" in sys.modules:
         return
     with _stderr_silenced():
-        import keras  # noqa: F401
+        import keras
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            # GPU discovery (cuInit) logs its failures from C++ on machines without a working
+            # driver; done here once, inside the silence, it is cached for the process.
+            tf.config.list_physical_devices()
 
 
 class _QuietFirstImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):

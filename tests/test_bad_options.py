@@ -29,7 +29,12 @@ def one_line_error(done: subprocess.CompletedProcess, fragment: str) -> None:
     [
         (("build", "specs/cifar/resnet20.yaml", "--in-channels", "0"), "--in-channels must be between 1"),
         (("build", "specs/cifar/resnet20.yaml", "--in-channels", "-1"), "--in-channels must be between 1"),
-        (("build", "specs/cifar/resnet20.yaml", "--freeze", "99"), "--freeze must be 0..3"),
+        (("build", "specs/cifar/resnet20.yaml", "--freeze", "99"), "--freeze must be backbone or 0..3"),
+        (("build", "specs/cifar/resnet20.yaml", "--freeze", "stem"), "--freeze must be backbone or 0..3"),
+        (
+            ("train", "specs/resnet50.yaml", "--out", "/tmp/rescompile-no-run", "--freeze", "5"),
+            "backbone or 0..4",
+        ),
         (("build", "specs/cifar/resnet20.yaml", "--outputs", "C9"), "C2..C4"),
         (("train", "specs/cifar/resnet20.yaml", "--out", "x", "--seed", "-1"), "--seed must be between"),
         (("train", "specs/cifar/resnet20.yaml", "--out", "x", "--epochs", "inf"), "epochs"),

@@ -46,6 +46,32 @@ def test_gradients_command_writes_its_figure_and_data(tmp_path: Path) -> None:
     assert Image.open(tmp_path / "gradients.png").format == "PNG"
 
 
+def test_degradation_refuses_to_reuse_runs_made_with_other_settings(tmp_path: Path) -> None:
+    from rescompile.train.recipe import load_recipe
+    from rescompile.train.run_dir import RECIPE, RunState, write_state
+
+    tarball = write_cifar_tarball(tmp_path / "cifar.tar.gz", 64, 16)
+    out = tmp_path / "degradation"
+    earlier = out / "plain20"  # what `--epochs 1` left behind
+    earlier.mkdir(parents=True)
+    write_state(earlier, RunState(seed=0, epoch=1, step=4, data=str(tarball.resolve())))
+    recipe = load_recipe("fast", ["epochs=1", "steps=null", "batch_size=16"]).model_copy(
+        update={"validation": 0}
+    )
+    (earlier / RECIPE).write_text(recipe.model_dump_json())
+    base = ("experiment", "degradation", "--depths", "20", "--recipe", "fast", "--out", str(out))
+    for extra, fragment in (
+        (("--data", str(tarball), "--epochs", "2", "--batch-size", "16"), "other settings (epochs)"),
+        (("--data", str(tarball), "--epochs", "1", "--batch-size", "32"), "other settings (batch_size)"),
+        (("--data", str(tmp_path), "--epochs", "1", "--batch-size", "16"), "other settings (data"),
+        (("--data", str(tarball), "--epochs", "1", "--batch-size", "16", "--seed", "3"), "(seed (0))"),
+    ):
+        done = cli(*base, *extra)
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert fragment in done.stderr and "--force" in done.stderr and len(done.stderr.splitlines()) == 1
+    assert not (out / "results.json").exists()
+
+
 @pytest.mark.slow  # 160 s on 2 cores: four networks trained; CI runs it with -m slow
 def test_degradation_command_trains_twins_and_report_reads_results(tmp_path: Path) -> None:
     tarball = write_cifar_tarball(tmp_path / "cifar.tar.gz", 256, 64)
@@ -75,6 +101,7 @@ def test_degradation_command_trains_twins_and_report_reads_results(tmp_path: Pat
 def test_report_shows_the_paper_only_for_runs_on_its_dataset_from_any_directory(tmp_path: Path) -> None:
     from rescompile.spec import load_spec
     from rescompile.train.callbacks import METRIC_FIELDS, write_metrics
+    from rescompile.train.run_dir import RunSummary, write_summary
 
     expect = load_spec("specs/cifar/resnet20.yaml").expect
     assert expect.test_error_on("cifar10") == 8.75
@@ -82,12 +109,13 @@ def test_report_shows_the_paper_only_for_runs_on_its_dataset_from_any_directory(
     for name, dataset in (("on_cifar", "cifar10"), ("on_folder", "digits")):
         run = tmp_path / name
         run.mkdir()
-        summary = {
-            "spec": "cifar_resnet20", "dataset": dataset, "epochs": 1, "test_accuracy": 0.5,
-            "best_val_accuracy": 0.5, "wall_seconds": 60.0, "images_per_second": 100.0,
-            "paper_test_error": expect.test_error_on(dataset),
-        }  # fmt: skip
-        (run / "summary.json").write_text(json.dumps(summary))
+        summary = RunSummary(
+            spec="cifar_resnet20", dataset=dataset, paper_test_error=expect.test_error_on(dataset),
+            epochs=1, steps=10, test_accuracy=0.5, best_val_accuracy=0.5, wall_seconds=60.0,
+            images_per_second=100.0, params=272_474, macs=40_551_232, precision="float32",
+            distribute=None, replicas=1, recipe="fast",
+        )  # fmt: skip
+        write_summary(run, summary)
         write_metrics(run / "metrics.csv", [{field: 1 for field in METRIC_FIELDS}])
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

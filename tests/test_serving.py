@@ -152,6 +152,15 @@ def test_bench_reports_each_batch_size(trained: dict) -> None:
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert [row.split("|")[1].strip() for row in rows] == ["1", "4"]
     assert all(float(row.split("|")[2]) > 0 for row in rows)
+    done = cli(
+        "bench", str(fp32), "--batch", "2", "--seconds", "0.1", "--provider", "cpu", "--format", "json"
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["provider"] == "CPUExecutionProvider" and [r["batch"] for r in report["rows"]] == [2]
+    row = report["rows"][0]
+    assert row["runs"] >= 10 and row["p99_ms"] >= row["p50_ms"] > 0
+    assert abs(row["images_per_second"] - 2 * 1000 / row["p50_ms"]) < 1e-6 * row["images_per_second"]
 
 
 def test_bad_inputs_exit_2(tmp_path: Path, trained: dict) -> None:

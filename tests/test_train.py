@@ -184,6 +184,40 @@ def test_training_learns_and_writes_the_run_directory(tarball: Path, tmp_path: P
     assert (run / "confusion.png").exists()
 
 
+def test_resume_needs_only_the_run_directory_and_refuses_other_settings(
+    tarball: Path, tmp_path: Path
+) -> None:
+    from rescompile.train.run_dir import read_recipe, read_state, read_summary
+
+    run = tmp_path / "run"
+    done = cli(*_train_args(tarball, run, "--epochs", "1"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    first = read_summary(run)
+    state = read_state(run)
+    assert state.data == str(tarball.resolve()) and state.seed == 0 and (run / "spec.json").is_file()
+    assert first.data == state.data and first.recipe == "fast" and read_recipe(run).epochs == 1
+    refused = {
+        "--data": ("--data", str(tmp_path)),
+        "recipe": ("--epochs", "2"),
+        "SPEC": ("specs/cifar/resnet32.yaml",),
+    }
+    for fragment, extra in refused.items():
+        done = cli("train", "--resume", "--out", str(run), *extra)
+        assert done.returncode == 2 and fragment in done.stderr and len(done.stderr.splitlines()) == 1, (
+            done.stderr
+        )
+    elsewhere = tmp_path / "elsewhere"  # no specs/ here: the run's spec.json and recorded data serve
+    elsewhere.mkdir()
+    done = cli("train", "--resume", "--out", str(run), cwd=elsewhere)
+    assert done.returncode == 0, done.stderr[-2000:]
+    again = read_summary(run)
+    assert (again.epochs, again.steps, again.test_accuracy) == (
+        first.epochs,
+        first.steps,
+        first.test_accuracy,
+    )
+
+
 @pytest.mark.slow  # 80 s on 2 cores; CI runs it with -m slow
 def test_sigkill_mid_epoch_then_resume_continues_at_the_right_step(tarball: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
@@ -204,7 +238,7 @@ def test_sigkill_mid_epoch_then_resume_continues_at_the_right_step(tarball: Path
     process.wait()
     killed_at = json.loads((run / "state.json").read_text())["epoch"]
     assert 2 <= killed_at < 4
-    done = cli(*_train_args(tarball, run, "--epochs", "4"), "--resume")
+    done = cli("train", "--resume", "--out", str(run))  # the run's own spec, data and recipe
     assert done.returncode == 0, done.stderr[-2000:]
     with (run / "metrics.csv").open() as handle:
         rows = list(csv.DictReader(handle))

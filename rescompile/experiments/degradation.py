@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from rescompile.errors import RescompileError
 from rescompile.fileio import write_text_atomic
+from rescompile.spec.library import library_dir
 from rescompile.train.callbacks import read_metrics
 from rescompile.train.recipe import Recipe
+from rescompile.train.run_dir import STATE, SUMMARY, read_recipe, read_state, read_summary
 
 DEPTHS = (20, 32, 44, 56)
 
@@ -17,20 +20,46 @@ def twins(depth: int) -> list[tuple[str, Path]]:
     """(kind, spec) of the plain net and the ResNet of one depth."""
     if depth not in DEPTHS:
         raise RescompileError(f"--depths: plain nets exist for {', '.join(map(str, DEPTHS))}, not {depth}")
+    library = library_dir()
     return [
-        ("plain", Path(f"specs/plain/plain{depth}.yaml")),
-        ("residual", Path(f"specs/cifar/resnet{depth}.yaml")),
+        ("plain", library / f"plain/plain{depth}.yaml"),
+        ("residual", library / f"cifar/resnet{depth}.yaml"),
     ]
 
 
-def _train_or_reuse(spec: Path, run_dir: Path, data: str | None, recipe: Recipe, seed: int) -> None:
-    """Train into run_dir; a finished run is reused and an interrupted one resumed."""
+def _same_settings(run_dir: Path, data: str | None, recipe: Recipe, seed: int) -> None:
+    """Refuse to reuse a run made with another recipe, data or seed than asked for now."""
+    from rescompile.train.trainer import recorded_data
+
+    state, stored = read_state(run_dir), read_recipe(run_dir)
+    changed = [key for key, value in recipe if getattr(stored, key) != value]
+    if state.data != recorded_data(data):
+        changed.append(f"data ({state.data or 'keras.datasets CIFAR'})")
+    if state.seed != seed:
+        changed.append(f"seed ({state.seed})")
+    if changed:
+        raise RescompileError(
+            f"{run_dir} was trained with other settings ({', '.join(changed)}): pass --force to retrain,"
+            " or another --out"
+        )
+
+
+def _train_or_reuse(
+    spec: Path, run_dir: Path, data: str | None, recipe: Recipe, seed: int, force: bool
+) -> None:
+    """Train into run_dir; a run with the same settings is reused (resumed if interrupted)."""
     from rescompile.train.trainer import TrainOptions, train
 
-    if (run_dir / "summary.json").exists():
-        return
-    resume = (run_dir / "state.json").exists()
-    train(TrainOptions(spec, data, run_dir, seed=seed, resume=resume, export_onnx=False), recipe)
+    started = (run_dir / STATE).exists()
+    if started and force:
+        shutil.rmtree(run_dir)
+        started = False
+    if started:
+        _same_settings(run_dir, data, recipe, seed)
+        if (run_dir / SUMMARY).exists():
+            return
+    options = TrainOptions(spec=spec, data=data, out=run_dir, seed=seed, resume=started, export_onnx=False)
+    train(options, recipe)
 
 
 def _curve(run_dir: Path) -> dict:
@@ -46,19 +75,19 @@ def results(depths: list[int], out: Path, recipe: Recipe) -> dict:
     """results.json: the curves and final errors of every run, and whether degradation shows."""
     runs = []
     for depth in depths:
-        for kind, spec in twins(depth):
+        for kind, _ in twins(depth):
             run_dir = out / f"{kind}{depth}"
-            summary = json.loads((run_dir / "summary.json").read_text())
+            summary = read_summary(run_dir)
             curve = _curve(run_dir)
             runs.append(
                 {
                     "kind": kind,
                     "depth": depth,
-                    "spec": str(spec),
+                    "spec": summary.spec,
                     "run_dir": run_dir.name,
                     **curve,
                     "final_train_error": curve["train_error"][-1],
-                    "final_test_error": 1 - summary["test_accuracy"],
+                    "final_test_error": 1 - summary.test_accuracy,
                 }
             )
     final = {(r["kind"], r["depth"]): r["final_train_error"] for r in runs}
@@ -100,12 +129,14 @@ def plot(result: dict, path: Path) -> None:
     plt.close(figure)
 
 
-def run(depths: list[int], data: str | None, recipe: Recipe, out: Path, seed: int = 0) -> dict:
+def run(
+    depths: list[int], data: str | None, recipe: Recipe, out: Path, seed: int = 0, force: bool = False
+) -> dict:
     """Train every twin with the same recipe (test-set curves, as the paper plots), then report."""
     recipe = recipe.model_copy(update={"validation": 0})
     for depth in depths:
         for kind, spec in twins(depth):
-            _train_or_reuse(spec, out / f"{kind}{depth}", data, recipe, seed)
+            _train_or_reuse(spec, out / f"{kind}{depth}", data, recipe, seed, force)
     result = results(depths, out, recipe)
     write_text_atomic(out / "results.json", json.dumps(result, indent=2))
     plot(result, out / "degradation.png")

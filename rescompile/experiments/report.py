@@ -7,18 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rescompile.analysis.tables import si, thousands
-from rescompile.errors import RescompileError
 from rescompile.train.callbacks import read_metrics
 from rescompile.train.plots import save_png
-
-REQUIRED = (
-    "spec",
-    "epochs",
-    "test_accuracy",
-    "best_val_accuracy",
-    "wall_seconds",
-    "images_per_second",
-)
+from rescompile.train.run_dir import RunSummary, read_summary
 
 
 @dataclass
@@ -26,25 +17,13 @@ class Run:
     """One run directory's summary and curves."""
 
     path: Path
-    summary: dict
+    summary: RunSummary
     rows: list[dict]
-    paper_error: float | None
 
 
 def load_run(path: Path) -> Run:
-    """A run directory: summary.json (required fields checked) and metrics.csv."""
-    summary_path = path / "summary.json"
-    if not summary_path.is_file():
-        raise RescompileError(f"{path}: not a finished run (no summary.json)")
-    try:
-        summary = json.loads(summary_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise RescompileError(f"{summary_path}: invalid JSON ({exc})") from None
-    missing = [key for key in REQUIRED if key not in summary]
-    if missing:
-        raise RescompileError(f"{summary_path}: missing {', '.join(missing)}")
-    paper_error = summary.get("paper_test_error")  # written only for runs on the paper's dataset
-    return Run(path, summary, read_metrics(path / "metrics.csv", 10**9), paper_error)
+    """A finished run directory: its summary.json (validated) and metrics.csv."""
+    return Run(path, read_summary(path), read_metrics(path / "metrics.csv", 10**9))
 
 
 def _percent(value: float | None) -> str:
@@ -56,19 +35,19 @@ def markdown(runs: list[Run]) -> str:
     header = ("run", "spec", "params", "MACs", "epochs", "best val acc", "test acc", "paper test acc")
     lines = ["| " + " | ".join((*header, "wall time", "img/s")) + " |", "|---|---|" + "---:|" * 8]
     for run in runs:
-        s = run.summary
-        paper = _percent(1 - run.paper_error / 100) if run.paper_error is not None else "–"
-        speed = f"{s['images_per_second']:.0f}" if s["images_per_second"] else "–"
+        s = run.summary  # paper_test_error is set only for runs on the paper's dataset
+        paper = _percent(1 - s.paper_test_error / 100) if s.paper_test_error is not None else "–"
+        speed = f"{s.images_per_second:.0f}" if s.images_per_second else "–"
         cells = (
             run.path.name,
-            s["spec"],
-            thousands(s.get("params", 0)),
-            si(s.get("macs", 0)),
-            str(s["epochs"]),
-            _percent(s["best_val_accuracy"]),
-            _percent(s["test_accuracy"]),
+            s.spec,
+            thousands(s.params),
+            si(s.macs),
+            str(s.epochs),
+            _percent(s.best_val_accuracy),
+            _percent(s.test_accuracy),
             paper,
-            f"{s['wall_seconds'] / 60:.1f} min",
+            f"{s.wall_seconds / 60:.1f} min",
             speed,
         )
         lines.append("| " + " | ".join(cells) + " |")

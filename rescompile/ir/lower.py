@@ -11,7 +11,6 @@ from rescompile.spec.schema import (
     Spec,
     StemConv,
     StemPool,
-    StemUpsample,
 )
 
 MAX_STRIDE = 4
@@ -127,42 +126,33 @@ RESERVED_NAMES = frozenset(
 """Layer names the network's input, pre-activation tail and head use."""
 
 
-def _stem_layer_names(layer: StemConv | StemPool | StemUpsample, name: str) -> set[str]:
-    """Every layer name a stem item gives the model, its padding included."""
-    if isinstance(layer, StemConv):
-        return {f"{name}_{part}" for part in ("conv", "bn", "relu", "pad")}
-    if isinstance(layer, StemPool):
-        return {f"{name}_pool", f"{name}_pad"}
-    return {name}
-
-
-def _check_stem_names(spec: Spec) -> None:
-    """Stem layer names must not collide with each other, the stages' blocks, or the head's."""
-    taken: dict[str, int] = {}
+def _claim_stem_names(spec: Spec, index: int, nodes: list[ir.Node], taken: dict[str, int]) -> None:
+    """The layer names stem item `index` gives the model (its nodes' own and their helpers') must
+    not collide with the earlier items', the stages' blocks or the head's."""
+    name = _stem_name(spec, index)
     block_prefixes = tuple(f"{stage.name}_block" for stage in spec.stages)
-    for index, layer in enumerate(spec.stem):
-        name = _stem_name(spec, index)
-        for layer_name in sorted(_stem_layer_names(layer, name)):
-            clash = None
-            if layer_name in taken:
-                clash = f"stem[{taken[layer_name]}]"
-            elif layer_name in RESERVED_NAMES or layer_name.startswith(("head_", *block_prefixes)):
-                clash = "the blocks or the head"
-            if clash:
-                gives = (
-                    f"{name!r} is a layer name"
-                    if layer_name == name
-                    else f"{name!r} names a layer {layer_name!r}"
-                )
-                raise spec.error(("stem", index, "name"), f"{gives} that {clash} already uses")
-            taken[layer_name] = index
+    for layer_name in sorted({n for node in nodes for n in node.layer_names()}):
+        clash = None
+        if layer_name in taken:
+            clash = f"stem[{taken[layer_name]}]"
+        elif layer_name in RESERVED_NAMES or layer_name.startswith(("head_", *block_prefixes)):
+            clash = "the blocks or the head"
+        if clash:
+            gives = (
+                f"{name!r} is a layer name"
+                if layer_name == name
+                else f"{name!r} names a layer {layer_name!r}"
+            )
+            raise spec.error(("stem", index, "name"), f"{gives} that {clash} already uses")
+        taken[layer_name] = index
 
 
 def _lower_stem(b: _Builder, x: ir.Node) -> ir.Node:
     b.stage = "stem"
-    _check_stem_names(b.spec)
+    taken: dict[str, int] = {}
     for index, layer in enumerate(b.spec.stem):
         name = _stem_name(b.spec, index)
+        first = len(b.nodes)
         if isinstance(layer, StemConv):
             kernel, filters = layer.conv
             x = b.conv(x, name, kernel, filters, layer.stride, normalized=layer.bn)
@@ -176,6 +166,7 @@ def _lower_stem(b: _Builder, x: ir.Node) -> ir.Node:
             height, width, channels = x.shape
             shape = (height * layer.upsample, width * layer.upsample, channels)
             x = b.add(ir.Upsample, name, [x], shape, factor=layer.upsample)
+        _claim_stem_names(b.spec, index, b.nodes[first:], taken)
     return x
 
 

@@ -97,7 +97,7 @@ def build(
     in_channels: int | None = None,
     weights: str | None = None,
     include_top: bool = True,
-    freeze: int = 0,
+    freeze: str | None = None,
     save: bool = True,
     options: dict | None = None,
     outputs: list[str] | None = None,
@@ -113,8 +113,9 @@ def build(
         require_memory(analysis)
     if weights and weights != "imagenet" and not Path(weights).is_file():
         raise RescompileError(f"--weights {weights}: file not found")
-    if not 0 <= freeze <= len(analysis.graph.stages):
-        raise RescompileError(f"--freeze must be 0..{len(analysis.graph.stages)}, got {freeze}")
+    from rescompile.keras_backend.model import stages_to_freeze
+
+    frozen = stages_to_freeze(freeze, analysis.graph)
     _check_writable(out)
     source_path = out / f"{analysis.spec.name}.py"
     for name in (source_path.name, f"{analysis.spec.name}.keras", f"{analysis.spec.name}.onnx"):
@@ -129,10 +130,10 @@ def build(
         from rescompile.keras_backend.model import load_weights
 
         loaded = load_weights(model, weights, graph=analysis.graph, allow_partial=allow_partial)
-    if freeze:
+    if frozen:
         from rescompile.keras_backend.model import freeze as freeze_stages
 
-        freeze_stages(model, analysis.graph, freeze)
+        freeze_stages(model, analysis.graph, frozen)
     write_text_atomic(source_path, source)
     model_path = None
     if save:

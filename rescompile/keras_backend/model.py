@@ -140,6 +140,16 @@ def _fetch_imagenet(model) -> str:
         raise RescompileError(f"cannot fetch ImageNet weights for {builders[name]}: {exc}") from None
 
 
+def stages_to_freeze(text: str | None, graph: ir.Graph) -> int:
+    """`--freeze`: `backbone` (the stem and every stage) or a number of stages, checked."""
+    if text is None:
+        return 0
+    count = len(graph.stages) if text == "backbone" else int(text) if text.isdigit() else -1
+    if not 0 <= count <= len(graph.stages):
+        raise RescompileError(f"--freeze must be backbone or 0..{len(graph.stages)}, got {text!r}")
+    return count
+
+
 def freeze(model, graph: ir.Graph, stages: int) -> list[str]:
     """Freeze the stem and the first `stages` stages; their BatchNorm layers run in inference mode.
 

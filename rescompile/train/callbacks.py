@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ import keras
 import numpy as np
 
 from rescompile.fileio import write_atomic, write_text_atomic
+from rescompile.train.run_dir import PlateauState, RunState, write_state
 
 METRIC_FIELDS = [
     "epoch",
@@ -52,7 +52,7 @@ class RunRecorder(keras.callbacks.Callback):
     """
 
     def __init__(
-        self, run_dir: Path, state: dict, rows: list[dict], batch_size: int, steps_per_epoch: int
+        self, run_dir: Path, state: RunState, rows: list[dict], batch_size: int, steps_per_epoch: int
     ) -> None:
         super().__init__()
         self.run_dir = run_dir
@@ -96,42 +96,42 @@ class RunRecorder(keras.callbacks.Callback):
         write_metrics(self.run_dir / "metrics.csv", self.rows)
         write_atomic(self.run_dir / "checkpoint.keras", self.model.save, suffix=".keras")
         val = float(logs.get("val_accuracy", float("nan")))
-        best = self.state.get("best_val_accuracy")
+        best = self.state.best_val_accuracy
         if math.isfinite(val) and (best is None or val > best):
-            self.state["best_val_accuracy"] = val
-        self.state.update(
-            epoch=epoch + 1, step=step, wall_seconds=self.state.get("wall_seconds", 0.0) + seconds
-        )
-        write_text_atomic(self.run_dir / "state.json", json.dumps(self.state, indent=2))
+            self.state.best_val_accuracy = val
+        self.state.epoch, self.state.step = epoch + 1, step
+        self.state.wall_seconds += seconds
+        write_state(self.run_dir, self.state)
         print(
             f"epoch {epoch + 1}: lr {lr:.4g}, {row['images_per_second']} img/s, checkpoint saved", flush=True
         )
 
 
 class Plateau(keras.callbacks.Callback):
-    """ReduceLROnPlateau on val_accuracy, acting on the schedule's `scale` (saved in the state)."""
+    """ReduceLROnPlateau on val_accuracy, acting on the schedule's `scale` (its memory is part of
+    the run's state, so a resumed run keeps counting)."""
 
-    def __init__(self, schedule, state: dict, factor: float, patience: int, min_lr: float) -> None:
+    def __init__(self, schedule, memory: PlateauState, factor: float, patience: int, min_lr: float) -> None:
         super().__init__()
         self.schedule = schedule
-        self.state = state.setdefault("plateau", {"best": None, "wait": 0})
+        self.memory = memory
         self.factor, self.patience, self.min_lr = factor, patience, min_lr
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         value = (logs or {}).get("val_accuracy")
         if value is None:
             return
-        if self.state["best"] is None or value > self.state["best"]:
-            self.state.update(best=float(value), wait=0)
+        if self.memory.best is None or value > self.memory.best:
+            self.memory.best, self.memory.wait = float(value), 0
             return
-        self.state["wait"] += 1
-        if self.state["wait"] >= self.patience:
+        self.memory.wait += 1
+        if self.memory.wait >= self.patience:
             unscaled = float(
                 keras.ops.convert_to_numpy(self.schedule(self.model.optimizer.iterations))
             ) / float(self.schedule.scale.numpy())
             scale = max(float(self.schedule.scale.numpy()) * self.factor, self.min_lr / max(unscaled, 1e-12))
             self.schedule.scale.assign(np.float32(min(scale, float(self.schedule.scale.numpy()))))
-            self.state["wait"] = 0
+            self.memory.wait = 0
 
 
 class StopAtStep(keras.callbacks.Callback):

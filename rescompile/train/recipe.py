@@ -127,6 +127,24 @@ def _apply(tree: dict, assignment: str) -> None:
     node[parts[-1]] = value
 
 
+def recipe_overrides(
+    sets: list[str] | None = None,
+    epochs: float | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+) -> list[str]:
+    """The `--set` assignments of the command line, with its shortcut options appended
+    (`--epochs N` also clears `steps`, so the run lasts N epochs)."""
+    overrides = list(sets or [])
+    if epochs is not None:
+        overrides += [f"epochs={epochs}", "steps=null"]
+    if batch_size is not None:
+        overrides.append(f"batch_size={batch_size}")
+    if lr is not None:
+        overrides.append(f"optimizer.lr={lr}")
+    return overrides
+
+
 def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe:
     """A recipe by name (recipes/<name>.yaml) or path, with `--set key=value` overrides."""
     path = Path(name_or_path)

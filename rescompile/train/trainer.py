@@ -1,7 +1,8 @@
 """`rescompile train`: a spec trained with a recipe, resumable, into a run directory.
 
-RUN_DIR holds: recipe.json, preprocess.json, metrics.csv, state.json, checkpoint.keras (with the
-optimizer), loss.png / accuracy.png / lr.png, summary.json, model.keras and model.onnx.
+The run directory's files are described in `rescompile.train.run_dir`. `train()` opens a run
+(fresh, or resumed from its own files), prepares its data and model, fits its phases (the
+recipe's, then a fine-tune of the whole network if the recipe has one), then finishes it.
 """
 
 from __future__ import annotations
@@ -14,26 +15,48 @@ import sys
 import time
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rescompile.analysis.analyze import Analysis, analyze
 from rescompile.analysis.memory import require_memory
 from rescompile.errors import RescompileError
 from rescompile.fileio import remove_stale_temporaries, write_text_atomic
+from rescompile.keras_backend.model import stages_to_freeze
+from rescompile.spec import load_spec
 from rescompile.train.recipe import Recipe
+from rescompile.train.run_dir import (
+    RECIPE,
+    SPEC,
+    STATE,
+    SUMMARY,
+    PlateauState,
+    RunState,
+    RunSummary,
+    read_recipe,
+    read_state,
+    write_spec,
+    write_summary,
+)
+
+if TYPE_CHECKING:
+    from rescompile.data.datasets import Dataset
+    from rescompile.train.tfdata import Normalization
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainOptions:
     """Everything `rescompile train` takes besides the recipe."""
 
-    spec: Path
-    data: str | None
     out: Path
+    spec: Path | None = None
+    """None with `resume`: the run's own spec.json."""
+    data: str | None = None
     precision: str = "float32"
     jit: bool = False
     seed: int = 0
@@ -80,7 +103,10 @@ def strategy_for(name: str | None):
 def _split(dataset, validation: int, seed: int):
     order = np.random.default_rng(seed).permutation(len(dataset.x_train))
     if validation >= len(order):
-        raise RescompileError(f"validation split {validation} leaves no training images (have {len(order)})")
+        raise RescompileError(
+            f"the recipe's validation split ({validation} images) leaves no training images (have"
+            f" {len(order)}): pass --set validation={len(order) // 10}, or 0 to validate on the test set"
+        )
     val, train = order[:validation], order[validation:]
     return (dataset.x_train[train], dataset.y_train[train]), (dataset.x_train[val], dataset.y_train[val])
 
@@ -119,12 +145,8 @@ def _pretrained(model, graph, options: TrainOptions) -> None:
     if options.weights:
         loaded = load_weights(model, options.weights, graph=graph, allow_partial=options.allow_partial)
         print(f"loaded {loaded} layers from {options.weights}", flush=True)
-    if options.freeze:
-        stages = len(graph.stages) if options.freeze == "backbone" else int(options.freeze)
-        if stages > len(graph.stages):
-            raise RescompileError(
-                f"--freeze must be backbone or 0..{len(graph.stages)}, got {options.freeze}"
-            )
+    stages = stages_to_freeze(options.freeze, graph)
+    if stages:
         print(f"froze {len(freeze(model, graph, stages))} layers (stem and {stages} stages)", flush=True)
 
 
@@ -134,29 +156,16 @@ def _unfreeze(model) -> None:
         layer.trainable = type(layer).__name__ != "BatchNormalization" or layer.trainable
 
 
-def _fresh_model(options: TrainOptions, classes: int, input_size: int):
-    from rescompile.keras_backend.build import build
-
-    result = build(
-        options.spec,
-        options.out,
-        input_size=input_size,
-        classes=classes,
-        save=False,
-        check_memory=options.check_memory,
-    )
-    return result
-
-
 RUN_FILES = (
     "checkpoint.keras",
-    "state.json",
+    STATE,
     "metrics.csv",
-    "recipe.json",
+    RECIPE,
+    SPEC,
     "preprocess.json",
     "model.keras",
     "model.onnx",
-    "summary.json",
+    SUMMARY,
 )
 
 
@@ -188,57 +197,157 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         handle.close()
 
 
-def train(options: TrainOptions, recipe: Recipe) -> dict:
-    """Train, checkpointing every epoch; returns the summary written to summary.json."""
+def train(options: TrainOptions, recipe: Recipe | None) -> RunSummary:
+    """Train, checkpointing every epoch; returns the summary written to summary.json. With
+    `options.resume`, the run continues from its own files (spec, recipe, data, seed); a `recipe`
+    or `options.spec`/`options.data` given then must be the run's."""
     configure_devices(options.cpu_devices)
     if options.precision not in PRECISIONS:
         raise RescompileError(
             f"--precision must be one of {', '.join(PRECISIONS)}, got {options.precision!r}"
         )
     run_dir = options.out
-    state_path = run_dir / "state.json"
-    state: dict = {}
     if options.resume:
-        state, recipe = _resumable(run_dir)
-        options.seed = state["seed"]
-    elif state_path.exists():
+        state, recipe, spec_path = _resumed(options, recipe)
+    elif (run_dir / STATE).exists():
         raise RescompileError(
             f"{run_dir} already holds a run: pass --resume to continue it, or another --out"
         )
+    elif options.spec is None or recipe is None:
+        raise RescompileError("train needs a SPEC and a recipe (or --resume --out RUN_DIR)")
+    else:
+        spec_path = options.spec
+        state = RunState(
+            seed=options.seed, epoch=0, step=0, data=recorded_data(options.data), classes=options.classes
+        )
+    analysis = analyze(spec_path)
+    stages_to_freeze(options.freeze, analysis.graph)  # refused before anything is written
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(run_dir):
-        return _train(options, recipe, state)
+        run = _prepare(options, recipe, state, analysis, spec_path)
+        model = _fit_phases(run)
+        return _finish(run, model)
 
 
-def _resumable(run_dir: Path) -> tuple[dict, Recipe]:
-    """The state and recipe of an interrupted run, checked, with killed writes' temporaries removed."""
+def recorded_data(data: str | None) -> str | None:
+    """The data source as the run records it: an existing path made absolute (so `--resume`
+    works from any directory), anything else as given."""
+    if data is not None and Path(data).exists():
+        return str(Path(data).resolve())
+    return data
+
+
+def _resumed(options: TrainOptions, recipe: Recipe | None) -> tuple[RunState, Recipe, Path]:
+    """The state, recipe and spec of an interrupted run, checked against what the command gives,
+    with killed writes' temporaries removed."""
+    run_dir = options.out
     for name in RUN_FILES:
         remove_stale_temporaries(run_dir, name)
-    state_path = run_dir / "state.json"
-    if not state_path.is_file():
-        raise RescompileError(f"--resume: {run_dir} has no state.json (no completed epoch to resume from)")
-    try:
-        state = json.loads(state_path.read_text(encoding="utf-8"))
-        if not isinstance(state, dict) or not isinstance(state.get("seed"), int):
-            raise ValueError("no seed")
-        for key in ("epoch", "step"):
-            if not isinstance(state.get(key), int) or state[key] < 0:
-                raise ValueError(f"no {key}")
-    except (ValueError, UnicodeDecodeError, OSError) as exc:
-        raise RescompileError(f"--resume: {state_path} is damaged ({exc}); start a new run") from None
-    try:
-        recipe = Recipe.model_validate_json((run_dir / "recipe.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RescompileError(f"--resume: {run_dir} has no recipe.json; start a new run") from None
-    except (ValueError, UnicodeDecodeError, OSError) as exc:
-        first = str(exc).splitlines()[0]
-        raise RescompileError(f"--resume: {run_dir / 'recipe.json'} is damaged ({first})") from None
+    state = read_state(run_dir)
+    stored = read_recipe(run_dir)
     checkpoint = run_dir / "checkpoint.keras"
     if not checkpoint.is_file():
         raise RescompileError(f"--resume: {run_dir} has no checkpoint.keras; start a new run")
     if not zipfile.is_zipfile(checkpoint):
         raise RescompileError(f"--resume: {checkpoint} is damaged (not a .keras archive); start a new run")
-    return state, recipe
+    spec_path = run_dir / SPEC
+    if not spec_path.is_file():
+        raise RescompileError(f"--resume: {run_dir} has no {SPEC}; start a new run")
+    if options.spec is not None and load_spec(options.spec).model_dump() != load_spec(spec_path).model_dump():
+        raise RescompileError(
+            f"--resume: {options.spec} is not the spec {run_dir} trains ({spec_path});"
+            " drop SPEC to continue it"
+        )
+    if options.data is not None and recorded_data(options.data) != state.data:
+        raise RescompileError(
+            f"--resume: {run_dir} trains on {state.data or 'keras.datasets CIFAR'},"
+            f" not --data {options.data}; drop --data to continue it"
+        )
+    if recipe is not None and recipe != stored:
+        changed = [key for key, value in recipe if getattr(stored, key) != value]
+        raise RescompileError(
+            f"--resume: the recipe differs from the run's {run_dir / RECIPE} ({', '.join(changed)});"
+            " drop --recipe/--set/--epochs to continue it, or start a new --out"
+        )
+    return state, stored, spec_path
+
+
+@dataclass
+class _Run:
+    """A run being trained: its options, recipe and state, and the data and lengths derived."""
+
+    options: TrainOptions
+    recipe: Recipe
+    state: RunState
+    spec_path: Path
+    analysis: Analysis
+    dataset: Dataset
+    train_split: tuple[np.ndarray, np.ndarray]
+    val_split: tuple[np.ndarray, np.ndarray]
+    normalization: Normalization
+    steps_per_epoch: int
+    epochs: int
+    total_steps: int
+    rows: list[dict] = field(default_factory=list)
+    """metrics.csv's rows so far."""
+
+    @property
+    def dir(self) -> Path:
+        return self.options.out
+
+    def one_hot(self, data):
+        return _one_hot(data, self.dataset.classes)
+
+    def fresh_model(self):
+        """The spec's model for this data (its classes and image size), freshly initialised."""
+        from rescompile.keras_backend.build import build
+
+        return build(
+            self.spec_path,
+            self.dir,
+            input_size=self.train_split[0].shape[1],
+            classes=self.dataset.classes,
+            save=False,
+            check_memory=self.options.check_memory,
+        )
+
+
+def _prepare(
+    options: TrainOptions, recipe: Recipe, state: RunState, analysis: Analysis, spec_path: Path
+) -> _Run:
+    """Load and split the data, fit the normalisation, and (on a fresh run) record the spec and
+    recipe in the run directory."""
+    import keras
+
+    from rescompile.data.datasets import load_dataset
+    from rescompile.train.tfdata import fit_normalization
+
+    if options.check_memory:
+        require_memory(analysis, recipe.batch_size, training=True)
+    dataset = load_dataset(state.data, analysis.spec.input.size, state.classes)
+    train_split, val_split = _split(dataset, recipe.validation, state.seed)
+    if not len(val_split[0]):  # validation: 0 validates on the test set, as the paper's curves do
+        val_split = (dataset.x_test, dataset.y_test)
+    keras.utils.set_random_seed(state.seed)
+    keras.mixed_precision.set_global_policy(options.precision)
+    normalization = fit_normalization(
+        train_split[0], recipe.normalize, analysis.spec.preprocess.model_dump(mode="json")
+    )
+    steps_per_epoch = len(train_split[0]) // recipe.batch_size
+    if steps_per_epoch == 0:
+        raise RescompileError(
+            f"batch size {recipe.batch_size} exceeds the {len(train_split[0])} training images:"
+            f" pass --batch-size {max(1, len(train_split[0]) // 4)}"
+        )
+    epochs, total_steps = _length(recipe, steps_per_epoch)
+    if not options.resume:
+        spec_path = write_spec(options.out, analysis.spec.model_dump(mode="json"))
+        write_text_atomic(options.out / RECIPE, recipe.model_dump_json(indent=2))
+    write_text_atomic(options.out / "preprocess.json", json.dumps(normalization.as_preprocess()))
+    return _Run(
+        options, recipe, state, spec_path, analysis, dataset, train_split, val_split,
+        normalization, steps_per_epoch, epochs, total_steps,
+    )  # fmt: skip
 
 
 def _load_checkpoint(path: Path):
@@ -251,121 +360,102 @@ def _load_checkpoint(path: Path):
         raise RescompileError(f"--resume: {path} is damaged ({first}); start a new run") from None
 
 
-def _train(options: TrainOptions, recipe: Recipe, state: dict) -> dict:
-    import keras
-
-    from rescompile.data.datasets import load_dataset
-    from rescompile.train.callbacks import Plateau, RunRecorder, StopAtStep, read_metrics
+def _model(run: _Run, strategy):
+    """(model, its learning-rate schedule): the checkpoint's on resume, else a fresh one with
+    --weights loaded and --freeze applied, compiled with the recipe's optimizer."""
     from rescompile.train.schedule import make_optimizer, make_schedule
-    from rescompile.train.tfdata import evaluation_dataset, fit_normalization, training_dataset
 
-    run_dir = options.out
-
-    from rescompile.analysis.analyze import analyze
-
-    analysis = analyze(options.spec)
-    if options.check_memory:
-        require_memory(analysis, recipe.batch_size, training=True)
-    dataset = load_dataset(options.data, analysis.spec.input.size, options.classes)
-    (x_train, y_train), (x_val, y_val) = _split(dataset, recipe.validation, options.seed)
-    keras.utils.set_random_seed(options.seed)
-    keras.mixed_precision.set_global_policy(options.precision)
-    normalization = fit_normalization(
-        x_train, recipe.normalize, analysis.spec.preprocess.model_dump(mode="json")
-    )
-    steps_per_epoch = len(x_train) // recipe.batch_size
-    if steps_per_epoch == 0:
-        raise RescompileError(f"batch size {recipe.batch_size} exceeds the {len(x_train)} training images")
-    epochs, total_steps = _length(recipe, steps_per_epoch)
-    if not options.resume:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        state = {"seed": options.seed, "epoch": 0, "step": 0, "spec": str(options.spec), "wall_seconds": 0.0}
-        write_text_atomic(run_dir / "recipe.json", recipe.model_dump_json(indent=2))
-    preprocess = normalization.as_preprocess()
-    write_text_atomic(run_dir / "preprocess.json", json.dumps(preprocess))
-
-    strategy = strategy_for(options.distribute)
-    state["replicas"] = strategy.num_replicas_in_sync
-    finetune = recipe.finetune
-    finetune_epochs = math.ceil(finetune.epochs) if finetune else 0
     with strategy.scope():
-        if options.resume:
-            model = _load_checkpoint(run_dir / "checkpoint.keras")
-            schedule = model.optimizer.learning_rate
-        else:
-            built = _fresh_model(options, dataset.classes, x_train.shape[1])
-            model = built.model
-            _pretrained(model, built.analysis.graph, options)
-            schedule = make_schedule(recipe, steps_per_epoch, total_steps)
-            _compile(model, recipe, make_optimizer(recipe, schedule), options.jit)
-    first_epoch = state["epoch"]
-    rows = read_metrics(run_dir / "metrics.csv", first_epoch)
-    if not len(x_val):  # validation: 0 validates on the test set, as the paper's curves do
-        x_val, y_val = dataset.x_test, dataset.y_test
-    val_data = _one_hot(evaluation_dataset(x_val, y_val, 256, normalization), dataset.classes)
-    recorder = RunRecorder(run_dir, state, rows, recipe.batch_size, steps_per_epoch)
+        if run.options.resume:
+            model = _load_checkpoint(run.dir / "checkpoint.keras")
+            return model, model.optimizer.learning_rate
+        built = run.fresh_model()
+        _pretrained(built.model, built.analysis.graph, run.options)
+        schedule = make_schedule(run.recipe, run.steps_per_epoch, run.total_steps)
+        _compile(built.model, run.recipe, make_optimizer(run.recipe, schedule), run.options.jit)
+        return built.model, schedule
 
-    def fit(start: int, stop: int, callbacks: list) -> None:
-        train_data = _one_hot(
-            training_dataset(
-                x_train, y_train, recipe.batch_size, recipe.augment, normalization, options.seed, start
-            ),
-            dataset.classes,
-        )
-        model.fit(
-            train_data,
-            epochs=stop,
-            initial_epoch=start,
-            steps_per_epoch=steps_per_epoch,
-            validation_data=val_data,
-            callbacks=[*callbacks, recorder],
-            verbose=1 if sys.stdout.isatty() else 2,
-            shuffle=False,
-        )
-        if recorder.nan_step is not None:
-            kept = (
-                f"the last good checkpoint (epoch {state['epoch']}) is kept in {run_dir}"
-                if (run_dir / "checkpoint.keras").is_file()
-                else "no epoch finished, so there is no checkpoint"
-            )
-            raise RescompileError(f"loss became NaN at step {recorder.nan_step}; training stopped; {kept}")
 
-    if state.get("phase", 1) == 1:
-        callbacks: list = [StopAtStep(total_steps)]
+def _fit(run: _Run, model, recorder, start: int, stop: int, callbacks: list) -> None:
+    """Epochs start..stop of one phase, with the batches of those epochs (exact on resume)."""
+    from rescompile.train.tfdata import evaluation_dataset, training_dataset
+
+    x_train, y_train = run.train_split
+    recipe = run.recipe
+    train_data = training_dataset(
+        x_train, y_train, recipe.batch_size, recipe.augment, run.normalization, run.state.seed, start
+    )
+    model.fit(
+        run.one_hot(train_data),
+        epochs=stop,
+        initial_epoch=start,
+        steps_per_epoch=run.steps_per_epoch,
+        validation_data=run.one_hot(evaluation_dataset(*run.val_split, 256, run.normalization)),
+        callbacks=[*callbacks, recorder],
+        verbose=1 if sys.stdout.isatty() else 2,
+        shuffle=False,
+    )
+    if recorder.nan_step is not None:
+        kept = (
+            f"the last good checkpoint (epoch {run.state.epoch}) is kept in {run.dir}"
+            if (run.dir / "checkpoint.keras").is_file()
+            else "no epoch finished, so there is no checkpoint"
+        )
+        raise RescompileError(f"loss became NaN at step {recorder.nan_step}; training stopped; {kept}")
+
+
+def _fit_phases(run: _Run):
+    """The recipe's phase (until its step or epoch count), then the fine-tune phase if any."""
+    from rescompile.train.callbacks import Plateau, RunRecorder, StopAtStep, read_metrics
+
+    strategy = strategy_for(run.options.distribute)
+    run.state.replicas = strategy.num_replicas_in_sync
+    model, schedule = _model(run, strategy)
+    recipe, state = run.recipe, run.state
+    run.rows = read_metrics(run.dir / "metrics.csv", state.epoch)
+    recorder = RunRecorder(run.dir, state, run.rows, recipe.batch_size, run.steps_per_epoch)
+    finetune = recipe.finetune
+    if state.phase == 1:
+        callbacks: list = [StopAtStep(run.total_steps)]
         if recipe.plateau is not None:
             plateau = recipe.plateau
-            callbacks.append(Plateau(schedule, state, plateau.factor, plateau.patience, plateau.min_lr))
-        if first_epoch < epochs:
-            fit(first_epoch, epochs, callbacks)
-        if finetune:
-            with strategy.scope():
-                _unfreeze(model)
-                tuned = recipe.model_copy(
-                    update={
-                        "schedule": recipe.schedule.model_copy(update={"kind": "constant", "warmup_steps": 0})
-                    }
-                )
-                tuned = tuned.model_copy(
-                    update={"optimizer": recipe.optimizer.model_copy(update={"lr": finetune.lr})}
-                )
-                _compile(
-                    model,
-                    recipe,
-                    make_optimizer(tuned, make_schedule(tuned, steps_per_epoch, 1)),
-                    options.jit,
-                )
-            state.update(phase=2, phase2_start_step=state["step"])
-            print(
-                f"fine-tuning the whole network at lr {finetune.lr:g} for {finetune_epochs} epochs",
-                flush=True,
+            state.plateau = state.plateau or PlateauState()
+            callbacks.append(
+                Plateau(schedule, state.plateau, plateau.factor, plateau.patience, plateau.min_lr)
             )
+        if state.epoch < run.epochs:
+            _fit(run, model, recorder, state.epoch, run.epochs, callbacks)
+        if finetune:
+            _start_finetune(run, model, strategy)
     if finetune:
-        recorder.step_offset = state["phase2_start_step"]
-        fit(max(state["epoch"], epochs), epochs + finetune_epochs, [])
-    return _finish(options, analysis, model, dataset, normalization, preprocess, state, rows)
+        recorder.step_offset = state.phase2_start_step
+        _fit(run, model, recorder, max(state.epoch, run.epochs), run.epochs + math.ceil(finetune.epochs), [])
+    return model
 
 
-def _finish(options, analysis, model, dataset, normalization, preprocess, state, rows) -> dict:
+def _start_finetune(run: _Run, model, strategy) -> None:
+    """Unfreeze the network and recompile it at the fine-tune learning rate (constant)."""
+    from rescompile.train.schedule import make_optimizer, make_schedule
+
+    recipe, finetune = run.recipe, run.recipe.finetune
+    tuned = recipe.model_copy(
+        update={
+            "schedule": recipe.schedule.model_copy(update={"kind": "constant", "warmup_steps": 0}),
+            "optimizer": recipe.optimizer.model_copy(update={"lr": finetune.lr}),
+        }
+    )
+    with strategy.scope():
+        _unfreeze(model)
+        schedule = make_schedule(tuned, run.steps_per_epoch, 1)
+        _compile(model, recipe, make_optimizer(tuned, schedule), run.options.jit)
+    run.state.phase, run.state.phase2_start_step = 2, run.state.step
+    print(
+        f"fine-tuning the whole network at lr {finetune.lr:g} for {math.ceil(finetune.epochs)} epochs",
+        flush=True,
+    )
+
+
+def _finish(run: _Run, model) -> RunSummary:
     """Test accuracy, plots, the final model (no optimizer) and its ONNX export, summary.json."""
     import keras
 
@@ -373,43 +463,48 @@ def _finish(options, analysis, model, dataset, normalization, preprocess, state,
     from rescompile.train.plots import plot_curves
     from rescompile.train.tfdata import evaluation_dataset
 
-    run_dir = options.out
-    test_data = _one_hot(
-        evaluation_dataset(dataset.x_test, dataset.y_test, 256, normalization), dataset.classes
-    )
+    dataset, state = run.dataset, run.state
+    test_data = run.one_hot(evaluation_dataset(dataset.x_test, dataset.y_test, 256, run.normalization))
     started = time.perf_counter()
     _, test_accuracy = model.evaluate(test_data, verbose=0)
     keras.mixed_precision.set_global_policy("float32")
-    final = _fresh_model(options, dataset.classes, dataset.x_train.shape[1])
+    final = run.fresh_model()
     final.model.set_weights(model.get_weights())
     analysis = final.analysis  # the network trained: its classifier has the data's classes
-    record = model_record(analysis, include_top=True, preprocess=preprocess, class_names=dataset.class_names)
-    save_model(final.model, run_dir / "model.keras", record)
-    if options.export_onnx:
+    record = model_record(
+        analysis,
+        include_top=True,
+        preprocess=run.normalization.as_preprocess(),
+        class_names=dataset.class_names,
+    )
+    save_model(final.model, run.dir / "model.keras", record)
+    if run.options.export_onnx:
         from rescompile.onnx_backend.emit import ExportOptions
         from rescompile.onnx_backend.export import onnx_options, write_onnx
 
-        export_options = onnx_options(ExportOptions(), analysis, record)
-        write_onnx(final.model, analysis, run_dir / "model.onnx", export_options)
-    if rows:
-        plot_curves(rows, run_dir)
-    images_per_second = [float(r["images_per_second"]) for r in rows]
-    summary = {
-        "spec": analysis.spec.name,
-        "spec_file": str(options.spec),
-        "dataset": dataset.name,
-        "paper_test_error": analysis.spec.expect.test_error_on(dataset.name),
-        "epochs": state["epoch"],
-        "steps": state["step"],
-        "test_accuracy": float(test_accuracy),
-        "best_val_accuracy": state.get("best_val_accuracy"),
-        "wall_seconds": state.get("wall_seconds", 0.0) + (time.perf_counter() - started),
-        "images_per_second": float(np.median(images_per_second)) if images_per_second else None,
-        "params": analysis.cost.params,
-        "macs": analysis.cost.macs,
-        "precision": options.precision,
-        "distribute": options.distribute,
-        "replicas": state.get("replicas", 1),
-    }
-    write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
+        write_onnx(
+            final.model, analysis, run.dir / "model.onnx", onnx_options(ExportOptions(), analysis, record)
+        )
+    if run.rows:
+        plot_curves(run.rows, run.dir)
+    images_per_second = [float(r["images_per_second"]) for r in run.rows]
+    summary = RunSummary(
+        spec=analysis.spec.name,
+        dataset=dataset.name,
+        paper_test_error=analysis.spec.expect.test_error_on(dataset.name),
+        epochs=state.epoch,
+        steps=state.step,
+        test_accuracy=float(test_accuracy),
+        best_val_accuracy=state.best_val_accuracy,
+        wall_seconds=state.wall_seconds + (time.perf_counter() - started),
+        images_per_second=float(np.median(images_per_second)) if images_per_second else None,
+        params=analysis.cost.params,
+        macs=analysis.cost.macs,
+        precision=run.options.precision,
+        distribute=run.options.distribute,
+        replicas=state.replicas,
+        data=state.data,
+        recipe=run.recipe.name,
+    )
+    write_summary(run.dir, summary)
     return summary

@@ -1,0 +1,137 @@
+"""The run directory of `rescompile train` and the typed files in it.
+
+    RUN_DIR/
+      spec.json         the resolved spec being trained (written once; `--resume` builds from it)
+      recipe.json       the recipe with every override applied (written once)
+      preprocess.json   the input normalisation fitted on the training split
+      metrics.csv       one row per finished epoch
+      checkpoint.keras  the model and its optimizer after the last finished epoch
+      state.json        RunState: where the run stands (rewritten last, after the two above)
+      loss.png accuracy.png lr.png   curves
+      model.keras model.onnx         the final model, each carrying its record (spec, preprocessing)
+      summary.json      RunSummary: written once the run has finished
+
+Every file is written atomically, and state.json after the checkpoint and the metrics it
+describes, so a run killed at any moment resumes from an epoch whose files agree.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rescompile.errors import RescompileError
+from rescompile.fileio import write_text_atomic
+from rescompile.train.recipe import Recipe
+
+SPEC = "spec.json"
+STATE = "state.json"
+SUMMARY = "summary.json"
+RECIPE = "recipe.json"
+
+Count = Annotated[int, Field(ge=0)]
+
+
+class PlateauState(BaseModel):
+    """ReduceLROnPlateau's memory: the best validation accuracy and the epochs since it."""
+
+    best: float | None = None
+    wait: Count = 0
+
+
+class RunState(BaseModel):
+    """Where a run stands after its last finished epoch, and what it trains on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: Annotated[int, Field(ge=0, lt=2**31)]
+    epoch: Count
+    step: Count
+    data: str | None = None
+    """The data source as given to `--data` (None: keras.datasets' CIFAR download)."""
+    classes: Annotated[int, Field(ge=2)] = 10
+    wall_seconds: Annotated[float, Field(ge=0)] = 0.0
+    replicas: Annotated[int, Field(ge=1)] = 1
+    best_val_accuracy: float | None = None
+    plateau: PlateauState | None = None
+    phase: Literal[1, 2] = 1
+    """2 once the fine-tune phase (the whole network unfrozen) has begun."""
+    phase2_start_step: Count = 0
+
+
+class RunSummary(BaseModel):
+    """What a finished run reports: its network, data, length, accuracy and speed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spec: str
+    """The network's name."""
+    dataset: str
+    paper_test_error: float | None
+    """The error the spec's source reports on this dataset (None: not published for it)."""
+    epochs: Count
+    steps: Count
+    test_accuracy: float
+    best_val_accuracy: float | None
+    wall_seconds: float
+    images_per_second: float | None
+    params: Count
+    macs: Count
+    precision: str
+    distribute: str | None
+    replicas: int
+    data: str | None = None
+    """The data source, as recorded in the state (None: keras.datasets' CIFAR download)."""
+    recipe: str
+    """The recipe's name."""
+
+
+def _read(path: Path, model: type[BaseModel], purpose: str):
+    """A typed file of the run directory; a damaged one is a one-line error saying what to do."""
+    try:
+        return model.model_validate_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RescompileError(f"{purpose}: {path.parent} has no {path.name}") from None
+    except (ValidationError, ValueError, UnicodeDecodeError, OSError) as exc:
+        if isinstance(exc, ValidationError):
+            error = exc.errors(include_url=False)[0]
+            where = ".".join(map(str, error["loc"]))
+            exc = f"{where}: {error['msg']}" if where else error["msg"]
+        raise RescompileError(f"{purpose}: {path} is damaged ({exc})") from None
+
+
+def read_state(run_dir: Path) -> RunState:
+    """The state of an interrupted run."""
+    if not (run_dir / STATE).is_file():
+        raise RescompileError(f"--resume: {run_dir} has no {STATE} (no finished epoch to resume from)")
+    return _read(run_dir / STATE, RunState, "--resume")
+
+
+def read_recipe(run_dir: Path) -> Recipe:
+    """The recipe a run was started with."""
+    return _read(run_dir / RECIPE, Recipe, "--resume")
+
+
+def write_state(run_dir: Path, state: RunState) -> None:
+    write_text_atomic(run_dir / STATE, state.model_dump_json(indent=2))
+
+
+def read_summary(run_dir: Path) -> RunSummary:
+    """The summary of a finished run."""
+    if not (run_dir / SUMMARY).is_file():
+        raise RescompileError(f"{run_dir}: not a finished run (no {SUMMARY})")
+    return _read(run_dir / SUMMARY, RunSummary, "run")
+
+
+def write_summary(run_dir: Path, summary: RunSummary) -> None:
+    write_text_atomic(run_dir / SUMMARY, summary.model_dump_json(indent=2))
+
+
+def write_spec(run_dir: Path, spec: dict) -> Path:
+    """Record the resolved spec (JSON is YAML, so `load_spec` reads it back as it was)."""
+    path = run_dir / SPEC
+    write_text_atomic(path, json.dumps(spec, indent=2))
+    return path
