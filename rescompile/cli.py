@@ -7,16 +7,17 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
 from rescompile.errors import RescompileError
+from rescompile.onnx_backend import DEFAULT_CALIBRATION
 
 app = typer.Typer(
     help="Compile ResNet stage tables into checked models, code, tables and ONNX.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
@@ -35,6 +36,11 @@ DataClasses = Annotated[int, typer.Option(help="10 (CIFAR-10) or 100 (CIFAR-100)
 AllowPartial = Annotated[
     bool, typer.Option("--allow-partial", help="Load --weights that lack some layers (warn, not fail).")
 ]
+OutputFormat = Annotated[Literal["md", "json"], typer.Option("--format", help="Markdown or JSON.")]
+Provider = Annotated[
+    Literal["auto", "cuda", "cpu"],
+    typer.Option(help="onnxruntime's execution provider (auto: CUDA if it works)."),
+]
 ModelSpec = Annotated[
     Path | None,
     typer.Option(
@@ -42,6 +48,11 @@ ModelSpec = Annotated[
         " the library spec of the model's name)."
     ),
 ]
+
+
+def examples(*lines: str) -> str:
+    """A command's help epilog: its example command lines."""
+    return "Examples:\n\n" + "\n\n".join(f"  $ {line}" for line in lines)
 
 
 def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -53,7 +64,7 @@ def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
         except RescompileError as exc:
             typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
@@ -68,14 +79,23 @@ def _analyses(specs: list[Path] | None) -> list:
     return [analyze(path) for path in find_specs(resolve_spec_args(specs))]
 
 
-@app.command("check")
+@app.command("check", epilog=examples("rescompile check specs", "rescompile check resnet50 cifar/resnet110"))
 @friendly
 def check_command(specs: SpecArgs = None) -> None:
     """Validate and lower specs and compare their counts with the published numbers."""
+    from rescompile.analysis.analyze import analyze
     from rescompile.analysis.tables import thousands
+    from rescompile.spec.library import find_specs, resolve_spec_args
 
-    failed = 0
-    for analysis in _analyses(specs):
+    failed, invalid = 0, 0
+    for path in find_specs(resolve_spec_args(specs)):
+        try:
+            analysis = analyze(path)
+        except RescompileError as exc:
+            invalid += 1
+            for error in (exc, *getattr(exc, "more", [])):
+                typer.echo(f"error: {error}", err=True)
+            continue
         status = "ok" if analysis.ok else "FAIL"
         typer.echo(f"{status:4}  {analysis.path}  ({analysis.spec.name})")
         for result in analysis.checks:
@@ -88,24 +108,27 @@ def check_command(specs: SpecArgs = None) -> None:
         failed += not analysis.ok
     if failed:
         typer.echo(f"{failed} spec(s) do not reproduce their published numbers", err=True)
-        raise typer.Exit(1)
+    if invalid:
+        typer.echo(f"{invalid} spec file(s) are invalid", err=True)
+    if invalid or failed:
+        raise typer.Exit(2 if invalid else 1)
 
 
-@app.command("table")
+@app.command(
+    "table", epilog=examples("rescompile table cifar --format csv", "rescompile table --from-onnx model.onnx")
+)
 @friendly
 def table_command(
     specs: SpecArgs = None,
     per_stage: Annotated[bool, typer.Option("--per-stage", help="One row per stage.")] = False,
-    fmt: Annotated[str, typer.Option("--format", help="md, csv or json.")] = "md",
+    fmt: Annotated[Literal["md", "csv", "json"], typer.Option("--format", help="Table format.")] = "md",
     from_onnx: Annotated[
         list[Path] | None, typer.Option("--from-onnx", help="Recount from ONNX files instead of specs.")
     ] = None,
 ) -> None:
     """Print parameters, multiply-adds and depth of specs (or recounted from ONNX files)."""
-    from rescompile.analysis.tables import FORMATS, table
+    from rescompile.analysis.tables import table
 
-    if fmt not in FORMATS:
-        raise RescompileError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if from_onnx:
         from rescompile.onnx_backend.recount import recount
 
@@ -116,7 +139,7 @@ def table_command(
     typer.echo(table(_analyses(specs), fmt, per_stage), nl=False)
 
 
-@app.command("diff")
+@app.command("diff", epilog=examples("rescompile diff resnet50 resnet101"))
 @friendly
 def diff_command(old: Path, new: Path) -> None:
     """Per-stage deltas of parameters and multiply-adds between two specs."""
@@ -127,25 +150,25 @@ def diff_command(old: Path, new: Path) -> None:
     typer.echo(diff(analyze(resolve_spec(old)), analyze(resolve_spec(new))), nl=False)
 
 
-@app.command("list")
+@app.command("list", epilog=examples("rescompile list", "rescompile list --format json"))
 @friendly
-def list_command(fmt: Annotated[str, typer.Option("--format", help="md or json.")] = "md") -> None:
+def list_command(fmt: OutputFormat = "md") -> None:
     """List the spec library shipped with rescompile: path, network, family, params, MACs, source."""
     from rescompile.analysis.listing import list_library
 
     typer.echo(list_library(fmt), nl=False)
 
 
-@app.command("schema")
+@app.command("schema", epilog=examples("rescompile schema > rescompile-spec.schema.json"))
 @friendly
 def schema_command() -> None:
-    """Print the spec language's JSON Schema (for editor validation and completion)."""
-    from rescompile.spec import Spec
+    """Print the JSON Schema of spec files (for editor validation and completion)."""
+    from rescompile.spec.json_schema import spec_json_schema
 
-    typer.echo(json.dumps(Spec.model_json_schema(), indent=2))
+    typer.echo(json.dumps(spec_json_schema(), indent=2))
 
 
-@app.command("generate")
+@app.command("generate", epilog=examples("rescompile generate", "rescompile generate --check"))
 @friendly
 def generate_command(
     check: Annotated[
@@ -170,7 +193,13 @@ def generate_command(
     typer.echo(f"{out}/: {len(changed)} of {len(files)} files changed")
 
 
-@app.command("build")
+@app.command(
+    "build",
+    epilog=examples(
+        "rescompile build specs/resnet50.yaml",
+        "rescompile build resnet50 --weights imagenet --no-include-top --input-size 160",
+    ),
+)
 @friendly
 def build_command(
     spec: Annotated[Path, typer.Argument(help="The spec to build: a file or a library name.")],
@@ -221,20 +250,26 @@ def build_command(
         typer.echo(f"wrote {path}")
 
 
-@app.command("export")
+@app.command(
+    "export",
+    epilog=examples(
+        "rescompile export build/resnet50.keras -o resnet50.onnx",
+        "rescompile export runs/r20/model.keras -o r20_int8.onnx --int8 --calibration cifar-10-python.tar.gz",
+    ),
+)
 @friendly
 def export_command(
     source: Annotated[
         Path, typer.Argument(help="MODEL.keras, or a SPEC file or library name (freshly initialised).")
     ],
-    output: Annotated[Path, typer.Option("-o", "--output", help="The .onnx file to write.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="The .onnx file to write.")],
     spec: ModelSpec = None,
     fold_bn: Annotated[bool, typer.Option(help="Fold BatchNorm into the preceding convs.")] = True,
-    layout: Annotated[str, typer.Option(help="Input layout: nhwc (Keras') or nchw.")] = "nhwc",
+    layout: Annotated[Literal["nhwc", "nchw"], typer.Option(help="Input layout (nhwc: Keras').")] = "nhwc",
     fp16: Annotated[bool, typer.Option("--fp16", help="float16 weights and compute (GPU serving).")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="Static INT8 quantization (CPU serving).")] = False,
     calibration: Annotated[Path | None, typer.Option(help="Images folder or CIFAR batch for --int8.")] = None,
-    calibration_size: Annotated[int, typer.Option(help="Calibration images to use.")] = 256,
+    calibration_size: Annotated[int, typer.Option(help="Calibration images to use.")] = DEFAULT_CALIBRATION,
     class_names: Annotated[Path | None, typer.Option(help="Text file, one class name per line.")] = None,
 ) -> None:
     """Export a Keras model to ONNX through the IR (BN folded, one transpose, dynamic batch)."""
@@ -242,8 +277,6 @@ def export_command(
     from rescompile.onnx_backend.export import export
     from rescompile.spec.library import resolve_spec
 
-    if layout not in ("nhwc", "nchw"):
-        raise RescompileError(f"--layout must be nhwc or nchw, got {layout!r}")
     if int8 and (fp16 or calibration is None):
         raise RescompileError("--int8 needs --calibration DATA and cannot be combined with --fp16")
     names = _class_names(class_names)
@@ -252,13 +285,13 @@ def export_command(
         source = resolve_spec(source)
     spec = resolve_spec(spec) if spec is not None else None
     if not int8:
-        analysis = export(source, output, spec, options)
-        typer.echo(f"wrote {output} ({analysis.spec.name}, {analysis.graph.input.shape[0]}px)")
+        analysis = export(source, out, spec, options)
+        typer.echo(f"wrote {out} ({analysis.spec.name}, {analysis.graph.input.shape[0]}px)")
         return
     from rescompile.onnx_backend.export import export_int8
 
-    analysis, count = export_int8(source, output, spec, options, calibration, calibration_size)
-    typer.echo(f"wrote {output} (INT8, {analysis.spec.name}, calibrated on {count} images)")
+    analysis, count = export_int8(source, out, spec, options, calibration, calibration_size)
+    typer.echo(f"wrote {out} (INT8, {analysis.spec.name}, calibrated on {count} images)")
 
 
 def _class_names(path: Path | None) -> list[str]:
@@ -277,14 +310,14 @@ def _class_names(path: Path | None) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-@app.command("predict")
+@app.command("predict", epilog=examples("rescompile predict resnet50.onnx cat.jpg dog.png --top-k 3"))
 @friendly
 def predict_command(
     model: Annotated[Path, typer.Argument(help="An .onnx or .keras model.")],
     images: Annotated[list[Path], typer.Argument(help="PNG/JPEG images.")],
     top_k: Annotated[int, typer.Option(help="Classes to show per image.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    provider: Annotated[str, typer.Option(help="auto, cuda or cpu (ONNX models).")] = "auto",
+    provider: Provider = "auto",
     spec: ModelSpec = None,
 ) -> None:
     """Top-k classes of images, preprocessed as the model's metadata says."""
@@ -305,22 +338,20 @@ def predict_command(
             typer.echo(f"  {probability:7.2%}  {name}" + (f" ({index})" if name != str(index) else ""))
 
 
-@app.command("bench")
+@app.command("bench", epilog=examples("rescompile bench resnet50.onnx --batch-size 1,32 --provider cpu"))
 @friendly
 def bench_command(
     model: Annotated[Path, typer.Argument(help="An .onnx model.")],
-    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,32",
+    batch_size: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,32",
     seconds: Annotated[float, typer.Option(help="Minimum timing per batch size.")] = 3.0,
     warmup: Annotated[int, typer.Option(help="Untimed runs first.")] = 3,
-    provider: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
-    fmt: Annotated[str, typer.Option("--format", help="md or json.")] = "md",
+    provider: Provider = "auto",
+    fmt: OutputFormat = "md",
 ) -> None:
     """Throughput (img/s) and latency p50/p99 per batch size on onnxruntime."""
-    from rescompile.serve.bench import FORMATS, HEADER, Bench, as_json, batch_sizes, markdown_row
+    from rescompile.serve.bench import HEADER, Bench, as_json, batch_sizes, markdown_row
 
-    if fmt not in FORMATS:
-        raise RescompileError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    bench = Bench(model, batch_sizes(batch), provider)
+    bench = Bench(model, batch_sizes(batch_size), provider)
     if fmt == "json":
         typer.echo(as_json(bench, list(bench.rows(seconds, warmup))))
         return
@@ -329,7 +360,13 @@ def bench_command(
         typer.echo(markdown_row(row))
 
 
-@app.command("train")
+@app.command(
+    "train",
+    epilog=examples(
+        "rescompile train cifar/resnet20 --data cifar-10-python.tar.gz --out runs/r20",
+        "rescompile train --resume --out runs/r20",
+    ),
+)
 @friendly
 def train_command(
     out: Annotated[Path, typer.Option(help="Run directory.")],
@@ -346,13 +383,17 @@ def train_command(
     epochs: Epochs = None,
     batch_size: BatchSize = None,
     lr: Annotated[float | None, typer.Option(help="Shortcut for --set optimizer.lr=X.")] = None,
-    precision: Annotated[str, typer.Option(help="float32, mixed_float16 or mixed_bfloat16.")] = "float32",
+    precision: Annotated[
+        Literal["float32", "mixed_float16", "mixed_bfloat16"], typer.Option(help="Training precision.")
+    ] = "float32",
     jit: Annotated[bool, typer.Option("--jit", help="XLA-compile the training step.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed (data order, augmentation, init).")] = 0,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out from its own spec, recipe and data.")
     ] = False,
-    distribute: Annotated[str | None, typer.Option(help="mirrored or multiworker (tf.distribute).")] = None,
+    distribute: Annotated[
+        Literal["mirrored", "multiworker"] | None, typer.Option(help="A tf.distribute strategy.")
+    ] = None,
     cpu_devices: Annotated[int, typer.Option(help="Split the CPU into N logical devices.")] = 1,
     classes: DataClasses = 10,
     weights: Annotated[str | None, typer.Option(help="Pretrained keras.applications .h5 weights.")] = None,
@@ -361,6 +402,7 @@ def train_command(
         bool, typer.Option(help="Refuse networks and batches larger than the free memory.")
     ] = True,
     allow_partial: AllowPartial = False,
+    tensorboard: Annotated[bool, typer.Option(help="Write TensorBoard logs to RUN_DIR/logs.")] = True,
 ) -> None:
     """Train a spec with a recipe; checkpoint every epoch; export the final model to ONNX."""
     from rescompile.spec.library import resolve_spec
@@ -392,11 +434,12 @@ def train_command(
         freeze=freeze,
         check_memory=memory_check,
         allow_partial=allow_partial,
+        tensorboard=tensorboard,
     )
     typer.echo(train(options, chosen).model_dump_json(indent=2))
 
 
-@app.command("evaluate")
+@app.command("evaluate", epilog=examples("rescompile evaluate runs/r20 --data cifar-10-python.tar.gz"))
 @friendly
 def evaluate_command(
     model: Annotated[Path, typer.Argument(help="A .keras model or a run directory.")],
@@ -406,13 +449,11 @@ def evaluate_command(
     classes: DataClasses = 10,
 ) -> None:
     """Test accuracy and confusion matrix (printed, and as confusion.png)."""
-    from rescompile.serve.evaluate import evaluate
+    from rescompile.serve.evaluate import confusion_text, evaluate
 
     result = evaluate(model, data, spec, out, classes)
     typer.echo(f"accuracy {result.accuracy:.2%} on {int(result.matrix.sum())} test images")
-    width = max(len(name) for name in result.class_names)
-    for name, row in zip(result.class_names, result.matrix, strict=True):
-        typer.echo(f"{name:>{width}} " + " ".join(f"{count:5d}" for count in row))
+    typer.echo(confusion_text(result.class_names, result.matrix))
     typer.echo(f"wrote {result.picture}")
 
 
@@ -438,7 +479,12 @@ experiment_app = typer.Typer(help="Experiments from the ResNet papers.", no_args
 app.add_typer(experiment_app, name="experiment")
 
 
-@experiment_app.command("degradation")
+@experiment_app.command(
+    "degradation",
+    epilog=examples(
+        "rescompile experiment degradation --depths 20,56 --data cifar-10-python.tar.gz --out runs/deg"
+    ),
+)
 @friendly
 def degradation_command(
     out: Annotated[Path, typer.Option(help="Experiment folder (one run directory per network).")],
@@ -475,7 +521,12 @@ def degradation_command(
     typer.echo(f"wrote {out / 'results.json'} and {out / 'degradation.png'}")
 
 
-@experiment_app.command("gradients")
+@experiment_app.command(
+    "gradients",
+    epilog=examples(
+        "rescompile experiment gradients cifar/resnet56 --no-batchnorm plain/plain56 --out runs/gradients"
+    ),
+)
 @friendly
 def gradients_command(
     specs: Annotated[list[Path] | None, typer.Argument(help="Specs, as written.")] = None,
@@ -486,7 +537,8 @@ def gradients_command(
         list[Path] | None, typer.Option("--no-batchnorm", help="A spec to profile with BatchNorm off.")
     ] = None,
     initializer: Annotated[
-        str | None, typer.Option(help="Initializer for the --no-batchnorm networks.")
+        Literal["he_normal", "he_uniform", "glorot_uniform"] | None,
+        typer.Option(help="Initializer for the --no-batchnorm networks."),
     ] = None,
 ) -> None:
     """Gradient norm of every weighted layer on one batch, against depth (log scale)."""
@@ -494,10 +546,6 @@ def gradients_command(
 
     if not specs and not no_batchnorm:
         raise RescompileError("name at least one SPEC or --no-batchnorm SPEC")
-    if initializer not in (None, "he_normal", "he_uniform", "glorot_uniform"):
-        raise RescompileError(
-            f"--initializer must be he_normal, he_uniform or glorot_uniform, got {initializer!r}"
-        )
     for profile in gradients.run(specs or [], no_batchnorm or [], out, initializer):
         typer.echo(
             f"{profile.label}: backprop signal first/last = {profile.signal_first_to_last:.3g}, "
@@ -506,7 +554,10 @@ def gradients_command(
     typer.echo(f"wrote {out / 'gradients.png'} and {out / 'gradients.json'}")
 
 
-@app.command("report")
+@app.command(
+    "report",
+    epilog=examples("rescompile report runs/r20 runs/r56", "rescompile report runs/degradation --out report"),
+)
 @friendly
 def report_command(
     runs: Annotated[list[Path], typer.Argument(help="Run directories of `rescompile train`.")],
@@ -520,7 +571,7 @@ def report_command(
     typer.echo(f"wrote {out / 'report.md'} and {figure}")
 
 
-@app.command("doctor")
+@app.command("doctor", epilog=examples("rescompile doctor"))
 @friendly
 def doctor_command() -> None:
     """Report onnxruntime packages and providers, CUDA/cuDNN, the Keras backend and GPUs."""
@@ -535,8 +586,20 @@ def doctor_command() -> None:
 
 
 def main() -> None:
-    """Entry point of the console script."""
+    """Entry point of the console script: usage errors, too, are one line with exit status 2."""
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+
     from rescompile.quiet import import_keras_quietly_when_needed
 
     import_keras_quietly_when_needed()
-    app()
+    try:
+        code = app(standalone_mode=False, prog_name="rescompile")
+    except NoArgsIsHelpError as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "rescompile"
+        message = exc.format_message().replace("Value error, ", "")  # pydantic's prefix on choices
+        typer.echo(f"error: {message} (see `{command} --help`)", err=True)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)

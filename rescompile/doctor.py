@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.metadata as metadata
 
+from rescompile.errors import KerasMissing
+
 
 def _version(distribution: str) -> str | None:
     try:
@@ -86,6 +88,8 @@ def _tensorflow() -> list[tuple[str, str, bool]]:
     try:
         import keras
         import tensorflow as tf
+    except KerasMissing:  # the base install: ONNX serving and the compiler, no training
+        return [("keras", "not installed (build/train/export need: pip install 'rescompile[keras]')", True)]
     except ImportError as exc:
         return [("keras", f"cannot import: {exc}", False)]
     info = tf.sysconfig.get_build_info()

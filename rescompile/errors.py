@@ -6,6 +6,14 @@ from __future__ import annotations
 class RescompileError(Exception):
     """Base class of errors that the CLI reports as a one-line message with exit status 2."""
 
+    exit_code = 2
+
+
+class Interrupted(RescompileError):
+    """Ctrl-C during long work, with what the user can do next (exit status 130, as the shell's)."""
+
+    exit_code = 130
+
 
 class SpecError(RescompileError):
     """A spec is invalid; the message names the file, line and field."""
@@ -15,5 +23,18 @@ class SpecError(RescompileError):
         self.line = line
         self.field = field
         self.message = message
+        self.more: list[SpecError] = []
+        """Further errors found in the same file (validation reports them all at once)."""
         where = f"{file}:{line}" if line is not None else file
         super().__init__(f"{where}: {field}: {message}" if field else f"{where}: {message}")
+
+
+class KerasMissing(RescompileError, ImportError):
+    """A command needs Keras/TensorFlow, which the base install leaves out (an ImportError too,
+    so code that probes for optional packages keeps working)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this command builds or runs Keras models, and this install has no TensorFlow/Keras:"
+            " pip install 'rescompile[keras]'"
+        )

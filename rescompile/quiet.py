@@ -8,6 +8,8 @@ import importlib.util
 import os
 import sys
 
+from rescompile.errors import KerasMissing
+
 
 @contextlib.contextmanager
 def _stderr_silenced():
@@ -34,7 +36,12 @@ def import_keras_quietly() -> None:
     if "keras" in sys.modules:
         return
     with _stderr_silenced():
-        import keras
+        try:
+            import keras
+        except ModuleNotFoundError as exc:
+            if exc.name not in ("keras", "tensorflow", "h5py"):
+                raise
+            raise KerasMissing from None
 
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf

@@ -39,7 +39,7 @@ def one_line_error(done: subprocess.CompletedProcess, fragment: str) -> None:
         (("train", "specs/cifar/resnet20.yaml", "--out", "x", "--seed", "-1"), "--seed must be between"),
         (("train", "specs/cifar/resnet20.yaml", "--out", "x", "--epochs", "inf"), "epochs"),
         (("train", "specs/cifar/resnet20.yaml", "--out", "x", "--set", "batch_size=true"), "batch_size"),
-        (("bench", "missing.onnx", "--batch", "-1"), "--batch sizes must be between 1"),
+        (("bench", "missing.onnx", "--batch-size", "-1"), "--batch-size values must be between 1"),
     ],
 )
 def test_option_values_are_checked(args: tuple[str, ...], fragment: str, tmp_path: Path) -> None:
@@ -141,3 +141,21 @@ def test_build_removes_temporaries_of_killed_writes(tmp_path: Path) -> None:
     keep.write_text("not ours")
     assert cli("build", "specs/cifar/resnet20.yaml", "--out", str(tmp_path)).returncode == 0
     assert not any(path.exists() for path in litter) and keep.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("build", "--bogus"), "No such option: --bogus"),
+        (("table", "specs/cifar", "--format", "xml"), "'xml' is not one of 'md', 'csv', 'json'"),
+        (("export", "specs/cifar/resnet20.yaml", "-o", "x.onnx", "--layout", "chw"), "is not one of 'nhwc'"),
+        (("bench", "m.onnx", "--provider", "tpu"), "'tpu' is not one of 'auto', 'cuda', 'cpu'"),
+        (("train", "specs/cifar/resnet20.yaml", "--out", "r", "--precision", "fp8"), "'fp8' is not one of"),
+        (("train", "--distribute", "ring", "--out", "r"), "'ring' is not one of 'mirrored', 'multiworker'"),
+        (("diff", "specs/resnet50.yaml"), "Missing argument"),
+    ],
+)
+def test_usage_errors_are_one_line_naming_the_help(args: tuple[str, ...], fragment: str) -> None:
+    done = cli(*args)
+    one_line_error(done, fragment)
+    assert done.stderr.rstrip().endswith(f"(see `rescompile {args[0]} --help`)")

@@ -46,3 +46,24 @@ def test_the_first_keras_import_is_quiet_wherever_it_happens(tmp_path: Path) -> 
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stderr == "", done.stderr[-2000:]  # no absl/cudart lines, no TF_CPP_MIN_LOG_LEVEL needed
+
+
+def test_every_command_help_ends_with_examples_of_itself() -> None:
+    from typer.main import get_command
+
+    from rescompile.cli import app
+
+    group = get_command(app)
+    commands = [(name, command) for name, command in group.commands.items() if name != "experiment"]
+    commands += [(f"experiment {name}", c) for name, c in group.commands["experiment"].commands.items()]
+    assert len(commands) == 16
+    for name, command in commands:
+        epilog = command.epilog or ""
+        lines = [line.strip() for line in epilog.splitlines() if line.strip()]
+        assert lines[0] == "Examples:" and len(lines) >= 2, name
+        assert all(line.startswith(f"$ rescompile {name}") for line in lines[1:]), (name, lines)
+    done = subprocess.run(
+        [sys.executable, "-m", "rescompile", "bench", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert "$ rescompile bench resnet50.onnx --batch-size 1,32" in done.stdout
+    assert "<auto|cuda|cpu>" in done.stdout, "choice options list their choices"

@@ -56,7 +56,7 @@ def test_diff_shows_where_v1_5_moves_the_stride() -> None:
 
 def test_schema_is_json_schema_of_the_spec() -> None:
     schema = json.loads(run("schema").output)
-    assert schema["title"] == "Spec"
+    assert schema["title"] == "rescompile spec" and schema["$schema"].endswith("2020-12/schema")
     assert {"name", "input", "stem", "stages", "expect"} <= set(schema["properties"])
 
 

@@ -115,6 +115,27 @@ def test_build_classes_override_reaches_ir_keras_and_onnx(tmp_path: Path) -> Non
     assert again.returncode == 0, again.stderr
 
 
+def test_imagenet_specs_carry_the_class_names_into_keras_onnx_and_predict(tmp_path: Path) -> None:
+    names = (ROOT / "rescompile/data/imagenet_classes.txt").read_text().splitlines()
+    assert len(names) == 1000 and names[281] == "n02123045 tabby" and names[0] == "n01440764 tench"
+    out = tmp_path / "onnx"
+    done = cli("build", "resnet18", "--onnx", "--out", str(out), "--no-memory-check")
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = read_keras_record(out / "resnet18.keras")
+    assert record.class_names[281] == "tabby" and len(record.class_names) == 1000
+    image = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (224, 224, 3), dtype=np.uint8)).save(image)
+    readable = {name.split(" ", 1)[1] for name in names}
+    for model in (out / "resnet18.onnx", out / "resnet18.keras"):
+        done = cli("predict", str(model), str(image), "--json", "--top-k", "3")
+        assert done.returncode == 0, done.stderr[-2000:]
+        top = json.loads(done.stdout)[0]["top"]
+        assert all(t["name"] in readable and t["name"] == record.class_names[t["class"]] for t in top)
+    retrained = cli("build", "resnet18", "--classes", "5", "--out", str(tmp_path / "five"))
+    assert retrained.returncode == 0, retrained.stderr[-2000:]
+    assert read_keras_record(tmp_path / "five" / "resnet18.keras").class_names == []
+
+
 def test_stage_outputs_build_and_export(tmp_path: Path) -> None:
     import onnxruntime as ort
 

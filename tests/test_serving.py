@@ -147,13 +147,13 @@ def test_predict_reads_converts_and_names(trained: dict, tmp_path: Path) -> None
 def test_bench_reports_each_batch_size(trained: dict) -> None:
     fp32 = trained["folder"] / "bench.onnx"
     assert cli("export", str(trained["keras"]), "-o", str(fp32)).returncode == 0
-    done = cli("bench", str(fp32), "--batch", "1,4", "--seconds", "0.2", "--provider", "cpu")
+    done = cli("bench", str(fp32), "--batch-size", "1,4", "--seconds", "0.2", "--provider", "cpu")
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert [row.split("|")[1].strip() for row in rows] == ["1", "4"]
     assert all(float(row.split("|")[2]) > 0 for row in rows)
     done = cli(
-        "bench", str(fp32), "--batch", "2", "--seconds", "0.1", "--provider", "cpu", "--format", "json"
+        "bench", str(fp32), "--batch-size", "2", "--seconds", "0.1", "--provider", "cpu", "--format", "json"
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)

@@ -177,6 +177,11 @@ def test_training_learns_and_writes_the_run_directory(tarball: Path, tmp_path: P
     assert summary["epochs"] == 3 and summary["steps"] == 3 * (500 // 64)
     for name in ("metrics.csv", "model.keras", "model.onnx", "loss.png", "accuracy.png", "lr.png"):
         assert (run / name).stat().st_size > 0, name
+    events = list((run / "logs").rglob("events.out.tfevents.*"))
+    assert {path.parent.name for path in events} >= {"train", "validation"}, "TensorBoard logs"
+    assert done.stdout.startswith(
+        f"training cifar_resnet20 (specs/cifar/resnet20.yaml) on cifar10, recipe fast, into {run}"
+    )
     assert Image.open(run / "loss.png").format == "PNG"
     evaluated = cli("evaluate", str(run), "--data", str(tarball))
     assert evaluated.returncode == 0, evaluated.stderr
@@ -216,6 +221,34 @@ def test_resume_needs_only_the_run_directory_and_refuses_other_settings(
         first.steps,
         first.test_accuracy,
     )
+
+
+def test_ctrl_c_names_the_last_checkpoint_and_the_resume_command(tarball: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rescompile",
+            *_train_args(tarball, run, "--epochs", "20", "--no-tensorboard"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline and not (run / "state.json").exists():
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    last = stderr.strip().splitlines()[-1]
+    epoch = json.loads((run / "state.json").read_text())["epoch"]
+    assert last.startswith(f"error: interrupted; the last checkpoint (epoch {epoch}, step ")
+    assert last.endswith(
+        f"continue with `rescompile train --resume --out {run}` (the interrupted epoch restarts)"
+    )
+    assert not (run / "logs").exists()
 
 
 @pytest.mark.slow  # 80 s on 2 cores; CI runs it with -m slow

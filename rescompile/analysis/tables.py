@@ -110,6 +110,20 @@ def render(template: str, **context: object) -> str:
     return environment().get_template(template).render(**context)
 
 
+def notes(item: object) -> list[str]:
+    """What a table says under an item's row: an ONNX recount's differences from the spec it
+    carries (recount.OnnxCount.notes); an Analysis has none."""
+    return list(getattr(item, "notes", []))
+
+
+def with_notes(text: str, analyses: list[Analysis]) -> str:
+    """A Markdown table followed by its notes, one list item per note naming its file."""
+    lines = [f"- {a.path}: {note}" for a in analyses for note in notes(a)]
+    if not lines:
+        return text
+    return text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
+
+
 def _records(analyses: list[Analysis], per_stage: bool) -> list[dict]:
     records = []
     for a in analyses:
@@ -132,14 +146,18 @@ def _records(analyses: list[Analysis], per_stage: bool) -> list[dict]:
             )
             if not per_stage:
                 record["paper_ok"] = a.ok if a.checks else None
+            if hasattr(a, "notes"):  # an ONNX recount (a table holds recounts only, or specs only)
+                record.update(bn_folded=a.bn_folded, notes="; ".join(notes(a)))
             records.append(record)
     return records
 
 
 def table(analyses: list[Analysis], fmt: str = "md", per_stage: bool = False) -> str:
-    """The cost table of several specs in Markdown, CSV or JSON."""
+    """The cost table of several specs (or ONNX recounts, with their notes) in Markdown, CSV or JSON."""
     if fmt == "md":
-        return render("stages.md.j2" if per_stage else "summary.md.j2", analyses=analyses)
+        return with_notes(
+            render("stages.md.j2" if per_stage else "summary.md.j2", analyses=analyses), analyses
+        )
     records = _records(analyses, per_stage)
     if fmt == "json":
         return json.dumps(records, indent=2) + "\n"

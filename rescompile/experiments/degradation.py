@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rescompile.errors import RescompileError
 from rescompile.fileio import write_text_atomic
+from rescompile.progress import Steps
 from rescompile.spec.library import library_dir
 from rescompile.train.callbacks import read_metrics
 from rescompile.train.recipe import Recipe
@@ -84,6 +85,7 @@ def results(depths: list[int], out: Path, recipe: Recipe) -> dict:
                     "kind": kind,
                     "depth": depth,
                     "spec": summary.spec,
+                    "dataset": summary.dataset,
                     "run_dir": run_dir.name,
                     **curve,
                     "final_train_error": curve["train_error"][-1],
@@ -96,37 +98,66 @@ def results(depths: list[int], out: Path, recipe: Recipe) -> dict:
         "experiment": "degradation",
         "recipe": recipe.model_dump(mode="json"),
         "depths": depths,
+        "dataset": runs[0]["dataset"],
         "runs": runs,
         "deeper_plain_trains_worse": final[("plain", deep)] > final[("plain", shallow)],
         "deeper_resnet_trains_worse": final[("residual", deep)] > final[("residual", shallow)],
     }
 
 
-def plot(result: dict, path: Path) -> None:
-    """Fig. 6 style: training and test error against iterations; plain dashed, ResNet solid."""
-    from rescompile.train.plots import pyplot, save_png
+def _label(run: dict) -> str:
+    """A run's legend label: the paper's name for the network, then the spec's."""
+    return f"{'plain' if run['kind'] == 'plain' else 'ResNet'}-{run['depth']} ({run['spec']})"
 
-    plt = pyplot()
 
-    figure, (train_axis, test_axis) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for run in result["runs"]:
-        colour = colours[result["depths"].index(run["depth"]) % len(colours)]
-        style = "--" if run["kind"] == "plain" else "-"
-        label = f"{'plain' if run['kind'] == 'plain' else 'ResNet'}-{run['depth']}"
-        train_axis.plot(
-            run["iterations"], [100 * e for e in run["train_error"]], style, color=colour, label=label
-        )
-        test_axis.plot(
-            run["iterations"], [100 * e for e in run["test_error"]], style, color=colour, label=label
-        )
+def _title(result: dict) -> str:
+    """The figure's title: the data, the recipe, and the twins compared."""
+    pairs = ", ".join(
+        " vs ".join(run["spec"] for run in result["runs"] if run["depth"] == depth)
+        for depth in result["depths"]
+    )
+    return (
+        f"Degradation (He et al. 2015, Fig. 6) on {result['dataset']}, recipe {result['recipe']['name']}\n"
+        f"{pairs}; plain dashed, ResNet solid"
+    )
+
+
+def _panel_curve(run: dict, colour: str):
+    """A run's training and test error (%) against iterations, styled as in Fig. 6."""
+    from rescompile.train.plots import PanelCurve
+
+    plain = run["kind"] == "plain"
+    style = {
+        "color": colour,
+        "linestyle": "--" if plain else "-",
+        "marker": "s" if plain else "o",
+        "markerfacecolor": "none" if plain else None,  # a ResNet's point shows inside its twin's
+    }
+    percent = [[100 * e for e in run[key]] for key in ("train_error", "test_error")]
+    return PanelCurve(_label(run), run["iterations"], *percent, style)
+
+
+def figure(result: dict):
+    """Fig. 6 style: training and test error against iterations; plain dashed, ResNet solid, one
+    colour per depth; one legend below."""
+    from rescompile.train.plots import pyplot, two_panels
+
+    colours = pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
+    curves = [
+        _panel_curve(run, colours[result["depths"].index(run["depth"]) % len(colours)])
+        for run in result["runs"]
+    ]
+    drawn, (train_axis, test_axis) = two_panels(_title(result), curves, sharey=True)
     train_axis.set(xlabel="iterations", ylabel="error (%)", title="training error")
     test_axis.set(xlabel="iterations", title="test error")
-    for axis in (train_axis, test_axis):
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
-    save_png(figure, path)
-    plt.close(figure)
+    return drawn
+
+
+def plot(result: dict, path: Path) -> None:
+    """Write figure(result) to `path`."""
+    from rescompile.train.plots import write_figure
+
+    write_figure(figure(result), path)
 
 
 def run(
@@ -134,8 +165,12 @@ def run(
 ) -> dict:
     """Train every twin with the same recipe (test-set curves, as the paper plots), then report."""
     recipe = recipe.model_copy(update={"validation": 0})
-    for depth in depths:
-        for kind, spec in twins(depth):
+    networks = [(kind, depth, spec) for depth in depths for kind, spec in twins(depth)]
+    with Steps("degradation experiment", len(networks)) as steps:
+        for kind, depth, spec in networks:
+            steps.advance(
+                f"{kind}-{depth} ({spec.relative_to(library_dir()).as_posix()}) into {out / f'{kind}{depth}'}"
+            )
             _train_or_reuse(spec, out / f"{kind}{depth}", data, recipe, seed, force)
     result = results(depths, out, recipe)
     write_text_atomic(out / "results.json", json.dumps(result, indent=2))

@@ -12,6 +12,7 @@ import numpy as np
 
 from rescompile import ir
 from rescompile.fileio import write_text_atomic
+from rescompile.spec import load_spec
 
 
 @dataclass
@@ -21,9 +22,21 @@ class GradientProfile:
     """
 
     label: str
+    """The network built, named after the spec and the options overridden (as in gradients.json)."""
     layers: list[str]
     kernel_norms: list[float]
     signal_norms: list[float]
+    network: str
+    """The spec's name."""
+    setting: str
+    """What differs from the spec as written, in words (e.g. "BatchNorm off, glorot_uniform init")."""
+    inputs: str
+    """The batch the gradients were taken on, in words."""
+
+    @property
+    def legend(self) -> str:
+        """The legend label: the spec's name and what was changed."""
+        return f"{self.network} ({self.setting})"
 
     @property
     def signal_first_to_last(self) -> float:
@@ -77,31 +90,57 @@ def gradient_profile(
         loss = -tf.reduce_mean(tf.reduce_sum(y * tf.math.log(probabilities + 1e-12), axis=-1))
     kernel_gradients, signal_gradients = tape.gradient(loss, [kernels, [outputs[n] for n in weighted]])
     return GradientProfile(
-        result.analysis.spec.name,
-        weighted,
-        [float(tf.norm(g).numpy()) for g in kernel_gradients],
-        [float(tf.norm(g).numpy()) for g in signal_gradients],
+        label=result.analysis.spec.name,
+        layers=weighted,
+        kernel_norms=[float(tf.norm(g).numpy()) for g in kernel_gradients],
+        signal_norms=[float(tf.norm(g).numpy()) for g in signal_gradients],
+        network=load_spec(spec).name,
+        setting=in_words(options),
+        inputs=f"one batch of {batch} random N(0, 1) images of {'×'.join(map(str, graph.input.shape))}"
+        f" with random labels (seed {seed})",
     )
 
 
-def plot_profiles(profiles: list[GradientProfile], path: Path) -> None:
-    """Both norms against depth, log scale, one curve per network."""
-    from rescompile.train.plots import pyplot, save_png
+def in_words(options: dict | None) -> str:
+    """Spec options overridden, as a reader says them: "BatchNorm off, glorot_uniform init"."""
+    if not options:
+        return "as written"
+    words = []
+    for key, value in sorted(options.items()):
+        if key == "batchnorm":
+            words.append(f"BatchNorm {'on' if value else 'off'}")
+        elif key == "initializer":
+            words.append(f"{value} init")
+        else:
+            words.append(f"{key} {value}")
+    return ", ".join(words)
 
-    plt = pyplot()
 
-    figure, (signal_axis, kernel_axis) = plt.subplots(1, 2, figsize=(12, 4))
-    for profile in profiles:
-        depth = range(1, len(profile.layers) + 1)
-        signal_axis.plot(depth, profile.signal_norms, label=profile.label, marker=".")
-        kernel_axis.plot(depth, profile.kernel_norms, label=profile.label, marker=".")
-    signal_axis.set(xlabel="weighted layer (depth)", ylabel="‖∂loss/∂layer output‖", yscale="log")
-    kernel_axis.set(xlabel="weighted layer (depth)", ylabel="‖∂loss/∂kernel‖", yscale="log")
+def profiles_figure(profiles: list[GradientProfile]):
+    """Both norms against depth, log scale, one curve per network; titled with the networks and
+    the batch, one legend below."""
+    from rescompile.train.plots import PanelCurve, two_panels
+
+    networks = ", ".join(dict.fromkeys(p.network for p in profiles))
+    inputs = "; ".join(dict.fromkeys(p.inputs for p in profiles))
+    curves = [
+        PanelCurve(p.legend, list(range(1, len(p.layers) + 1)), p.signal_norms, p.kernel_norms)
+        for p in profiles
+    ]
+    title = f"Gradient norm per weighted layer at initialisation: {networks}\n{inputs}"
+    figure, (signal_axis, kernel_axis) = two_panels(title, curves)
+    signal_axis.set(title="backpropagated signal", ylabel="‖∂loss/∂layer output‖ (log scale)")
+    kernel_axis.set(title="kernel gradient", ylabel="‖∂loss/∂kernel‖ (log scale)")
     for axis in (signal_axis, kernel_axis):
-        axis.grid(alpha=0.3, which="both")
-        axis.legend(fontsize=8)
-    save_png(figure, path)
-    plt.close(figure)
+        axis.set(xlabel="weighted layer (depth, input to output)", yscale="log")
+    return figure
+
+
+def plot_profiles(profiles: list[GradientProfile], path: Path) -> None:
+    """Write profiles_figure(profiles) to `path`."""
+    from rescompile.train.plots import write_figure
+
+    write_figure(profiles_figure(profiles), path)
 
 
 def run(

@@ -8,8 +8,7 @@ from pathlib import Path
 
 from rescompile.analysis.tables import si, thousands
 from rescompile.train.callbacks import read_metrics
-from rescompile.train.plots import save_png
-from rescompile.train.run_dir import RunSummary, read_summary
+from rescompile.train.run_dir import RECIPE, RunSummary, read_recipe, read_summary
 
 
 @dataclass
@@ -54,24 +53,84 @@ def markdown(runs: list[Run]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_runs(runs: list[Run], path: Path) -> None:
-    """Training loss and validation accuracy of every run, overlaid, against optimizer steps."""
-    from rescompile.train.plots import pyplot
+SETTINGS = ("dataset", "recipe", "epochs", "precision", "distribute", "replicas", "data")
+"""Fields of a run's summary that can tell runs of one spec apart."""
 
-    plt = pyplot()
 
-    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
-    for run in runs:
-        steps = [int(r["step"]) for r in run.rows]
-        loss_axis.plot(steps, [float(r["loss"]) for r in run.rows], label=run.path.name)
-        accuracy_axis.plot(steps, [float(r["val_accuracy"]) for r in run.rows], label=run.path.name)
-    loss_axis.set(xlabel="iterations", ylabel="training loss", yscale="log")
-    accuracy_axis.set(xlabel="iterations", ylabel="validation accuracy")
+def _flat(tree: dict, prefix: str = "") -> dict[str, str]:
+    """A nested dict as {"a.b": "value"}, the keys as `--set` takes them."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat |= _flat(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = str(value)
+    return flat
+
+
+def _settings(run: Run, same_recipe: bool) -> dict[str, str]:
+    """What the run was trained with: its summary's SETTINGS, and the recipe's fields too when every
+    run has the same recipe (otherwise its name says enough)."""
+    settings = {}
+    if same_recipe and (run.path / RECIPE).is_file():
+        settings = _flat(read_recipe(run.path).model_dump(mode="json", exclude={"name", "source"}))
+    return settings | {key: str(getattr(run.summary, key)) for key in SETTINGS}  # epochs as trained
+
+
+def run_labels(runs: list[Run]) -> list[str]:
+    """Legend labels: each run's spec and the settings that differ between the runs, e.g.
+    "cifar_resnet20 (optimizer.lr=0.05)"; the run directory's name is added where that is not enough."""
+    same_recipe = len({run.summary.recipe for run in runs}) == 1
+    settings = [_settings(run, same_recipe) for run in runs]
+    keys = sorted({key for found in settings for key in found})
+    differing = [key for key in keys if len({found.get(key, "none") for found in settings}) > 1]
+    labels = []
+    for run, found in zip(runs, settings, strict=True):
+        shown = ", ".join(f"{key}={found.get(key, 'none')}" for key in differing)
+        labels.append(f"{run.summary.spec} ({shown})" if shown else run.summary.spec)
+    return [
+        f"{label} [{run.path.name}]" if labels.count(label) > 1 else label
+        for run, label in zip(runs, labels, strict=True)
+    ]
+
+
+def _names(values: list[str]) -> str:
+    """Distinct values in order of first appearance, comma-separated."""
+    return ", ".join(dict.fromkeys(values))
+
+
+def runs_figure(runs: list[Run]):
+    """Training loss (log scale) and validation accuracy of every run, overlaid, against optimizer
+    steps; titled with the specs, datasets and runs, one legend below."""
+    from rescompile.train.plots import PanelCurve, percent_ticks, two_panels
+
+    title = (
+        f"{_names([r.summary.spec for r in runs])} on {_names([r.summary.dataset for r in runs])}"
+        f"\nruns: {_names([r.path.name for r in runs])}"
+    )
+    curves = [
+        PanelCurve(
+            label,
+            [int(r["step"]) for r in run.rows],
+            [float(r["loss"]) for r in run.rows],
+            [float(r["val_accuracy"]) for r in run.rows],
+        )
+        for run, label in zip(runs, run_labels(runs), strict=True)
+    ]
+    figure, (loss_axis, accuracy_axis) = two_panels(title, curves)
+    loss_axis.set(title="training loss", ylabel="training loss (log scale)", yscale="log")
+    accuracy_axis.set(title="validation accuracy", ylabel="validation accuracy")
     for axis in (loss_axis, accuracy_axis):
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
-    save_png(figure, path)
-    plt.close(figure)
+        axis.set_xlabel("iterations")
+    percent_ticks(accuracy_axis)
+    return figure
+
+
+def plot_runs(runs: list[Run], path: Path) -> None:
+    """Write runs_figure(runs) to `path`."""
+    from rescompile.train.plots import write_figure
+
+    write_figure(runs_figure(runs), path)
 
 
 def expand(paths: list[Path]) -> list[Path]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rescompile.analysis.analyze import Analysis, analyze
 from rescompile.analysis.memory import require_memory
+from rescompile.data.class_names import named_class_names
 from rescompile.errors import RescompileError
 from rescompile.fileio import remove_stale_temporaries, write_atomic, write_text_atomic
 from rescompile.keras_backend.printer import render_keras
@@ -62,9 +63,12 @@ def model_record(
     class_names: list[str] | None = None,
 ) -> ModelRecord:
     """The record a model file built from `analysis` carries (preprocessing: the spec's, unless a
-    training run computed its own)."""
+    training run computed its own; class names: the run's, else the list the spec names)."""
     height, _, channels = analysis.graph.input.shape
     head = [node for node in analysis.graph.nodes if node.name == "predictions"]
+    named = analysis.spec.head.class_names
+    if not class_names and named and head and head[0].shape[2] == len(named_class_names(named)):
+        class_names = list(named_class_names(named))  # the spec's classifier, not a --classes override
     return ModelRecord(
         spec=analysis.spec.model_dump(mode="json"),
         input_size=height,

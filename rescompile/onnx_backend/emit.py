@@ -15,11 +15,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from rescompile import ir
+from rescompile import __version__, ir
 from rescompile.spec.artifact import ModelRecord
 from rescompile.spec.schema import Spec
 
 OPSET = 17
+PRODUCER = "rescompile"
 
 
 @dataclass
@@ -33,6 +34,15 @@ class ExportOptions:
     class_names: list[str] = field(default_factory=list)
     preprocess: dict | None = None  # replaces the spec's (e.g. the per-pixel mean a run computed)
     record: ModelRecord | None = None  # what the model file carries, stored in the metadata
+
+
+def stamp(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
+    """Sign `model` as rescompile's (producer name and version) and set `metadata`'s entries,
+    keeping the entries it already has under other keys."""
+    model.producer_name = PRODUCER
+    model.producer_version = __version__
+    entries = {prop.key: prop.value for prop in model.metadata_props}
+    helper.set_model_props(model, entries | metadata)
 
 
 def spec_hash(spec: Spec) -> str:
@@ -253,9 +263,7 @@ def export_onnx(
     output_names = options.outputs or list(graph.outputs.values())
     outputs = [emitter.output(name) for name in output_names]
     onnx_graph = helper.make_graph(emitter.nodes, spec.name, [graph_input], outputs, emitter.initializers)
-    model = helper.make_model(
-        onnx_graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="rescompile"
-    )
+    model = helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8
     metadata = {
         "spec_name": spec.name,
@@ -271,7 +279,7 @@ def export_onnx(
     }
     if options.record is not None:
         metadata["rescompile"] = options.record.model_dump_json()
-    helper.set_model_props(model, metadata)
+    stamp(model, metadata)
     onnx.checker.check_model(model, full_check=True)
     return model
 

@@ -14,6 +14,7 @@ from rescompile.errors import RescompileError
 from rescompile.fileio import write_atomic
 from rescompile.keras_backend.build import model_record
 from rescompile.onnx_backend.emit import ExportOptions
+from rescompile.progress import Steps
 from rescompile.spec.artifact import ModelRecord, read_keras_record
 from rescompile.spec.library import find_library_spec
 from rescompile.spec.schema import Spec
@@ -91,17 +92,21 @@ def write_onnx(model, analysis: Analysis, output: Path, options: ExportOptions) 
 def export(source: Path, output: Path, spec: Path | None, options: ExportOptions) -> Analysis:
     """Export MODEL.keras (described by the record it carries, or --spec) or SPEC (freshly
     initialised); the ONNX file carries the model's record and preprocessing."""
-    if source.suffix in (".yaml", ".yml"):
-        from rescompile.keras_backend.build import build
+    with Steps(f"export {source.name}", 2) as steps:
+        if source.suffix in (".yaml", ".yml"):
+            from rescompile.keras_backend.build import build
 
-        with tempfile.TemporaryDirectory() as scratch:
-            result = build(source, Path(scratch), save=False)
-        model, analysis = result.model, result.analysis
-        record = model_record(analysis, include_top=True)
-    else:
-        model = load_keras_model(source)
-        analysis, record = analysis_for_model(model, source, spec)
-    write_onnx(model, analysis, output, onnx_options(options, analysis, record))
+            steps.advance("building the Keras model")
+            with tempfile.TemporaryDirectory() as scratch:
+                result = build(source, Path(scratch), save=False)
+            model, analysis = result.model, result.analysis
+            record = model_record(analysis, include_top=True)
+        else:
+            steps.advance("loading the Keras model")
+            model = load_keras_model(source)
+            analysis, record = analysis_for_model(model, source, spec)
+        steps.advance(f"emitting {len(analysis.graph.nodes)} IR nodes as ONNX")
+        write_onnx(model, analysis, output, onnx_options(options, analysis, record))
     return analysis
 
 
@@ -110,6 +115,7 @@ def export_int8(
 ) -> tuple[Analysis, int]:
     """Export fp32, then quantize it statically to INT8, calibrated on `limit` images preprocessed
     as the model's record says (a run's per-pixel mean included); returns the calibration count."""
+    from rescompile.onnx_backend import DEFAULT_CALIBRATION
     from rescompile.onnx_backend.quantize import calibration_images, quantize
     from rescompile.onnx_backend.runtime import metadata, open_session
 
@@ -119,7 +125,13 @@ def export_int8(
         fp32 = Path(scratch) / "fp32.onnx"
         analysis = export(source, fp32, spec, options)
         images = calibration_images(calibration, analysis.graph.input.shape[0], limit)
-        print(f"calibrating on {len(images)} images...", file=sys.stderr, flush=True)
+        if len(images) < DEFAULT_CALIBRATION // 4:
+            print(
+                f"warning: calibrating on only {len(images)} images ({DEFAULT_CALIBRATION} is the default):"
+                " INT8 activation ranges may not cover your data",
+                file=sys.stderr,
+                flush=True,
+            )
         config = metadata(open_session(fp32, "cpu"), fp32)["preprocess"]
         write_atomic(output, lambda tmp: quantize(fp32, tmp, images, config), suffix=".onnx")
     return analysis, len(images)

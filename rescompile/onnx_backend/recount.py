@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,8 @@ FIRST_OF_PAIR = {
     "MaxPool": {"Pad"},
     "Pad": {"MaxPool"},
 }
+# The weighted layers: depth counts them on the longest path from the input to an output.
+WEIGHTED = {"Conv", "Gemm", "MatMul"}
 
 
 @dataclass(frozen=True)
@@ -40,12 +42,19 @@ class OnnxCount:
     With `bn_folded`, the BatchNorm layers live in the convolutions' kernels and biases: the
     file has no BN parameters or statistics, a bias per folded convolution, and no activations
     of the BN outputs, so those columns differ from the spec's while weights, MACs and depth agree.
+    `inferred`: the file does not say whether it folded BN (no `bn_folded` metadata), the graph
+    suggests it (no BatchNormalization node, a bias on every convolution). `reference`: the IR's
+    cost of the spec the file carries in its `rescompile` record (None without one, or, with
+    `reference_error` saying why, when that spec cannot be analysed).
     """
 
     name: str
     path: str
     cost: Cost
     bn_folded: bool = False
+    inferred: bool = False
+    reference: Cost | None = None
+    reference_error: str = ""
     checks: list = field(default_factory=list)
     ok: bool = True
 
@@ -53,6 +62,52 @@ class OnnxCount:
     def spec(self) -> OnnxSpec:
         """What `spec.name` gives for an Analysis."""
         return OnnxSpec(self.name)
+
+    @property
+    def notes(self) -> list[str]:
+        """How these counts differ from the spec's, one sentence each (none when they agree)."""
+        notes = [_folding_note(self)] if self.bn_folded else []
+        if self.reference is not None:
+            notes += _difference_notes(self.cost, self.reference)
+        return notes
+
+
+def _folding_note(count: OnnxCount) -> str:
+    """BN folded into the convolutions, and what that costs the params columns."""
+    if count.inferred:
+        return (
+            "no BatchNormalization node and a bias on every convolution: BN, if the network had any, "
+            "is folded into them, and params counts the folded weights"
+        )
+    note = "BN folded into the convolutions: params counts the folded weights"
+    reference = count.reference
+    if reference is None:
+        why = count.reference_error or "the file carries no rescompile record"
+        return f"{note} (not compared with the Keras model: {why})"
+    return (
+        f"{note}, {reference.params - count.cost.params:,} fewer than the Keras model's {reference.params:,} "
+        f"(params (Keras): {reference.params_total - count.cost.params_total:,} fewer than its "
+        f"{reference.params_total:,}, BN statistics included)"
+    )
+
+
+def _difference_notes(cost: Cost, reference: Cost) -> list[str]:
+    """Activations, and any of weights, MACs and depth, that differ from the IR's count."""
+    notes = []
+    fewer = reference.activations - cost.activations
+    if fewer > 0:
+        notes.append(
+            f"activations {fewer:,} fewer than the IR's {reference.activations:,} (layers without an "
+            "ONNX node of their own have no outputs to count: folded BN, Dropout, ReLU fused into INT8 "
+            "quantization)"
+        )
+    elif fewer < 0:
+        notes.append(f"activations {-fewer:,} more than the IR's {reference.activations:,}")
+    for column in ("weights", "macs", "depth"):
+        counted, expected = getattr(cost, column), getattr(reference, column)
+        if counted != expected:
+            notes.append(f"{column}: {counted:,} counted, {expected:,} by the spec the file carries")
+    return notes
 
 
 def _shapes(model, path: Path) -> dict[str, list[int]]:
@@ -151,46 +206,97 @@ def _load(path: Path):
     return model
 
 
+def _layer_cost(node, graph: _Graph, shapes: dict[str, list[int]]) -> Cost:
+    """Weights and MACs of a Conv or Gemm node, parameters and statistics of a BatchNormalization."""
+    if node.op_type == "Conv":
+        kernel = graph.size(node, 1)
+        output = shapes.get(node.output[0])
+        if not output or len(output) < 3 or any(d <= 0 for d in output[2:]):
+            raise RescompileError(f"{graph.path}: Conv {node.name or node.output[0]}: output shape unknown")
+        return Cost(weights=kernel, conv_bias=graph.size(node, 2), macs=int(np.prod(output[2:])) * kernel)
+    if node.op_type == "Gemm":
+        return Cost(weights=graph.size(node, 1) + graph.size(node, 2), macs=graph.size(node, 1))
+    if node.op_type == "BatchNormalization":
+        return Cost(
+            bn_params=graph.size(node, 1) + graph.size(node, 2),
+            bn_stats=graph.size(node, 3) + graph.size(node, 4),
+        )
+    return Cost()
+
+
+def _activations(model, graph: _Graph, shapes: dict[str, list[int]]) -> int:
+    """Values per sample of the image input and of every node's outputs, a pair of nodes that
+    computes one IR node (FIRST_OF_PAIR) counted once, layout and precision plumbing not at all."""
+    total = sum(
+        _per_sample(shapes.get(value.name)) or 0
+        for value in model.graph.input
+        if value.name not in graph.sizes
+    )
+    for node in model.graph.node:
+        if node.op_type not in PLUMBING and node.op_type != "Constant" and not graph.first_of_pair(node):
+            total += sum(_per_sample(shapes.get(output)) or 0 for output in node.output)
+    return total
+
+
+def _depth(model) -> int:
+    """Weighted layers (WEIGHTED: Conv, Gemm, MatMul) on the longest path from an input to an
+    output: a projection shortcut, parallel to its block's longer branch, adds nothing, as in the IR."""
+    depth: dict[str, int] = {}
+    for node in model.graph.node:  # ONNX stores nodes in topological order
+        here = max((depth.get(name, 0) for name in node.input if name), default=0)
+        here += node.op_type in WEIGHTED
+        depth.update(dict.fromkeys(node.output, here))
+    return max((depth.get(value.name, 0) for value in model.graph.output), default=0)
+
+
+def _reference(metadata: dict[str, str], path: Path) -> tuple[Cost | None, str]:
+    """The IR's cost of the spec in the file's `rescompile` record, at the input, classifier and
+    outputs it was exported with; (None, why) when it cannot be analysed, (None, "") without one."""
+    if "rescompile" not in metadata:
+        return None, ""
+    from rescompile.onnx_backend.export import analysis_from_record
+    from rescompile.spec.artifact import record_from_text
+
+    try:
+        return analysis_from_record(record_from_text(metadata["rescompile"], str(path)), path).cost, ""
+    except RescompileError as exc:
+        return None, str(exc)
+
+
+def _bn_folded(model, metadata: dict[str, str], cost: Cost, reference: Cost | None) -> tuple[bool, bool]:
+    """(folded, inferred): whether BatchNorm lives in the convolutions. The record's spec says
+    for certain (it has BN parameters the file lacks), else the `bn_folded` metadata; a file with
+    neither is taken as folded when it has no BatchNormalization node and a bias on every Conv."""
+    if reference is not None:
+        return reference.bn_params > cost.bn_params, False
+    if "bn_folded" in metadata:
+        return metadata["bn_folded"].strip().lower() == "true", False
+    nodes = model.graph.node
+    convs = [node for node in nodes if node.op_type == "Conv"]
+    has_bn = any(node.op_type == "BatchNormalization" for node in nodes)
+    folded = bool(convs) and not has_bn and all(len(node.input) > 2 and node.input[2] for node in convs)
+    return folded, folded
+
+
 def recount(path: Path) -> OnnxCount:
     """Walk the ONNX graph: Conv, Gemm and BatchNormalization weights, Conv/Gemm MACs, depth
-    (Conv and Gemm nodes except projection shortcuts, `<block>_0_conv`) and activations (the
-    input and every node's output per sample, as rescompile.analysis.cost counts them per IR node).
+    (Conv, Gemm and MatMul nodes on the longest input-output path) and activations (the input and
+    every node's output per sample, as rescompile.analysis.cost counts them per IR node), and,
+    where the file carries its rescompile record, the IR's cost of its spec to compare with.
 
-    INT8 (QDQ) files count their int8 weights like float ones, followed back through
-    DequantizeLinear; their Relu nodes are merged into the quantization, so fewer activations.
+    Activations differ from the IR's where an IR node has no ONNX node of its own: a BatchNorm
+    folded into its convolution, a Dropout (identity at inference), and in INT8 (QDQ) files a
+    ReLU merged into the quantization. INT8 files count their int8 weights like float ones,
+    followed back through DequantizeLinear.
     """
     path = Path(path)
     model = _load(path)
     graph = _Graph(model, path)
     shapes = _shapes(model, path)
-    initializers = set(graph.sizes)
-    totals = dict(weights=0, bn_params=0, conv_bias=0, bn_stats=0, macs=0, activations=0, depth=0)
-    for value in model.graph.input:
-        if value.name not in initializers:
-            totals["activations"] += _per_sample(shapes.get(value.name)) or 0
-    for node in model.graph.node:
-        if node.op_type == "Conv":
-            kernel = graph.size(node, 1)
-            output = shapes.get(node.output[0])
-            if not output or len(output) < 3 or any(d <= 0 for d in output[2:]):
-                raise RescompileError(f"{path}: Conv {node.name or node.output[0]}: output shape unknown")
-            totals["weights"] += kernel
-            totals["conv_bias"] += graph.size(node, 2)
-            totals["macs"] += int(np.prod(output[2:])) * kernel
-        elif node.op_type == "Gemm":
-            totals["weights"] += graph.size(node, 1) + graph.size(node, 2)
-            totals["macs"] += graph.size(node, 1)
-        elif node.op_type == "BatchNormalization":
-            totals["bn_params"] += graph.size(node, 1) + graph.size(node, 2)
-            totals["bn_stats"] += graph.size(node, 3) + graph.size(node, 4)
-        if node.op_type in ("Conv", "Gemm") and "_0_conv" not in node.name:
-            totals["depth"] += 1
-        if node.op_type not in PLUMBING and node.op_type != "Constant" and not graph.first_of_pair(node):
-            totals["activations"] += sum(_per_sample(shapes.get(output)) or 0 for output in node.output)
+    cost = sum((_layer_cost(node, graph, shapes) for node in model.graph.node), Cost())
+    cost = replace(cost, activations=_activations(model, graph, shapes), depth=_depth(model))
     metadata = {prop.key: prop.value for prop in model.metadata_props}
-    if "bn_folded" in metadata:
-        folded = metadata["bn_folded"].strip().lower() == "true"
-    else:
-        folded = not any(node.op_type == "BatchNormalization" for node in model.graph.node)
+    reference, error = _reference(metadata, path)
+    folded, inferred = _bn_folded(model, metadata, cost, reference)
     name = model.graph.name or metadata.get("spec_name") or path.stem
-    return OnnxCount(name, str(path), Cost(**totals), bn_folded=folded)
+    return OnnxCount(name, str(path), cost, folded, inferred, reference, error)

@@ -16,19 +16,19 @@ from rescompile.onnx_backend.runtime import (
     open_session,
     run_session,
 )
+from rescompile.progress import Steps
 
-FORMATS = ("md", "json")
 HEADER = "| batch | img/s | p50 ms | p99 ms | runs |\n|---:|---:|---:|---:|---:|"
 
 
 def batch_sizes(text: str) -> list[int]:
-    """`--batch 1,8,32` as a list of sizes, each in 1..4096."""
+    """`--batch-size 1,8,32` as a list of sizes, each in 1..4096."""
     try:
         sizes = [int(size) for size in text.split(",")]
     except ValueError:
-        raise RescompileError(f"--batch must be comma-separated integers, got {text!r}") from None
+        raise RescompileError(f"--batch-size must be comma-separated integers, got {text!r}") from None
     if not all(1 <= size <= 4096 for size in sizes):
-        raise RescompileError(f"--batch sizes must be between 1 and 4096, got {text!r}")
+        raise RescompileError(f"--batch-size values must be between 1 and 4096, got {text!r}")
     return sizes
 
 
@@ -41,9 +41,8 @@ class Bench:
         self.provider = self.session.get_providers()[0]
         self.geometry = input_geometry(self.session, metadata(self.session, model), model)
         if self.geometry.batch is not None and set(sizes) != {self.geometry.batch}:
-            raise RescompileError(
-                f"{model}: takes batches of exactly {self.geometry.batch}; pass --batch {self.geometry.batch}"
-            )
+            exactly = self.geometry.batch
+            raise RescompileError(f"{model}: takes batches of exactly {exactly}; pass --batch-size {exactly}")
 
     def rows(self, seconds: float, warmup: int) -> Iterator[BenchRow]:
         """Time every batch size in turn (at least `seconds` each, after `warmup` runs)."""
@@ -53,8 +52,10 @@ class Bench:
         def run(x):
             return run_session(self.session, {self.geometry.name: x}, self.model)
 
-        for size in self.sizes:
-            yield bench_session(run, self.geometry.sample_shape, size, seconds, warmup)
+        with Steps(f"bench {self.model.name}", len(self.sizes)) as steps:
+            for size in self.sizes:
+                steps.advance(f"batch size {size}")
+                yield bench_session(run, self.geometry.sample_shape, size, seconds, warmup)
 
 
 def markdown_row(row: BenchRow) -> str:

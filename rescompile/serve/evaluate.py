@@ -47,6 +47,28 @@ def evaluate(
     )
     predicted = probabilities.argmax(axis=1)
     matrix = confusion_matrix(dataset.y_test, predicted, dataset.classes)
+    accuracy = float((predicted == dataset.y_test).mean())
     picture = (out or model_path.parent) / "confusion.png"
-    plot_confusion(matrix, dataset.class_names, picture)
-    return Evaluation(float((predicted == dataset.y_test).mean()), matrix, dataset.class_names, picture)
+    title = (
+        f"{analysis.spec.name} ({_run_name(model_path)}) on {dataset.name}, test split\n"
+        f"accuracy {accuracy:.2%} on {len(predicted)} images"
+    )
+    plot_confusion(matrix, dataset.class_names, picture, title)
+    return Evaluation(accuracy, matrix, dataset.class_names, picture)
+
+
+def _run_name(model_path: Path) -> str:
+    """The run directory's name for a run's model.keras, else the model file's name."""
+    return model_path.parent.name if model_path.name == "model.keras" else model_path.name
+
+
+def confusion_text(class_names: list[str], matrix: np.ndarray) -> str:
+    """The confusion matrix as a text table (no final newline): a "true \\ predicted" header row of
+    the class names, then one row of counts per true class, its name first; columns right-aligned,
+    each as wide as its widest cell."""
+    table = [["true \\ predicted", *class_names]]
+    table += [[name, *map(str, row)] for name, row in zip(class_names, matrix.tolist(), strict=True)]
+    widths = [max(map(len, column)) for column in zip(*table, strict=True)]
+    return "\n".join(
+        "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)) for line in table
+    )

@@ -191,9 +191,12 @@ def load_spec(path: str | Path) -> Spec:
     try:
         spec = Spec.model_validate(tree)
     except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
-        loc = tuple(error["loc"])
-        raise located_error(display, where, _clean_loc(loc), _message(error, _owner(loc))) from None
+        errors = []
+        for error in exc.errors(include_url=False):
+            loc = tuple(error["loc"])
+            errors.append(located_error(display, where, _clean_loc(loc), _message(error, _owner(loc))))
+        first, *errors[0].more = errors
+        raise first from None
     spec._file = display
     spec._positions = where
     _check_semantics(spec)
@@ -215,6 +218,10 @@ def _check_semantics(spec: Spec) -> None:
         raise spec.error(("preprocess", "mean"), f"expected {channels} values, got {len(pre.mean)}")
     if len(pre.std) != channels:
         raise spec.error(("preprocess", "std"), f"expected {channels} values, got {len(pre.std)}")
+    if spec.head.class_names == "imagenet" and spec.head.classes != 1000:
+        raise spec.error(
+            ("head", "class_names"), f"imagenet names 1000 classes; this head has {spec.head.classes}"
+        )
     layers = spec.head.layers
     if layers is not None:
         if not isinstance(layers[-1], HeadDense) or layers[-1].dense != spec.head.classes:

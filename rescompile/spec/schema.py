@@ -16,6 +16,7 @@ from pydantic import (
     StrictInt,
     StringConstraints,
     Tag,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -51,14 +52,32 @@ def _check_row(row: tuple[int, int]) -> tuple[int, int]:
     return row
 
 
-ConvRow = Annotated[tuple[StrictInt, StrictInt], AfterValidator(_check_row)]
+_ROW_JSON_SCHEMA = {
+    "type": "array",
+    "description": "One row of the paper's table: [kernel, filters].",
+    "prefixItems": [
+        {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_KERNEL,
+            "not": {"multipleOf": 2},
+            "description": "kernel (odd)",
+        },
+        {"type": "integer", "minimum": 1, "maximum": MAX_FILTERS, "description": "filters"},
+    ],
+    "minItems": 2,
+    "maxItems": 2,
+}
+"""What `_check_row` checks, as JSON Schema (pydantic cannot see inside a validator)."""
+
+ConvRow = Annotated[tuple[StrictInt, StrictInt], AfterValidator(_check_row), WithJsonSchema(_ROW_JSON_SCHEMA)]
 """One row of the paper's table: `[kernel, filters]`."""
 
 
 class Strict(BaseModel):
     """Base model: unknown keys are errors, values are not silently coerced."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class Input(Strict):
@@ -166,6 +185,9 @@ class Head(Strict):
     classes: Annotated[StrictInt, Field(ge=0, le=1_000_000)] = 1000
     activation: Literal["softmax", "linear"] = "softmax"
     layers: Annotated[list[HeadLayer], Field(min_length=1, max_length=32)] | None = None
+    class_names: Literal["imagenet"] | None = None
+    """A list of class names shipped with rescompile: `imagenet`, the 1,000 ILSVRC-2012 classes in
+    keras.applications' order (predictions then read "tabby", not 281)."""
 
 
 class Options(Strict):

@@ -23,7 +23,7 @@ import numpy as np
 
 from rescompile.analysis.analyze import Analysis, analyze
 from rescompile.analysis.memory import require_memory
-from rescompile.errors import RescompileError
+from rescompile.errors import Interrupted, RescompileError
 from rescompile.fileio import remove_stale_temporaries, write_text_atomic
 from rescompile.keras_backend.model import stages_to_freeze
 from rescompile.spec import load_spec
@@ -69,6 +69,8 @@ class TrainOptions:
     freeze: str | None = None
     check_memory: bool = True
     allow_partial: bool = False
+    tensorboard: bool = True
+    """TensorBoard event files in RUN_DIR/logs."""
 
 
 def configure_devices(cpu_devices: int) -> None:
@@ -225,8 +227,27 @@ def train(options: TrainOptions, recipe: Recipe | None) -> RunSummary:
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(run_dir):
         run = _prepare(options, recipe, state, analysis, spec_path)
-        model = _fit_phases(run)
+        print(
+            f"training {analysis.spec.name} ({spec_path}) on {run.dataset.name}, recipe {recipe.name},"
+            f" into {run_dir}" + (f", resuming after epoch {state.epoch}" if options.resume else ""),
+            flush=True,
+        )
+        try:
+            model = _fit_phases(run)
+        except KeyboardInterrupt:
+            raise Interrupted(_resume_hint(run)) from None
         return _finish(run, model)
+
+
+def _resume_hint(run: _Run) -> str:
+    """What an interrupted run leaves, and the command that continues it."""
+    if not (run.dir / "checkpoint.keras").is_file():
+        return f"interrupted before the first epoch ended: nothing to resume in {run.dir}"
+    return (
+        f"interrupted; the last checkpoint (epoch {run.state.epoch}, step {run.state.step}) is"
+        f" {run.dir / 'checkpoint.keras'}: continue with `rescompile train --resume --out {run.dir}`"
+        " (the interrupted epoch restarts)"
+    )
 
 
 def recorded_data(data: str | None) -> str | None:
@@ -385,6 +406,10 @@ def _fit(run: _Run, model, recorder, start: int, stop: int, callbacks: list) -> 
     train_data = training_dataset(
         x_train, y_train, recipe.batch_size, recipe.augment, run.normalization, run.state.seed, start
     )
+    if run.options.tensorboard:
+        import keras
+
+        callbacks = [*callbacks, keras.callbacks.TensorBoard(log_dir=str(run.dir / "logs"))]
     model.fit(
         run.one_hot(train_data),
         epochs=stop,
@@ -486,7 +511,7 @@ def _finish(run: _Run, model) -> RunSummary:
             final.model, analysis, run.dir / "model.onnx", onnx_options(ExportOptions(), analysis, record)
         )
     if run.rows:
-        plot_curves(run.rows, run.dir)
+        plot_curves(run.rows, run.dir, f"{analysis.spec.name} on {dataset.name}, run {run.dir.name}")
     images_per_second = [float(r["images_per_second"]) for r in run.rows]
     summary = RunSummary(
         spec=analysis.spec.name,

@@ -1,0 +1,57 @@
+"""Helpers for ONNX tests: a spec exported through the IR with random weights, without Keras."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from rescompile import ir
+from rescompile.analysis.analyze import Analysis, analyze
+from rescompile.keras_backend.build import model_record
+from rescompile.onnx_backend.emit import ExportOptions, export_onnx
+
+
+def random_weights(graph: ir.Graph, seed: int = 0) -> dict[str, list[np.ndarray]]:
+    """Keras-shaped weights for every Conv, BatchNorm and Dense node of `graph`: kernels scaled by
+    their fan-in (activations stay of order one), BatchNorm near the identity."""
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for node in graph.nodes:
+        channels = node.shape[2]
+        if isinstance(node, ir.Conv):
+            fan_in = node.kernel * node.kernel * graph.node(node.inputs[0]).shape[2]
+            kernel = rng.normal(
+                0, fan_in**-0.5, (node.kernel, node.kernel, fan_in // node.kernel**2, channels)
+            )
+            weights[node.name] = [kernel, *([rng.normal(0, 0.1, channels)] if node.bias else [])]
+        elif isinstance(node, ir.BatchNorm):
+            gamma, variance = rng.uniform(0.5, 1.5, (2, channels))
+            beta, mean = rng.normal(0, 0.1, (2, channels))
+            weights[node.name] = [gamma, beta, mean, variance]
+        elif isinstance(node, ir.Dense):
+            fan_in = graph.node(node.inputs[0]).shape[2]
+            weights[node.name] = [rng.normal(0, fan_in**-0.5, (fan_in, channels)), np.zeros(channels)]
+    return {name: [array.astype(np.float32) for array in arrays] for name, arrays in weights.items()}
+
+
+def export_spec(
+    spec: str | Path,
+    path: Path,
+    input_size: int | None = None,
+    record: bool = True,
+    **options: object,
+) -> Analysis:
+    """Export `spec` (at `input_size`) with random weights to `path`, carrying its rescompile
+    record unless `record` is False; `options`: ExportOptions fields (fold_bn, fp16...)."""
+    analysis = analyze(spec, input_size)
+    carried = model_record(analysis, include_top=True) if record else None
+    exported = export_onnx(
+        analysis.spec,
+        analysis.graph,
+        random_weights(analysis.graph),
+        ExportOptions(record=carried, **options),
+    )
+    onnx.save(exported, path)
+    return analysis

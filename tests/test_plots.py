@@ -1,0 +1,269 @@
+"""Every figure reads on its own: titled with the network and the data, integer ticks on counting
+axes, log scale for loss, legends outside the data, markers on single points, a labelled confusion
+matrix with a colour bar and readable counts. Drawn from small synthetic inputs, no training."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.ticker import MaxNLocator
+from PIL import Image
+
+from rescompile.experiments import degradation
+from rescompile.experiments.gradients import GradientProfile, in_words, plot_profiles, profiles_figure
+from rescompile.serve.evaluate import confusion_text
+from rescompile.train.plots import (
+    confusion_figure,
+    confusion_matrix,
+    curve_figure,
+    plot_confusion,
+    plot_curves,
+    pyplot,
+)
+
+TITLE = "cifar_resnet20 on cifar10"
+CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    pyplot().close("all")
+
+
+def metric_rows(epochs: int, validation: bool = True, lr: float = 0.1) -> list[dict]:
+    """metrics.csv rows as read back (strings): loss falling over a decade, lr stepped down."""
+    rows = []
+    for epoch in range(1, epochs + 1):
+        loss = 2.3 * (1 - lr) * 0.6**epoch
+        rows.append(
+            {
+                "epoch": str(epoch),
+                "step": str(390 * epoch),
+                "lr": str(0.1 if epoch < 4 else 0.01),
+                "loss": f"{loss:.6f}",
+                "accuracy": f"{1 - loss / 2.5:.6f}",
+                "val_loss": f"{1.1 * loss:.6f}" if validation else "nan",
+                "val_accuracy": f"{1 - 1.1 * loss / 2.5:.6f}" if validation else "nan",
+                "seconds": "10.0",
+                "images_per_second": "5000.0",
+            }
+        )
+    return rows
+
+
+def assert_readable(figure, *names: str) -> None:
+    """The title names everything in `names`; titles, legends and axes do not overlap; legends lie
+    outside every axes and inside the figure; counting x axes tick only whole numbers."""
+    title = figure.get_suptitle()
+    assert all(name in title for name in names), (title, names)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    plots = [axis for axis in figure.axes if axis.get_label() != "<colorbar>"]
+    title_box = figure._suptitle.get_window_extent(renderer)
+    assert all(title_box.y0 >= axis.get_tightbbox(renderer).y1 - 1 for axis in plots), "title overlaps"
+    for legend in figure.legends:
+        box = legend.get_window_extent(renderer)
+        assert not any(box.overlaps(axis.get_tightbbox(renderer)) for axis in figure.axes)
+        assert not box.overlaps(title_box)
+        assert figure.bbox.x0 <= box.x0 and box.x1 <= figure.bbox.x1, "legend cut off"
+    for axis in plots:
+        if axis.get_xlabel() in ("epoch", "iterations") or axis.get_xlabel().startswith("weighted layer"):
+            assert isinstance(axis.xaxis.get_major_locator(), MaxNLocator)
+            assert all(float(tick).is_integer() for tick in axis.get_xticks()), axis.get_xticks()
+
+
+def assert_points_marked(figure) -> None:
+    """Every line with a single point has a visible marker."""
+    single = [line for axis in figure.axes for line in axis.lines if len(line.get_xdata()) == 1]
+    assert single
+    assert all(line.get_marker() not in (None, "None", "", " ") for line in single)
+
+
+def assert_png(path: Path) -> None:
+    with Image.open(path) as image:
+        assert image.format == "PNG" and min(image.size) > 100
+
+
+@pytest.mark.parametrize("epochs", [1, 8])
+def test_run_curves_are_titled_with_integer_epochs_and_log_loss(tmp_path: Path, epochs: int) -> None:
+    rows = metric_rows(epochs)
+    loss = curve_figure(rows, TITLE, "loss")
+    assert_readable(loss, "cifar_resnet20", "cifar10")
+    axis = loss.axes[0]
+    assert axis.get_yscale() == "log" and axis.get_xlabel() == "epoch"
+    assert [text.get_text() for text in loss.legends[0].get_texts()] == ["train", "validation"]
+    assert curve_figure(rows, TITLE, "lr").axes[0].get_yscale() == "log"
+    accuracy = curve_figure(rows, TITLE, "accuracy")
+    assert_readable(accuracy, TITLE)
+    assert accuracy.axes[0].get_yscale() == "linear"
+    if epochs == 1:
+        assert_points_marked(loss)
+    run_dir = tmp_path / f"run{epochs}"
+    written = plot_curves(rows, run_dir, TITLE)
+    assert [path.name for path in written] == ["loss.png", "accuracy.png", "lr.png"]
+    for path in written:
+        assert_png(path)
+
+
+def test_run_curves_without_validation_leave_out_the_empty_curve(tmp_path: Path) -> None:
+    figure = curve_figure(metric_rows(3, validation=False), TITLE, "loss")
+    assert [line.get_label() for line in figure.axes[0].lines] == ["train"]
+    assert [text.get_text() for text in figure.legends[0].get_texts()] == ["train"]
+    assert not curve_figure(metric_rows(3), TITLE, "lr").legends  # the y label says what it is
+    plot_curves(metric_rows(3, validation=False), tmp_path / "untitled_run")
+    assert_png(tmp_path / "untitled_run" / "loss.png")
+
+
+def test_a_schedule_ending_at_zero_is_drawn_on_a_linear_axis() -> None:
+    rows = metric_rows(3)
+    rows[-1]["lr"] = "0"  # one-cycle's last epoch: log(0) would drop the point off the chart
+    axis = curve_figure(rows, TITLE, "lr").axes[0]
+    assert axis.get_yscale() == "linear" and axis.get_ylabel() == "learning rate"
+    assert curve_figure(metric_rows(3), TITLE, "lr").axes[0].get_ylabel() == "learning rate (log scale)"
+
+
+def confusion_counts(classes: int) -> np.ndarray:
+    """A confusion matrix of a decent classifier: 1000 test images per class."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(classes), 1000)
+    wrong = rng.random(len(labels)) < 0.2
+    predicted = np.where(wrong, rng.integers(0, classes, len(labels)), labels)
+    return confusion_matrix(labels, predicted, classes)
+
+
+def test_confusion_matrix_has_labelled_axes_a_colour_bar_and_readable_counts(tmp_path: Path) -> None:
+    matrix = confusion_counts(10)
+    figure = confusion_figure(matrix, CIFAR10, f"{TITLE}, test split")
+    assert_readable(figure, "cifar_resnet20", "cifar10")
+    axis = figure.axes[0]
+    assert axis.get_xlabel() == "predicted" and axis.get_ylabel() == "true"
+    assert axis.images[0].colorbar is not None
+    assert [label.get_text() for label in axis.get_xticklabels()] == CIFAR10
+    counts = {(round(t.get_position()[1]), round(t.get_position()[0])): t for t in axis.texts}
+    assert len(counts) == 100 and counts[(3, 3)].get_text() == str(matrix[3, 3])
+    assert counts[(3, 3)].get_color() == "white" and counts[(3, 5)].get_color() == "black"
+    plot_confusion(matrix, CIFAR10, tmp_path / "confusion.png", f"{TITLE}, test split")
+    assert_png(tmp_path / "confusion.png")
+
+
+def test_a_hundred_class_confusion_matrix_stays_a_sensible_size(tmp_path: Path) -> None:
+    names = [str(i) for i in range(100)]
+    figure = confusion_figure(confusion_counts(100), names, "cifar_resnet20 on cifar100")
+    assert not figure.axes[0].texts and max(figure.get_size_inches()) <= 18
+    plot_confusion(confusion_counts(100), names, tmp_path / "confusion100.png", "cifar_resnet20 on cifar100")
+    assert_png(tmp_path / "confusion100.png")
+
+
+def test_printed_confusion_matrix_labels_true_rows_and_predicted_columns() -> None:
+    matrix = np.array([[950, 3, 47], [12, 1000, 0], [5, 6, 7]])
+    lines = confusion_text(["cat", "automobile", "dog"], matrix).splitlines()
+    assert lines[0].split() == ["true", "\\", "predicted", "cat", "automobile", "dog"]
+    assert lines[1].split() == ["cat", "950", "3", "47"] and lines[2].split()[0] == "automobile"
+    assert len({len(line) for line in lines}) == 1  # columns aligned
+    assert lines[0].index("automobile") + len("automobile") == lines[2].index("1000") + len("1000")
+
+
+def degradation_result(points: int) -> dict:
+    """results.json of a degradation study at depths 20 and 56, `points` epochs per run."""
+    runs = []
+    for depth in (20, 56):
+        for kind, name, scale in (("plain", "plain", 1.0), ("residual", "resnet", 0.8)):
+            error = [scale * (0.85 * 0.7**i + depth / 1000) for i in range(points)]
+            runs.append(
+                {
+                    "kind": kind, "depth": depth, "spec": f"cifar_{name}{depth}", "dataset": "cifar10",
+                    "iterations": [391 * (i + 1) for i in range(points)], "train_error": error,
+                    "test_error": [e + 0.05 for e in error],
+                }
+            )  # fmt: skip
+    return {"depths": [20, 56], "dataset": "cifar10", "recipe": {"name": "fast"}, "runs": runs}
+
+
+@pytest.mark.parametrize("points", [1, 12])
+def test_degradation_figure_names_data_and_twins(tmp_path: Path, points: int) -> None:
+    figure = degradation.figure(degradation_result(points))
+    assert_readable(figure, "cifar10", "cifar_plain20", "cifar_resnet56", "recipe fast")
+    train_axis, test_axis = figure.axes
+    assert test_axis.get_title() == "test error" and test_axis.get_shared_y_axes().joined(
+        train_axis, test_axis
+    )
+    labels = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert labels[:2] == ["plain-20 (cifar_plain20)", "ResNet-20 (cifar_resnet20)"]
+    assert train_axis.get_xlabel() == "iterations" and train_axis.get_ylabel() == "error (%)"
+    if points == 1:
+        assert_points_marked(figure)
+    degradation.plot(degradation_result(points), tmp_path / f"degradation{points}.png")
+    assert_png(tmp_path / f"degradation{points}.png")
+
+
+def gradient_profiles() -> list[GradientProfile]:
+    """A residual net as written and a plain one without BatchNorm whose signal vanishes."""
+    layers = [f"conv{i}" for i in range(19)] + ["predictions"]
+    batch = "one batch of 32 random N(0, 1) images of 32×32×3 with random labels (seed 0)"
+    return [
+        GradientProfile(
+            "cifar_resnet20", layers, [0.1] * 20, [0.5 + 0.01 * i for i in range(20)],
+            "cifar_resnet20", in_words(None), batch,
+        ),
+        GradientProfile(
+            "cifar_plain20_batchnorm_false_initializer_glorot_uniform", layers,
+            [10.0 ** (-i / 2) for i in range(20, 0, -1)], [10.0 ** (-i / 2) for i in range(20, 0, -1)],
+            "cifar_plain20", in_words({"batchnorm": False, "initializer": "glorot_uniform"}), batch,
+        ),
+    ]  # fmt: skip
+
+
+def test_gradient_figure_has_readable_legends_log_norms_and_integer_depths(tmp_path: Path) -> None:
+    figure = profiles_figure(gradient_profiles())
+    assert_readable(figure, "cifar_resnet20", "cifar_plain20", "random N(0, 1) images")
+    assert all(axis.get_yscale() == "log" for axis in figure.axes)
+    labels = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert labels == ["cifar_resnet20 (as written)", "cifar_plain20 (BatchNorm off, glorot_uniform init)"]
+    assert all(line.get_marker() not in (None, "None") for axis in figure.axes for line in axis.lines)
+    plot_profiles(gradient_profiles(), tmp_path / "gradients.png")
+    assert_png(tmp_path / "gradients.png")
+
+
+def report_run(path: Path, lr: float, epochs: int):
+    """A finished run directory (summary, recipe, metrics) trained with `lr` for `epochs`."""
+    from rescompile.experiments.report import load_run
+    from rescompile.train.callbacks import write_metrics
+    from rescompile.train.recipe import load_recipe
+    from rescompile.train.run_dir import RECIPE, RunSummary, write_summary
+
+    path.mkdir()
+    recipe = load_recipe("fast", [f"optimizer.lr={lr}", f"epochs={epochs}"])
+    (path / RECIPE).write_text(recipe.model_dump_json())
+    summary = RunSummary(
+        spec="cifar_resnet20", dataset="cifar10", paper_test_error=8.75, epochs=epochs, steps=390 * epochs,
+        test_accuracy=0.9, best_val_accuracy=0.9, wall_seconds=60.0, images_per_second=5000.0,
+        params=272_474, macs=40_551_232, precision="float32", distribute=None, replicas=1, recipe="fast",
+    )  # fmt: skip
+    write_summary(path, summary)
+    write_metrics(path / "metrics.csv", metric_rows(epochs, lr=lr))
+    return load_run(path)
+
+
+def test_report_figure_labels_runs_by_spec_and_the_setting_that_differs(tmp_path: Path) -> None:
+    pytest.importorskip("keras")
+    from rescompile.experiments.report import plot_runs, run_labels, runs_figure
+
+    runs = [report_run(tmp_path / "lr_high", 0.4, 1), report_run(tmp_path / "lr_low", 0.1, 6)]
+    assert run_labels(runs) == [
+        "cifar_resnet20 (epochs=1, optimizer.lr=0.4)",
+        "cifar_resnet20 (epochs=6, optimizer.lr=0.1)",
+    ]
+    assert run_labels([runs[1], runs[1]]) == ["cifar_resnet20 [lr_low]"] * 2
+    figure = runs_figure(runs)
+    assert_readable(figure, "cifar_resnet20", "cifar10", "lr_high", "lr_low")
+    assert [text.get_text() for text in figure.legends[0].get_texts()] == run_labels(runs)
+    loss_axis, accuracy_axis = figure.axes
+    assert loss_axis.get_yscale() == "log" and loss_axis.get_xlabel() == "iterations"
+    assert_points_marked(figure)
+    assert not any(math.isnan(y) for line in accuracy_axis.lines for y in line.get_ydata())
+    plot_runs(runs, tmp_path / "curves.png")
+    assert_png(tmp_path / "curves.png")
