@@ -20,9 +20,10 @@ INITIALIZER = "glorot_uniform"
 REGULARIZER = None
 
 
-def conv(x, filters, kernel, stride, name, bias, pad=None):
+def conv(x, filters, kernel, stride, name, bias, pad=None, groups=1):
     """A convolution padded by kernel // 2 on every side, as the paper pads: strided, explicitly
-    (a ZeroPadding2D named `pad`), since Keras' "same" would pad one side only."""
+    (a ZeroPadding2D named `pad`), since Keras' "same" would pad one side only; `groups` > 1 is a
+    grouped convolution (ResNeXt)."""
     padding = "same"
     if stride > 1 and kernel > 1:
         x = layers.ZeroPadding2D(kernel // 2, name=pad)(x)
@@ -33,6 +34,7 @@ def conv(x, filters, kernel, stride, name, bias, pad=None):
         strides=stride,
         padding=padding,
         use_bias=bias,
+        groups=groups,
         kernel_initializer=INITIALIZER,
         kernel_regularizer=REGULARIZER,
         name=name,

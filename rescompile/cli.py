@@ -88,7 +88,8 @@ def check_command(specs: SpecArgs = None) -> None:
     from rescompile.spec.library import find_specs, resolve_spec_args
 
     failed, invalid = 0, 0
-    for path in find_specs(resolve_spec_args(specs)):
+    paths = find_specs(resolve_spec_args(specs))
+    for path in paths:
         try:
             analysis = analyze(path)
         except RescompileError as exc:
@@ -108,8 +109,8 @@ def check_command(specs: SpecArgs = None) -> None:
         failed += not analysis.ok
     if failed:
         typer.echo(f"{failed} spec(s) do not reproduce their published numbers", err=True)
-    if invalid:
-        typer.echo(f"{invalid} spec file(s) are invalid", err=True)
+    if invalid and len(paths) > 1:
+        typer.echo(f"{invalid} of {len(paths)} spec files are invalid", err=True)
     if invalid or failed:
         raise typer.Exit(2 if invalid else 1)
 

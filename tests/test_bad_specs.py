@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -110,3 +111,26 @@ def test_mutated_specs_raise_only_our_error(tmp_path: Path, seed: int, action: s
     except SpecError as error:
         assert "\n" not in str(error)
         assert error.file.endswith("mutated.yaml")
+
+
+def test_check_reports_every_error_of_every_file(tmp_path: Path) -> None:
+    many = tmp_path / "many.yaml"
+    many.write_text(
+        "name: many\nsource: test\ninput: {size: 32, channels: 3}\nstem: [{conv: [3, 0]}]\n"
+        "stages:\n  - {name: conv2, output: 32, block: [[3, 16]], repeat: -1}\n"
+        "  - {name: conv3, output: 16, block: [[3, 32]], repeat: 1, bogus: 1}\n"
+    )
+    files = [str(many), str(CORPUS / "kernel_even.yaml"), "specs/cifar/resnet20.yaml"]
+    done = subprocess.run(
+        [sys.executable, "-m", "rescompile", "check", *files], capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    many = os.path.relpath(many)  # as the user would type it
+    assert done.stderr.splitlines() == [
+        f"error: {many}:4: stem[0].conv: filters must be between 1 and 65536, got 0",
+        f"error: {many}:6: stages[0].repeat: must be at least 1, got -1",
+        f"error: {many}:7: stages[1].bogus: unknown field; expected one of: block, name, output, repeat",
+        f"error: {EXPECTED['kernel_even.yaml']}",
+        "2 of 3 spec files are invalid",
+    ]
+    assert done.stdout.startswith("ok    specs/cifar/resnet20.yaml"), "the good file is still checked"

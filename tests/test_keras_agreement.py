@@ -11,8 +11,11 @@ from rescompile.spec.library import find_specs
 from tests.keras_helpers import generated_model
 
 pytest.importorskip("keras")
+# Thousands of layers, or 68-127M parameters whose block kinds smaller specs cover: CI runs them with -m slow.
+SLOW = ("resnet1202", "preact_resnet1001", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet101_2")
+SLOW += ("resnext29_16x64d",)
 SPECS = [
-    pytest.param(path, marks=pytest.mark.slow) if path.stem in ("resnet1202", "preact_resnet1001") else path
+    pytest.param(path, marks=pytest.mark.slow) if path.stem in SLOW else path
     for path in find_specs([Path("specs")])
 ]
 

@@ -21,6 +21,9 @@ DEEPEST = ("resnet1202", "preact_resnet1001")  # thousands of layers: minutes ea
 # 101 and 152 layers: the block kinds of their 50-layer twins, 23-40 s each; CI runs them with -m slow.
 # Also the deeper twins of block kinds the default run covers (plain18, resnet20/56, resnet50v2).
 LARGE = ("resnet101", "resnet152", "resnet101v2", "resnet152v2", "plain34", "resnet110", "preact_resnet164")
+# ResNeXt/WRN: the 101-layer and widest twins of what resnext50, wide50, ResNeXt-29 8x64d, WRN-16-8 cover.
+LARGE += ("resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2", "resnext29_16x64d")
+LARGE += ("wrn28_10",)
 SPECS = [
     pytest.param(path, marks=pytest.mark.slow) if path.stem in DEEPEST + LARGE else path
     for path in find_specs([Path("specs")])

@@ -51,6 +51,8 @@ _EXTENDS = "the files that `extends` names (the schema sees one file)"
 SEMANTIC = {
     "bad_feature_output.yaml": "outputs against the number of stages (a rule across fields)",
     "class_names_wrong_count.yaml": "class names from the base against head.classes (across files)",
+    "groups_not_dividing_filters.yaml": "groups must divide the row's filters (arithmetic across two items)",
+    "groups_not_dividing_inputs.yaml": "groups against the channels the row receives (checked when lowering)",
     "classifier_without_pool.yaml": "head.pool against head.classes (checked when lowering)",
     "cycle_a.yaml": _EXTENDS,
     "cycle_b.yaml": _EXTENDS,

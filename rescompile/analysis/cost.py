@@ -55,7 +55,7 @@ def node_cost(node: ir.Node, graph: ir.Graph) -> Cost:
     activations = height * width * channels
     if isinstance(node, ir.Conv):
         in_channels = graph.node(node.inputs[0]).shape[2]
-        kernel_weights = node.kernel * node.kernel * in_channels * node.filters
+        kernel_weights = node.kernel * node.kernel * (in_channels // node.groups) * node.filters
         return Cost(
             weights=kernel_weights,
             conv_bias=node.filters if node.bias else 0,

@@ -59,8 +59,15 @@ def stage_rows(analysis: Analysis) -> list[StageRow]:
 
 def block_text(stage: Stage) -> str:
     """A stage as the paper writes it: [3x3, 64; 3x3, 64] x 2."""
-    rows = "; ".join(f"{k}x{k}, {f}" for k, f in stage.block)
+    rows = "; ".join(
+        f"{row[0]}x{row[0]}, {row[1]}" + (f", C={row[2]}" if len(row) > 2 else "") for row in stage.block
+    )
     return f"[{rows}] x {stage.repeat}"
+
+
+def row_text(row: tuple[int, ...]) -> str:
+    """A table row as the papers write it: `3x3, 128`, or `3x3, 128, C=32` when grouped."""
+    return f"{row[0]}x{row[0]}, {row[1]}" + (f", C={row[2]}" if len(row) > 2 else "")
 
 
 def stem_text(spec: Spec) -> str:
@@ -68,8 +75,7 @@ def stem_text(spec: Spec) -> str:
     parts = []
     for layer in spec.stem:
         if isinstance(layer, StemConv):
-            kernel, filters = layer.conv
-            parts.append(f"{kernel}x{kernel}, {filters}, stride {layer.stride}")
+            parts.append(f"{row_text(layer.conv)}, stride {layer.stride}")
         elif hasattr(layer, "maxpool"):
             parts.append(f"{layer.maxpool}x{layer.maxpool} max pool, stride {layer.stride}")
         else:

@@ -46,6 +46,8 @@ class Conv(Node):
     bias: bool
     row: int = 0
     strided: bool = False
+    groups: int = 1
+    """Grouped convolution: input and output channels split into `groups` independent convs."""
     pad_name: str = ""
 
     def layer_names(self) -> tuple[str, ...]:

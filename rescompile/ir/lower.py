@@ -55,9 +55,14 @@ class _Builder:
         normalized: bool,
         row: int = 0,
         strided: bool = False,
+        groups: int = 1,
+        where: tuple = (),
     ) -> ir.Node:
-        """`<prefix>_conv`, explicitly padded by `<prefix>_pad` where strided (Keras' names)."""
-        height, width, _ = x.shape
+        """`<prefix>_conv`, explicitly padded by `<prefix>_pad` where strided (Keras' names);
+        `groups` splits it into grouped convolutions (`where`: the spec row, for the error)."""
+        height, width, channels = x.shape
+        if channels % groups:
+            raise self.spec.error(where, f"groups {groups} do not divide the {channels} input channels")
         pad = kernel // 2
         shape = (conv_output(height, kernel, stride, pad), conv_output(width, kernel, stride, pad), filters)
         normalized = normalized and self.options.batchnorm
@@ -76,6 +81,7 @@ class _Builder:
             row=row,
             strided=strided,
             pad_name=f"{prefix}_pad" if padded else "",
+            groups=groups,
         )
 
     def bn(self, x: ir.Node, name: str) -> ir.Node:
@@ -154,8 +160,18 @@ def _lower_stem(b: _Builder, x: ir.Node) -> ir.Node:
         name = _stem_name(b.spec, index)
         first = len(b.nodes)
         if isinstance(layer, StemConv):
-            kernel, filters = layer.conv
-            x = b.conv(x, name, kernel, filters, layer.stride, normalized=layer.bn)
+            kernel, filters, *groups = layer.conv
+            where = ("stem", index, "conv")
+            x = b.conv(
+                x,
+                name,
+                kernel,
+                filters,
+                layer.stride,
+                layer.bn,
+                groups=groups[0] if groups else 1,
+                where=where,
+            )
             if layer.bn:
                 x = b.bn(x, f"{name}_bn")
             if layer.relu:
@@ -190,7 +206,7 @@ def _stage_stride(b: _Builder, index: int, size: int) -> int:
 def stride_row(spec: Spec, rows: list[tuple[int, int]]) -> int:
     """Index of the row that carries the stride: the first conv, or the first spatial one (v1.5)."""
     if spec.options.downsample == "3x3":
-        return next((i for i, (kernel, _) in enumerate(rows) if kernel > 1), 0)
+        return next((i for i, row in enumerate(rows) if row[0] > 1), 0)
     return 0
 
 
@@ -249,7 +265,11 @@ def _lower_shortcut(b: _Builder, x: ir.Node, plan: ir.BlockPlan, rows: list[tupl
     return x
 
 
-def _lower_block(b: _Builder, x: ir.Node, plan: ir.BlockPlan, rows: list[tuple[int, int]]) -> ir.Node:
+def _lower_block(
+    b: _Builder, x: ir.Node, plan: ir.BlockPlan, rows: list[tuple[int, int]], groups: list[int], index: int
+) -> ir.Node:
+    """One block of stage `index`: its rows' convs (grouped as `groups` says), BN and ReLU in the
+    block's form, and its shortcut."""
     name = plan.name
     strided = stride_row(b.spec, rows)
     pre = plan.form == "pre-activation"
@@ -264,12 +284,25 @@ def _lower_block(b: _Builder, x: ir.Node, plan: ir.BlockPlan, rows: list[tuple[i
         last = j == len(rows)
         stride = plan.stride if j - 1 == strided else 1
         normalized = not (pre and last)
-        x = b.conv(x, f"{name}_{j}", kernel, filters, stride, normalized, row=j, strided=j - 1 == strided)
+        x = b.conv(
+            x,
+            f"{name}_{j}",
+            kernel,
+            filters,
+            stride,
+            normalized,
+            row=j,
+            strided=j - 1 == strided,
+            groups=groups[j - 1],
+            where=("stages", index, "block", j - 1),
+        )
         if pre and last:
             break
         x = b.bn(x, f"{name}_{j}_bn")
         if not last:
             x = b.relu(x, f"{name}_{j}_relu")
+            if b.options.dropout:
+                x = b.add(ir.Dropout, f"{name}_{j}_dropout", [x], x.shape, rate=float(b.options.dropout))
     if shortcut is not None:
         if shortcut.shape != x.shape:
             raise ValueError(f"internal: shortcut {shortcut.shape} != residual {x.shape} in {name}")
@@ -285,7 +318,8 @@ def _lower_stages(
     plans: list[ir.StagePlan] = []
     stage_outputs: list[ir.Node] = []
     for index, stage in enumerate(b.spec.stages):
-        rows = [tuple(row) for row in stage.block]
+        rows = [(row[0], row[1]) for row in stage.block]
+        groups = [row[2] if len(row) > 2 else 1 for row in stage.block]
         stride = strides[index] if strides else _stage_stride(b, index, x.shape[0])
         stride_at = 0 if b.options.stride_block == "first" else stage.repeat - 1
         blocks = []
@@ -299,7 +333,7 @@ def _lower_stages(
                 f"{stage.name}_block{k + 1}", block_stride, in_channels, kind, b.options.residual
             )
             blocks.append(plan)
-            x = _lower_block(b, x, plan, rows)
+            x = _lower_block(b, x, plan, rows, groups, index)
         b.block = 0
         if not strides and x.shape[0] != stage.output:
             raise b.spec.error(

@@ -53,9 +53,12 @@ class Scope:
 
 def _conv(node: ir.Conv, x: list[str], scope: Scope) -> str:
     pad = f", pad={scope.name(node.pad_name)}" if node.pad_name else ""
+    groups = f", groups={node.groups}" if node.groups > 1 else ""
     stride = scope.stride(node.stride, node.strided)
     name = scope.name(node.name)
-    return f"conv({x[0]}, {scope.filters(node)}, {node.kernel}, {stride}, {name}, bias={node.bias}{pad})"
+    return (
+        f"conv({x[0]}, {scope.filters(node)}, {node.kernel}, {stride}, {name}, bias={node.bias}{pad}{groups})"
+    )
 
 
 def _batch_norm(node: ir.BatchNorm, x: list[str], scope: Scope) -> str:

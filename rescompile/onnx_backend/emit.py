@@ -107,6 +107,7 @@ class _Emitter:
             kernel_shape=[node.kernel, node.kernel],
             strides=[node.stride, node.stride],
             pads=[node.pad] * 4,
+            group=node.groups,
         )
         if bn is not None:
             self.tensor_of[bn.name] = out

@@ -125,7 +125,7 @@ def _message(error: dict, model: type[BaseModel] | None) -> str:
     if kind in _BOUNDS:
         return f"must be {_BOUNDS[kind]} {next(iter(error['ctx'].values()))}, got {value!r}"
     if kind in ("too_long", "too_short") and _is_row(value):
-        return f"expected a [kernel, filters] pair, got {value!r}"
+        return f"expected [kernel, filters] or [kernel, filters, groups], got {value!r}"
     if kind in ("too_long", "too_short"):
         limit = error["ctx"].get("max_length", error["ctx"].get("min_length"))
         return f"expected {'at most' if kind == 'too_long' else 'at least'} {limit} items, got {len(value)}"
@@ -191,11 +191,12 @@ def load_spec(path: str | Path) -> Spec:
     try:
         spec = Spec.model_validate(tree)
     except ValidationError as exc:
-        errors = []
+        errors: dict[str, SpecError] = {}  # a union's members may report the same error twice
         for error in exc.errors(include_url=False):
             loc = tuple(error["loc"])
-            errors.append(located_error(display, where, _clean_loc(loc), _message(error, _owner(loc))))
-        first, *errors[0].more = errors
+            found = located_error(display, where, _clean_loc(loc), _message(error, _owner(loc)))
+            errors.setdefault(str(found), found)
+        first, *first.more = errors.values()
         raise first from None
     spec._file = display
     spec._positions = where

@@ -41,20 +41,25 @@ Number = Annotated[StrictInt | StrictFloat, AfterValidator(_finite)]
 """An integer or a finite float: inf and nan (also `1e400`, which YAML reads as inf) are refused."""
 
 
-def _check_row(row: tuple[int, int]) -> tuple[int, int]:
-    kernel, filters = row
+MAX_GROUPS = 4096
+
+
+def _check_row(row: tuple[int, ...]) -> tuple[int, ...]:
+    kernel, filters, *rest = row
     if kernel < 1 or kernel % 2 == 0:
         raise ValueError(f"kernel must be odd and positive, got {kernel}")
     if kernel > MAX_KERNEL:
         raise ValueError(f"kernel must be at most {MAX_KERNEL}, got {kernel}")
     if not 1 <= filters <= MAX_FILTERS:
         raise ValueError(f"filters must be between 1 and {MAX_FILTERS}, got {filters}")
+    if rest and not (1 <= rest[0] <= MAX_GROUPS and filters % rest[0] == 0):
+        raise ValueError(f"groups must divide the {filters} filters, got {rest[0]}")
     return row
 
 
 _ROW_JSON_SCHEMA = {
     "type": "array",
-    "description": "One row of the paper's table: [kernel, filters].",
+    "description": "One row of the paper's table: [kernel, filters] or [kernel, filters, groups].",
     "prefixItems": [
         {
             "type": "integer",
@@ -64,14 +69,25 @@ _ROW_JSON_SCHEMA = {
             "description": "kernel (odd)",
         },
         {"type": "integer", "minimum": 1, "maximum": MAX_FILTERS, "description": "filters"},
+        {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_GROUPS,
+            "description": "groups: a grouped convolution (ResNeXt's cardinality C); 1 if omitted",
+        },
     ],
     "minItems": 2,
-    "maxItems": 2,
+    "maxItems": 3,
 }
 """What `_check_row` checks, as JSON Schema (pydantic cannot see inside a validator)."""
 
-ConvRow = Annotated[tuple[StrictInt, StrictInt], AfterValidator(_check_row), WithJsonSchema(_ROW_JSON_SCHEMA)]
-"""One row of the paper's table: `[kernel, filters]`."""
+ConvRow = Annotated[
+    tuple[StrictInt, StrictInt] | tuple[StrictInt, StrictInt, StrictInt],
+    AfterValidator(_check_row),
+    WithJsonSchema(_ROW_JSON_SCHEMA),
+]
+"""One row of the paper's table: `[kernel, filters]`, or `[kernel, filters, groups]` for a grouped
+convolution (ResNeXt's `3x3, 128, C=32` is `[3, 128, 32]`)."""
 
 
 class Strict(BaseModel):
@@ -205,6 +221,8 @@ class Options(Strict):
     bn_momentum: Annotated[Number, Field(gt=0, lt=1)] = 0.9
     weight_decay: Annotated[Number, Field(ge=0, lt=1)] = 0.0
     initializer: Literal["he_normal", "he_uniform", "glorot_uniform"] = "he_normal"
+    dropout: Annotated[Number, Field(ge=0, lt=1)] = 0.0
+    """Dropout between a block's convolutions, after each inner ReLU (Wide ResNet: 0.3)."""
 
 
 class Preprocess(Strict):
