@@ -1,25 +1,25 @@
-"""Progress of long work on stderr: a rich bar on a terminal, one line per step in a log."""
+"""Progress of long work: a rich bar on stderr when it is a terminal (logs and pipes stay clean,
+so an error is still the one line a script reads)."""
 
 from __future__ import annotations
 
-import sys
 from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 class Steps:
     """`total` named steps of one piece of work (`title`); `advance(what)` starts the next one.
+    On a terminal a rich progress bar shows the step being done and the time spent."""
 
-    On a terminal a rich progress bar shows the step being done; elsewhere (CI logs, pipes) each
-    step is a line `title: what (i/total)`, so a log shows where a long command is.
-    """
-
-    def __init__(self, title: str, total: int) -> None:
+    def __init__(self, title: str, total: int, console: Console | None = None) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.title, self.total, self.done = title, total, 0
-        console = Console(stderr=True)
-        self.live = console.is_terminal
+        console = console or Console(stderr=True)
         self.bar = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -27,7 +27,7 @@ class Steps:
             TimeElapsedColumn(),
             console=console,
             transient=True,
-            disable=not self.live,
+            disable=not console.is_terminal,
         )
         self.task = self.bar.add_task(title, total=total)
 
@@ -47,5 +47,3 @@ class Steps:
         if self.done < self.total:
             self.done += 1
         self.bar.update(self.task, completed=self.done - 1, description=f"{self.title}: {what}")
-        if not self.live:
-            print(f"{self.title}: {what} ({self.done}/{self.total})", file=sys.stderr, flush=True)

@@ -39,6 +39,12 @@ def test_counts_and_shapes_agree_with_the_ir(path: Path) -> None:
     ir_names = {name for node in analysis.graph.nodes for name in node.layer_names()}
     assert set(layers) <= ir_names, f"Keras layers the IR does not name: {sorted(set(layers) - ir_names)}"
     weighted = {name for name, layer in layers.items() if layer.weights}
-    assert weighted == {
+    se = {
+        f"{n.name}_{part}"
+        for n in analysis.graph.nodes
+        if isinstance(n, ir.SqueezeExcite)
+        for part in ("reduce", "expand")
+    }
+    assert weighted == se | {
         n.name for n in analysis.graph.nodes if isinstance(n, (ir.Conv, ir.BatchNorm, ir.Dense))
     }

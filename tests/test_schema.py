@@ -53,6 +53,8 @@ SEMANTIC = {
     "class_names_wrong_count.yaml": "class names from the base against head.classes (across files)",
     "groups_not_dividing_filters.yaml": "groups must divide the row's filters (arithmetic across two items)",
     "groups_not_dividing_inputs.yaml": "groups against the channels the row receives (checked when lowering)",
+    "se_ratio_too_large.yaml": "the SE ratio against each block's channels (checked when lowering)",
+    "stochastic_depth_plain.yaml": "stochastic depth against shortcut: none (a rule across fields)",
     "classifier_without_pool.yaml": "head.pool against head.classes (checked when lowering)",
     "cycle_a.yaml": _EXTENDS,
     "cycle_b.yaml": _EXTENDS,

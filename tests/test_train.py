@@ -18,6 +18,7 @@ from PIL import Image
 from rescompile.data.datasets import load_cifar, load_dataset
 from rescompile.errors import RescompileError
 from rescompile.train.recipe import Augment, Erasing, load_recipe
+from tests.run_helpers import interrupt_after_first_epoch
 from tests.synthetic import colour_images, write_cifar_batch, write_cifar_tarball
 
 tf = pytest.importorskip("tensorflow")
@@ -225,23 +226,10 @@ def test_resume_needs_only_the_run_directory_and_refuses_other_settings(
 
 def test_ctrl_c_names_the_last_checkpoint_and_the_resume_command(tarball: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rescompile",
-            *_train_args(tarball, run, "--epochs", "20", "--no-tensorboard"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    status, stderr = interrupt_after_first_epoch(
+        _train_args(tarball, run, "--epochs", "20", "--no-tensorboard"), run
     )
-    deadline = time.time() + 240
-    while time.time() < deadline and not (run / "state.json").exists():
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr[-2000:]
+    assert status == 130, stderr[-2000:]
     last = stderr.strip().splitlines()[-1]
     epoch = json.loads((run / "state.json").read_text())["epoch"]
     assert last.startswith(f"error: interrupted; the last checkpoint (epoch {epoch}, step ")

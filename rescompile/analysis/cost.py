@@ -63,6 +63,13 @@ def node_cost(node: ir.Node, graph: ir.Graph) -> Cost:
             activations=activations,
             depth=1 if node.main_path else 0,
         )
+    if isinstance(node, ir.SqueezeExcite):  # two 1x1 convs on the pooled vector; not counted in depth
+        return Cost(
+            weights=2 * channels * node.reduced,
+            conv_bias=node.reduced + channels,
+            macs=2 * channels * node.reduced,
+            activations=activations,
+        )
     if isinstance(node, ir.BatchNorm):
         return Cost(bn_params=2 * channels, bn_stats=2 * channels, activations=activations)
     if isinstance(node, ir.Dense):

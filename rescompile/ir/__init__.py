@@ -90,6 +90,22 @@ class MaxPool(Node):
 
 
 @dataclass(frozen=True, kw_only=True)
+class DropPath(Node):
+    """Stochastic depth: in training the whole residual of a sample is zeroed with probability
+    1 - `survival` (and scaled by 1 / `survival` otherwise); the identity at inference."""
+
+    survival: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class AvgPool(Node):
+    """Average pooling over `size` x `size` windows with stride `size`, the last window clipped
+    at an odd edge (ceil mode, padding not averaged in): ResNet-D's strided shortcut."""
+
+    size: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class ZeroPadShortcut(Node):
     """Option A: identity subsampled by `stride`, extra channels filled with zeros.
 
@@ -103,6 +119,18 @@ class ZeroPadShortcut(Node):
 
     def layer_names(self) -> tuple[str, ...]:
         return (self.subsample_name, self.zeros_name, self.name)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SqueezeExcite(Node):
+    """Squeeze-and-excitation: x * sigmoid(expand(relu(reduce(mean over H, W of x)))), where
+    reduce and expand are 1x1 convolutions with biases (C -> `reduced` = C // `ratio` -> C channels)."""
+
+    ratio: int
+    reduced: int
+
+    def layer_names(self) -> tuple[str, ...]:
+        return (f"{self.name}_squeeze", f"{self.name}_reduce", f"{self.name}_expand", self.name)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,6 +181,8 @@ class BlockPlan:
     in_channels: int
     shortcut: ShortcutKind
     form: BlockForm
+    survival: float = 1.0
+    """The probability its residual is kept in training (stochastic depth; 1: always)."""
 
 
 @dataclass(frozen=True)

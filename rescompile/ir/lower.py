@@ -234,7 +234,13 @@ def _lower_shortcut(b: _Builder, x: ir.Node, plan: ir.BlockPlan, rows: list[tupl
     height, width, channels = x.shape
     size = (conv_output(height, 1, plan.stride, 0), conv_output(width, 1, plan.stride, 0))
     out_channels = rows[-1][1]
-    if plan.shortcut == "project":
+    if plan.shortcut == "project" and b.options.avg_down and plan.stride > 1:
+        x = b.add(ir.AvgPool, f"{plan.name}_0_pool", [x], (*size, channels), size=plan.stride)
+        normalized = b.options.shortcut_bn
+        x = b.conv(x, f"{plan.name}_0", 1, out_channels, 1, normalized, row=len(rows))
+        if normalized:
+            x = b.bn(x, f"{plan.name}_0_bn")
+    elif plan.shortcut == "project":
         normalized = b.options.shortcut_bn
         x = b.conv(x, f"{plan.name}_0", 1, out_channels, plan.stride, normalized, row=len(rows), strided=True)
         if normalized:
@@ -280,6 +286,7 @@ def _lower_block(
         if plan.shortcut == "project":
             residual_input = x
     shortcut = None if plan.shortcut == "none" else _lower_shortcut(b, residual_input, plan, rows)
+    x = _squeeze_excite(b, x, name, "pre")
     for j, (kernel, filters) in enumerate(rows, start=1):
         last = j == len(rows)
         stride = plan.stride if j - 1 == strided else 1
@@ -303,13 +310,41 @@ def _lower_block(
             x = b.relu(x, f"{name}_{j}_relu")
             if b.options.dropout:
                 x = b.add(ir.Dropout, f"{name}_{j}_dropout", [x], x.shape, rate=float(b.options.dropout))
+    x = _squeeze_excite(b, x, name, "standard")
+    if b.options.stochastic_depth is not None and plan.survival < 1:
+        x = b.add(ir.DropPath, f"{name}_drop_path", [x], x.shape, survival=plan.survival)
     if shortcut is not None:
         if shortcut.shape != x.shape:
             raise ValueError(f"internal: shortcut {shortcut.shape} != residual {x.shape} in {name}")
         x = b.add(ir.Add, f"{name}_out" if pre else f"{name}_add", [shortcut, x], x.shape)
+    x = _squeeze_excite(b, x, name, "post")
     if not pre:
         x = b.relu(x, f"{name}_out")
     return x
+
+
+def _squeeze_excite(b: _Builder, x: ir.Node, block: str, position: str) -> ir.Node:
+    """`<block>_se` where the spec's squeeze-and-excitation sits at `position`, else `x`."""
+    se = b.options.se
+    if se is None or se.position != position:
+        return x
+    channels = x.shape[2]
+    if se.ratio > channels:
+        raise b.spec.error(
+            ("options", "se", "ratio"), f"{se.ratio} exceeds the {channels} channels of {block}"
+        )
+    return b.add(ir.SqueezeExcite, f"{block}_se", [x], x.shape, ratio=se.ratio, reduced=channels // se.ratio)
+
+
+def _survival(spec: Spec, block: int, blocks: int) -> float:
+    """Block `block` (1-based, of `blocks`)'s survival probability under stochastic depth."""
+    rule = spec.options.stochastic_depth
+    if rule is None:
+        return 1.0
+    if spec.options.shortcut == "none":
+        raise spec.error(("options", "stochastic_depth"), "a plain network has no residual to drop")
+    final = float(rule.survival)
+    return final if rule.rule == "uniform" else 1 - block / blocks * (1 - final)
 
 
 def _lower_stages(
@@ -317,6 +352,7 @@ def _lower_stages(
 ) -> tuple[ir.Node, list[ir.StagePlan], list[ir.Node]]:
     plans: list[ir.StagePlan] = []
     stage_outputs: list[ir.Node] = []
+    total_blocks, number = sum(stage.repeat for stage in b.spec.stages), 0
     for index, stage in enumerate(b.spec.stages):
         rows = [(row[0], row[1]) for row in stage.block]
         groups = [row[2] if len(row) > 2 else 1 for row in stage.block]
@@ -329,8 +365,14 @@ def _lower_stages(
             block_stride = stride if k == stride_at else 1
             in_channels = x.shape[2]
             kind = _shortcut_kind(b.options, block_stride, in_channels, rows[-1][1])
+            number += 1
             plan = ir.BlockPlan(
-                f"{stage.name}_block{k + 1}", block_stride, in_channels, kind, b.options.residual
+                f"{stage.name}_block{k + 1}",
+                block_stride,
+                in_channels,
+                kind,
+                b.options.residual,
+                _survival(b.spec, number, total_blocks),
             )
             blocks.append(plan)
             x = _lower_block(b, x, plan, rows, groups, index)

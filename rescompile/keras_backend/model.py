@@ -140,6 +140,27 @@ def _fetch_imagenet(model) -> str:
         raise RescompileError(f"cannot fetch ImageNet weights for {builders[name]}: {exc}") from None
 
 
+def seed_states(model) -> list[list[int]]:
+    """The states of the model's random generators (dropout, drop-path), in layer order: a
+    .keras file does not keep them, so a resumed run restores them to draw the same masks."""
+    return [
+        [int(value) for value in np.asarray(variable)]
+        for variable in model.variables
+        if variable.path.endswith("seed_generator_state")
+    ]
+
+
+def restore_seed_states(model, states: list[list[int]]) -> None:
+    """Set the random generators' states recorded by `seed_states` (same model, same order)."""
+    variables = [v for v in model.variables if v.path.endswith("seed_generator_state")]
+    if states and len(states) != len(variables):
+        raise RescompileError(
+            f"the run recorded {len(states)} random generators; the model has {len(variables)}"
+        )
+    for variable, state in zip(variables, states, strict=False):
+        variable.assign(np.asarray(state, dtype=variable.dtype))
+
+
 def stages_to_freeze(text: str | None, graph: ir.Graph) -> int:
     """`--freeze`: `backbone` (the stem and every stage) or a number of stages, checked."""
     if text is None:

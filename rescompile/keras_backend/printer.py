@@ -79,9 +79,25 @@ def _max_pool(node: ir.MaxPool, x: list[str], scope: Scope) -> str:
     return f"max_pool({x[0]}, {node.size}, {stride}, {scope.name(node.name)}{pad})"
 
 
+def _avg_pool(node: ir.AvgPool, x: list[str], scope: Scope) -> str:
+    size, name = scope.stride(node.size, True), scope.name(node.name)
+    return f'layers.AveragePooling2D({size}, strides={size}, padding="same", name={name})({x[0]})'
+
+
 def _zero_pad_shortcut(node: ir.ZeroPadShortcut, x: list[str], scope: Scope) -> str:
     names = ", ".join(scope.name(name) for name in node.layer_names())
     return f"zero_pad_shortcut({x[0]}, {scope.stride(node.stride, True)}, {names})"
+
+
+def _squeeze_excite(node: ir.SqueezeExcite, x: list[str], scope: Scope) -> str:
+    return f"squeeze_excite({x[0]}, {node.ratio}, {scope.name(node.name)})"
+
+
+def _drop_path(node: ir.DropPath, x: list[str], scope: Scope) -> str:
+    """Inside a block the rate is looked up by the block's name in DROP_RATES (printed from the
+    IR), so blocks that differ only in it share one function."""
+    rate = "DROP_RATES[name]" if scope.block else py_literal(1 - node.survival)
+    return f"drop_path({x[0]}, {rate}, {scope.name(node.name)})"
 
 
 def _upsample(node: ir.Upsample, x: list[str], scope: Scope) -> str:
@@ -115,7 +131,10 @@ PRINTERS: dict[type[ir.Node], Callable[..., str]] = {
     ir.Add: _add,
     ir.MaxPool: _max_pool,
     ir.ZeroPadShortcut: _zero_pad_shortcut,
+    ir.AvgPool: _avg_pool,
     ir.Upsample: _upsample,
+    ir.SqueezeExcite: _squeeze_excite,
+    ir.DropPath: _drop_path,
     ir.Flatten: _flatten,
     ir.Dropout: _dropout,
     ir.GlobalPool: _global_pool,
@@ -202,6 +221,8 @@ class ModulePlan:
     top: list[Code]
     helpers: set[str]
     batch_norm: tuple[float, float] | None
+    drop_rates: dict[str, float]
+    """Each block's stochastic-depth drop rate (1 - survival), where it has one."""
 
 
 SHAPES = {(3, 3): "basic", (1, 3, 1): "bottleneck"}
@@ -214,16 +235,22 @@ SHORTCUTS = {
 }
 
 
-def _kind_name(plan: ir.BlockPlan, kernels: tuple[int, ...]) -> tuple[str, str]:
-    """A block kind's function name and docstring, e.g. `bottleneck_projection`."""
+def _kind_name(plan: ir.BlockPlan, nodes: list[ir.Node]) -> tuple[str, str]:
+    """A block kind's function name and docstring, e.g. `bottleneck_projection`,
+    `se_bottleneck_identity`, `bottleneck_avg_projection` (ResNet-D)."""
+    kernels = tuple(n.kernel for n in nodes if isinstance(n, ir.Conv) and n.main_path and n.row)
+    se = any(isinstance(n, ir.SqueezeExcite) for n in nodes)
     shape = SHAPES.get(kernels, "block" + "".join(map(str, kernels)))
     suffix, shortcut = SHORTCUTS[plan.shortcut]
+    if any(isinstance(n, ir.AvgPool) for n in nodes):
+        suffix, shortcut = "avg_" + suffix, "projection shortcut after an average pool (ResNet-D)"
     name = ("preact_" if plan.form == "pre-activation" else "") + (
         "plain_" if plan.shortcut == "none" else ""
     )
-    name += shape + (f"_{suffix}" if suffix else "")
+    name += ("se_" if se else "") + shape + (f"_{suffix}" if suffix else "")
     rows = " / ".join(f"{k}x{k}" for k in kernels)
-    return name, f"{plan.form.capitalize()} {shape} block ({rows} convs), {shortcut}."
+    excite = ", squeeze-and-excitation" if se else ""
+    return name, f"{plan.form.capitalize()} {shape} block ({rows} convs{excite}), {shortcut}."
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -247,8 +274,7 @@ def _block_functions(graph: ir.Graph) -> tuple[list[BlockFunction], list[StageEn
             entry = nodes[0].inputs[0]
             lines = tuple(statements(nodes, entry, Scope(block=plan.name)))
             if lines not in kinds:
-                kernels = tuple(n.kernel for n in nodes if isinstance(n, ir.Conv) and n.main_path and n.row)
-                name, doc = _kind_name(plan, kernels)
+                name, doc = _kind_name(plan, nodes)
                 kinds[lines] = BlockFunction(
                     Code(_unique(name, {kind.name for kind in kinds.values()})), doc, lines
                 )
@@ -263,7 +289,8 @@ def _block_functions(graph: ir.Graph) -> tuple[list[BlockFunction], list[StageEn
 def _helpers(graph: ir.Graph) -> set[str]:
     """The module's helper functions that the printed calls use."""
     calls = {ir.Conv: "conv", ir.BatchNorm: "batch_norm", ir.ReLU: "relu", ir.MaxPool: "max_pool"}
-    calls |= {ir.ZeroPadShortcut: "zero_pad_shortcut", ir.Dense: "dense"}
+    calls |= {ir.ZeroPadShortcut: "zero_pad_shortcut", ir.Dense: "dense", ir.SqueezeExcite: "squeeze_excite"}
+    calls[ir.DropPath] = "drop_path"
     return {calls[type(node)] for node in graph.nodes if type(node) in calls}
 
 
@@ -304,6 +331,12 @@ def plan_module(graph: ir.Graph) -> ModulePlan:
         top=statements(top, tail[-1].name if tail else last_block, scope),
         helpers=_helpers(graph),
         batch_norm=_batch_norm_settings(graph),
+        drop_rates={
+            block.name: round(1 - block.survival, 12)
+            for stage in graph.stages
+            for block in stage.blocks
+            if block.survival < 1
+        },
     )
 
 

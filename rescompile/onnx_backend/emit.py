@@ -184,6 +184,18 @@ class _Emitter:
             nearest_mode="floor",
         )
 
+    def squeeze_excite(self, node: ir.SqueezeExcite) -> str:
+        x = self.source(node)
+        s = self.emit("GlobalAveragePool", [x], f"{node.name}_squeeze")
+        for part, activation in (("reduce", "Relu"), ("expand", "Sigmoid")):
+            kernel, bias = self.weights[f"{node.name}_{part}"]
+            weight = self.constant(f"{node.name}_{part}.weight", kernel.transpose(3, 2, 0, 1))
+            s = self.emit(
+                "Conv", [s, weight, self.constant(f"{node.name}_{part}.bias", bias)], f"{node.name}_{part}"
+            )
+            s = self.emit(activation, [s], f"{node.name}_{part}_{activation.lower()}")
+        return self.emit("Mul", [x, s], node.name)
+
     def global_pool(self, node: ir.GlobalPool) -> str:
         op = "GlobalAveragePool" if node.mode == "avg" else "GlobalMaxPool"
         pooled = self.emit(op, [self.source(node)], f"{node.name}_4d")
@@ -219,7 +231,14 @@ class _Emitter:
             out = self.flatten(node)
         elif isinstance(node, ir.Upsample):
             out = self.upsample(node)
-        elif isinstance(node, ir.Dropout):  # identity at inference
+        elif isinstance(node, ir.SqueezeExcite):
+            out = self.squeeze_excite(node)
+        elif isinstance(node, ir.AvgPool):
+            size = [node.size] * 2
+            out = self.emit(
+                "AveragePool", [self.source(node)], node.name, kernel_shape=size, strides=size, ceil_mode=1
+            )  # count_include_pad defaults to 0: the clipped window's mean, as Keras' "same"
+        elif isinstance(node, (ir.Dropout, ir.DropPath)):  # identity at inference
             out = self.source(node)
             if node.inputs[0] in self.order:
                 self.order[node.name] = self.order[node.inputs[0]]

@@ -242,8 +242,12 @@ def _depth(model) -> int:
     """Weighted layers (WEIGHTED: Conv, Gemm, MatMul) on the longest path from an input to an
     output: a projection shortcut, parallel to its block's longer branch, adds nothing, as in the IR."""
     depth: dict[str, int] = {}
+    gates = {output for node in model.graph.node if node.op_type == "Sigmoid" for output in node.output}
     for node in model.graph.node:  # ONNX stores nodes in topological order
-        here = max((depth.get(name, 0) for name in node.input if name), default=0)
+        inputs = [name for name in node.input if name]
+        if node.op_type == "Mul" and any(name in gates for name in inputs):
+            inputs = [name for name in inputs if name not in gates]  # an SE gate scales, adds no depth
+        here = max((depth.get(name, 0) for name in inputs), default=0)
         here += node.op_type in WEIGHTED
         depth.update(dict.fromkeys(node.output, here))
     return max((depth.get(value.name, 0) for value in model.graph.output), default=0)

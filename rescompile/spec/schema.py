@@ -206,6 +206,26 @@ class Head(Strict):
     keras.applications' order (predictions then read "tabby", not 281)."""
 
 
+class SqueezeExcitation(Strict):
+    """Squeeze-and-excitation (Hu et al. 2018): each block's residual scaled per channel by
+    sigmoid(fc(relu(fc(global average pool)))), the first fc reducing the channels `ratio` times."""
+
+    ratio: Annotated[StrictInt, Field(ge=1, le=MAX_FILTERS)] = 16
+    position: Literal["standard", "pre", "post"] = "standard"
+    """Where in the block (Hu et al. Fig. 5): `standard` on the residual before the sum, `pre` on
+    the residual branch's input, `post` after the sum."""
+
+
+class StochasticDepth(Strict):
+    """Stochastic depth (Huang et al. 2016): in training, each block's residual survives with
+    probability p_l (else the block is the identity); at inference every residual is kept.
+    `linear`: p_l = 1 - l / L * (1 - survival) over the network's L blocks (the paper's rule);
+    `uniform`: p_l = survival."""
+
+    survival: Annotated[Number, Field(gt=0, le=1)] = 0.5
+    rule: Literal["linear", "uniform"] = "linear"
+
+
 class Options(Strict):
     """The published variants, as switches."""
 
@@ -222,6 +242,13 @@ class Options(Strict):
     weight_decay: Annotated[Number, Field(ge=0, lt=1)] = 0.0
     initializer: Literal["he_normal", "he_uniform", "glorot_uniform"] = "he_normal"
     dropout: Annotated[Number, Field(ge=0, lt=1)] = 0.0
+    se: SqueezeExcitation | None = None
+    stochastic_depth: StochasticDepth | None = None
+    """Drop whole residuals in training (drop-path); vanishes at inference and in ONNX."""
+    avg_down: bool = False
+    """ResNet-D (He et al. 2019): a strided projection shortcut averages `stride` x `stride`
+    windows first, then its 1x1 conv has stride 1 (no input is skipped)."""
+    """Squeeze-and-excitation in every block (SE-ResNet)."""
     """Dropout between a block's convolutions, after each inner ReLU (Wide ResNet: 0.3)."""
 
 

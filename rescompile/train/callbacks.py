@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from rescompile.fileio import write_atomic, write_text_atomic
+from rescompile.keras_backend.model import seed_states
 from rescompile.train.run_dir import PlateauState, RunState, write_state
 
 METRIC_FIELDS = [
@@ -101,6 +102,7 @@ class RunRecorder(keras.callbacks.Callback):
             self.state.best_val_accuracy = val
         self.state.epoch, self.state.step = epoch + 1, step
         self.state.wall_seconds += seconds
+        self.state.seed_states = seed_states(self.model)
         write_state(self.run_dir, self.state)
         print(
             f"epoch {epoch + 1}: lr {lr:.4g}, {row['images_per_second']} img/s, checkpoint saved", flush=True

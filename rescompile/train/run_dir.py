@@ -60,6 +60,8 @@ class RunState(BaseModel):
     phase: Literal[1, 2] = 1
     """2 once the fine-tune phase (the whole network unfrozen) has begun."""
     phase2_start_step: Count = 0
+    seed_states: list[list[int]] = []
+    """The model's random generators (dropout, drop-path) after the last epoch, restored on resume."""
 
 
 class RunSummary(BaseModel):

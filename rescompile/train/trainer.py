@@ -25,7 +25,7 @@ from rescompile.analysis.analyze import Analysis, analyze
 from rescompile.analysis.memory import require_memory
 from rescompile.errors import Interrupted, RescompileError
 from rescompile.fileio import remove_stale_temporaries, write_text_atomic
-from rescompile.keras_backend.model import stages_to_freeze
+from rescompile.keras_backend.model import restore_seed_states, stages_to_freeze
 from rescompile.spec import load_spec
 from rescompile.train.recipe import Recipe
 from rescompile.train.run_dir import (
@@ -389,6 +389,7 @@ def _model(run: _Run, strategy):
     with strategy.scope():
         if run.options.resume:
             model = _load_checkpoint(run.dir / "checkpoint.keras")
+            restore_seed_states(model, run.state.seed_states)
             return model, model.optimizer.learning_rate
         built = run.fresh_model()
         _pretrained(built.model, built.analysis.graph, run.options)

@@ -1,0 +1,146 @@
+"""The ResNet family beyond the two papers: grouped convolutions (ResNeXt), wide and dropout blocks
+(WRN), squeeze-and-excitation, ResNet-D's average-pool shortcut, stochastic depth. Counts are
+checked against the papers by tests/test_paper_numbers.py and Keras/ONNX agreement by
+tests/test_keras_agreement.py and tests/test_onnx_export.py for every library spec; here: what
+each construct does, in the IR, in Keras and in ONNX, and that it trains and resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from rescompile import ir
+from rescompile.analysis.analyze import analyze
+from rescompile.onnx_backend.emit import ExportOptions, export_onnx, keras_weights
+from tests.keras_helpers import generated_model
+from tests.run_helpers import interrupt_after_first_epoch
+from tests.synthetic import write_cifar_tarball
+
+keras = pytest.importorskip("keras")
+
+
+def cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rescompile", *args], capture_output=True, text=True, **kwargs
+    )
+
+
+def test_grouped_convolution_counts_a_fraction_of_the_weights() -> None:
+    plain, grouped = analyze("specs/resnet50_v1.5.yaml"), analyze("specs/resnext50_32x4d.yaml")
+    conv = next(n for n in grouped.graph.nodes if n.name == "conv2_x_block1_2_conv")
+    assert isinstance(conv, ir.Conv) and conv.groups == 32 and conv.filters == 128
+    # a 3x3 over 128 channels in 32 groups: 3 * 3 * (128 / 32) * 128 weights, 56 * 56 times
+    from rescompile.analysis.cost import node_cost
+
+    assert node_cost(conv, grouped.graph).weights == 3 * 3 * 4 * 128
+    assert node_cost(conv, grouped.graph).macs == 56 * 56 * 3 * 3 * 4 * 128
+    assert grouped.cost.depth == plain.cost.depth == 50
+
+
+def test_squeeze_excitation_in_keras_and_onnx() -> None:
+    analysis, model = generated_model("specs/seresnet50.yaml", 64)
+    se = [n for n in analysis.graph.nodes if isinstance(n, ir.SqueezeExcite)]
+    assert len(se) == 16 and {n.reduced * n.ratio for n in se} == {256, 512, 1024, 2048}
+    assert model.get_layer("conv3_x_block1_se_reduce").kernel.shape == (1, 1, 512, 32)
+    exported = export_onnx(analysis.spec, analysis.graph, keras_weights(model), ExportOptions())
+    ops = [node.op_type for node in exported.graph.node]
+    assert ops.count("Sigmoid") == ops.count("Mul") == ops.count("GlobalAveragePool") - 1 == 16
+    assert "BatchNormalization" not in ops, "BN folded"
+    gate = next(n for n in exported.graph.node if n.name == "conv2_x_block1_se_expand")
+    assert gate.op_type == "Conv"
+
+
+def test_avg_down_shortcut_averages_before_its_unstrided_projection() -> None:
+    analysis, model = generated_model("specs/resnet50d.yaml", 64)
+    pool = model.get_layer("conv3_x_block1_0_pool")
+    assert type(pool).__name__ == "AveragePooling2D" and pool.strides == (2, 2)
+    assert model.get_layer("conv3_x_block1_0_conv").strides == (1, 1)
+    assert model.get_layer("conv2_x_block1_0_conv").strides == (1, 1)
+    assert "conv2_x_block1_0_pool" not in {layer.name for layer in model.layers}, "no pool at stride 1"
+    exported = export_onnx(analysis.spec, analysis.graph, keras_weights(model), ExportOptions())
+    pools = [n for n in exported.graph.node if n.op_type == "AveragePool"]
+    assert len(pools) == 3 and all(onnx.helper.get_attribute_value(p.attribute[0]) for p in pools)
+
+
+def test_stochastic_depth_decays_linearly_trains_stochastically_and_vanishes_at_inference() -> None:
+    analysis, model = generated_model("specs/cifar/resnet110_stochastic_depth.yaml")
+    survival = [block.survival for stage in analysis.graph.stages for block in stage.blocks]
+    assert len(survival) == 54 and survival[-1] == 0.5
+    assert np.allclose(survival, [1 - block / 54 * 0.5 for block in range(1, 55)])  # Huang et al. Eq. 4
+    x = np.random.default_rng(0).normal(0, 1, (4, 32, 32, 3)).astype("float32")
+    inference = [np.asarray(model(x, training=False)) for _ in range(2)]
+    assert np.array_equal(*inference)
+    training = [np.asarray(model(x, training=True)) for _ in range(2)]
+    assert not np.allclose(*training), "residuals are dropped at random in training"
+    exported = export_onnx(analysis.spec, analysis.graph, keras_weights(model), ExportOptions())
+    assert not {"Dropout", "RandomUniformLike"} & {n.op_type for n in exported.graph.node}
+
+
+@pytest.fixture(scope="module")
+def family_spec(tmp_path_factory) -> Path:
+    """ResNet-20 with every new construct: grouped 3x3s (in the last stage), SE, avg-down,
+    drop-path, dropout."""
+    folder = tmp_path_factory.mktemp("family")
+    spec = folder / "family.yaml"
+    base = Path("specs/cifar/resnet20.yaml").resolve()
+    spec.write_text(
+        f"extends: {base}\nname: family20\n"
+        "stages:\n  - {name: conv4, block: [[3, 64, 4], [3, 64]]}\n"  # TF trains grouped convs slowly on CPUs
+        "options: {shortcut: B, avg_down: true, dropout: 0.1, se: {ratio: 4},"
+        " stochastic_depth: {survival: 0.8}}\n"
+    )
+    return spec
+
+
+def _train(spec: Path, tarball: Path, run: Path, *extra: str) -> list[str]:
+    return [
+        "train", str(spec), "--data", str(tarball), "--out", str(run), "--recipe", "fast", "--epochs", "2",
+        "--batch-size", "50", "--set", "validation=100", "--no-tensorboard", *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.slow  # three trainings, 4 min on 2 cores; CI runs it with -m slow
+def test_every_construct_trains_and_an_interrupted_run_resumes_exactly(
+    family_spec: Path, tmp_path: Path
+) -> None:
+    tarball = write_cifar_tarball(tmp_path / "cifar.tar.gz", 300, 50)
+    straight = tmp_path / "straight"
+    done = cli(*_train(family_spec, tarball, straight))
+    assert done.returncode == 0, done.stderr[-2000:]
+    interrupted = tmp_path / "interrupted"
+    status, _ = interrupt_after_first_epoch(_train(family_spec, tarball, interrupted), interrupted)
+    state = json.loads((interrupted / "state.json").read_text())
+    assert status == 130 and state["epoch"] == 1 and len(state["seed_states"]) == 9 + 9
+    done = cli("train", "--resume", "--out", str(interrupted))
+    assert done.returncode == 0, done.stderr[-2000:]
+    a = keras.saving.load_model(straight / "model.keras").get_weights()
+    b = keras.saving.load_model(interrupted / "model.keras").get_weights()
+    assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    onnx_ops = {n.op_type for n in onnx.load(str(straight / "model.onnx")).graph.node}
+    assert {"Conv", "AveragePool", "Sigmoid", "Mul"} <= onnx_ops and "Dropout" not in onnx_ops
+
+
+def test_random_generators_are_restored_so_masks_repeat_after_a_reload(
+    family_spec: Path, tmp_path: Path
+) -> None:
+    from rescompile.keras_backend.build import build
+    from rescompile.keras_backend.model import restore_seed_states, seed_states
+
+    model = build(family_spec, tmp_path, save=False).model
+    x = np.ones((8, 32, 32, 3), "float32")
+    model(x, training=True)
+    states = seed_states(model)
+    assert len(states) == 9 + 9 and all(len(s) == 2 for s in states)  # drop-path and dropout per block
+    model.save(tmp_path / "m.keras")
+    expected = np.asarray(model(x, training=True))
+    reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert not np.array_equal(np.asarray(reloaded(x, training=True)), expected), "a reload forgets them"
+    reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    restore_seed_states(reloaded, states)
+    assert np.array_equal(np.asarray(reloaded(x, training=True)), expected)
