@@ -86,6 +86,22 @@ def trained_resnet20(folder: Path):
     return analysis, model, config, images
 
 
+FAMILY = (
+    ("ResNeXt-50 32x4d 224px", "specs/resnext50_32x4d.yaml"),
+    ("SE-ResNet-50 224px", "specs/seresnet50.yaml"),
+)
+
+
+def engine_rows(name: str, engines: list, macs: int, seconds: float) -> list[tuple]:
+    """(model, batch, engine, img/s, GFLOP/s) of every engine at batch 1 and 32, 224 px."""
+    rows = []
+    for batch in (1, 32):
+        for label, run in engines:
+            speed = measure(f"{name}: {label}", run, (224, 224, 3), batch, seconds)
+            rows.append((name, batch, label, speed, 2 * macs * speed / 1e9))
+    return rows
+
+
 def keras_row(rows: list[tuple], model_name: str, batch: int) -> tuple:
     """The Keras row of a model and batch size: the baseline the other engines are compared with."""
     return next(row for row in rows if row[:2] == (model_name, batch) and row[2].startswith("Keras"))
@@ -121,15 +137,17 @@ def main() -> None:
         if theirs.exists():
             engines.append(("onnxruntime, keras' own export", ort_runner(theirs)))
         engines.append(("onnxruntime, our INT8 export", ort_runner(int8)))
-        macs = analysis.cost.macs
-        for batch in (1, 32):
-            speeds = {
-                label: measure(label, run, (224, 224, 3), batch, args.seconds) for label, run in engines
-            }
-            rows += [
-                ("ResNet-50 224px", batch, label, speed, 2 * macs * speed / 1e9)
-                for label, speed in speeds.items()
+        rows += engine_rows("ResNet-50 224px", engines, analysis.cost.macs, args.seconds)
+        for name, spec in FAMILY:  # grouped convolutions and SE gates: where runtimes are weakest
+            family, family_model = generated_model(spec)
+            randomize_batchnorm(family_model)
+            path = folder / f"{family.spec.name}.onnx"
+            our_export(family, family_model, path)
+            family_engines = [
+                ("Keras model(x), TF backend", lambda x, m=family_model: m(x, training=False)),
+                ("onnxruntime, our export", ort_runner(path)),
             ]
+            rows += engine_rows(name, family_engines, family.cost.macs, args.seconds)
         small, small_model, config, images = trained_resnet20(folder)
         small_ours, small_int8 = folder / "r20.onnx", folder / "r20_int8.onnx"
         our_export(small, small_model, small_ours)

@@ -159,3 +159,16 @@ def test_usage_errors_are_one_line_naming_the_help(args: tuple[str, ...], fragme
     done = cli(*args)
     one_line_error(done, fragment)
     assert done.stderr.rstrip().endswith(f"(see `rescompile {args[0]} --help`)")
+
+
+def test_small_data_says_which_validation_and_batch_settings_fit(tmp_path: Path) -> None:
+    from tests.synthetic import write_cifar_tarball
+
+    tarball = write_cifar_tarball(tmp_path / "tiny.tar.gz", 200, 20)
+    base = ("train", "specs/cifar/resnet20.yaml", "--data", str(tarball), "--recipe", "paper")
+    done = cli(*base, "--out", str(tmp_path / "a"))
+    one_line_error(
+        done, "validation split (5000 images) leaves no training images (have 200): pass --set validation=20"
+    )
+    done = cli(*base, "--set", "validation=20", "--batch-size", "500", "--out", str(tmp_path / "b"))
+    one_line_error(done, "batch size 500 exceeds the 180 training images: pass --batch-size 45")

@@ -27,6 +27,11 @@ COVERING = {
     "resnet50_v1.5": 64,
     "keras/resnet50v2": 64,
     "transfer/resnet50_cifar10": 32,
+    "resnext50_32x4d": 64,
+    "seresnet50": 64,
+    "resnet50d": 64,
+    "cifar/wrn16_8": 32,
+    "cifar/resnet110_stochastic_depth": 32,
 }
 JAX_SIDE = """
 import json, os, sys
