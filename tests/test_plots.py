@@ -231,9 +231,8 @@ def test_gradient_figure_has_readable_legends_log_norms_and_integer_depths(tmp_p
 def report_run(path: Path, lr: float, epochs: int):
     """A finished run directory (summary, recipe, metrics) trained with `lr` for `epochs`."""
     from rescompile.experiments.report import load_run
-    from rescompile.train.callbacks import write_metrics
     from rescompile.train.recipe import load_recipe
-    from rescompile.train.run_dir import RECIPE, RunSummary, write_summary
+    from rescompile.train.run_dir import RECIPE, RunSummary, write_metrics, write_summary
 
     path.mkdir()
     recipe = load_recipe("fast", [f"optimizer.lr={lr}", f"epochs={epochs}"])

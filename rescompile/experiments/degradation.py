@@ -10,9 +10,8 @@ from rescompile.errors import RescompileError
 from rescompile.fileio import write_text_atomic
 from rescompile.progress import Steps
 from rescompile.spec.library import library_dir
-from rescompile.train.callbacks import read_metrics
 from rescompile.train.recipe import Recipe
-from rescompile.train.run_dir import STATE, SUMMARY, read_recipe, read_state, read_summary
+from rescompile.train.run_dir import STATE, SUMMARY, read_metrics, read_recipe, read_state, read_summary
 
 DEPTHS = (20, 32, 44, 56)
 

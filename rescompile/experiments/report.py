@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rescompile.analysis.tables import si, thousands
-from rescompile.train.callbacks import read_metrics
-from rescompile.train.run_dir import RECIPE, RunSummary, read_recipe, read_summary
+from rescompile.train.run_dir import RECIPE, RunSummary, read_metrics, read_recipe, read_summary
 
 
 @dataclass

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import time
 from pathlib import Path
@@ -11,38 +9,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from rescompile.fileio import write_atomic, write_text_atomic
+from rescompile.fileio import write_atomic
 from rescompile.keras_backend.model import seed_states
-from rescompile.train.run_dir import PlateauState, RunState, write_state
-
-METRIC_FIELDS = [
-    "epoch",
-    "step",
-    "lr",
-    "loss",
-    "accuracy",
-    "val_loss",
-    "val_accuracy",
-    "seconds",
-    "images_per_second",
-]
-
-
-def read_metrics(path: Path, epochs: int) -> list[dict]:
-    """The first `epochs` rows of a run's metrics.csv (rows past the last checkpoint are dropped)."""
-    if not path.exists():
-        return []
-    with path.open(newline="") as handle:
-        return [dict(row) for row in csv.DictReader(handle)][:epochs]
-
-
-def write_metrics(path: Path, rows: list[dict]) -> None:
-    """Rewrite metrics.csv atomically."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=METRIC_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(path, out.getvalue())
+from rescompile.train.run_dir import PlateauState, RunState, write_metrics, write_state
 
 
 class RunRecorder(keras.callbacks.Callback):

@@ -17,6 +17,8 @@ describes, so a run killed at any moment resumes from an epoch whose files agree
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 from typing import Annotated, Literal
@@ -137,3 +139,33 @@ def write_spec(run_dir: Path, spec: dict) -> Path:
     path = run_dir / SPEC
     write_text_atomic(path, json.dumps(spec, indent=2))
     return path
+
+
+METRIC_FIELDS = [
+    "epoch",
+    "step",
+    "lr",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "seconds",
+    "images_per_second",
+]
+
+
+def read_metrics(path: Path, epochs: int) -> list[dict]:
+    """The first `epochs` rows of a run's metrics.csv (rows past the last checkpoint are dropped)."""
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        return [dict(row) for row in csv.DictReader(handle)][:epochs]
+
+
+def write_metrics(path: Path, rows: list[dict]) -> None:
+    """Rewrite metrics.csv atomically."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=METRIC_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, out.getvalue())

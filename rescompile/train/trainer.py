@@ -432,7 +432,8 @@ def _fit(run: _Run, model, recorder, start: int, stop: int, callbacks: list) -> 
 
 def _fit_phases(run: _Run):
     """The recipe's phase (until its step or epoch count), then the fine-tune phase if any."""
-    from rescompile.train.callbacks import Plateau, RunRecorder, StopAtStep, read_metrics
+    from rescompile.train.callbacks import Plateau, RunRecorder, StopAtStep
+    from rescompile.train.run_dir import read_metrics
 
     strategy = strategy_for(run.options.distribute)
     run.state.replicas = strategy.num_replicas_in_sync
