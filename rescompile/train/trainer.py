@@ -75,9 +75,9 @@ class TrainOptions:
 
 def configure_devices(cpu_devices: int) -> None:
     """Split the CPU into logical devices (for testing tf.distribute without GPUs)."""
-    import tensorflow as tf
-
     if cpu_devices > 1:
+        import tensorflow as tf
+
         cpu = tf.config.list_physical_devices("CPU")[0]
         try:
             tf.config.set_logical_device_configuration(
@@ -338,10 +338,7 @@ def _prepare(
 ) -> _Run:
     """Load and split the data, fit the normalisation, and (on a fresh run) record the spec and
     recipe in the run directory."""
-    import keras
-
     from rescompile.data.datasets import load_dataset
-    from rescompile.train.tfdata import fit_normalization
 
     if options.check_memory:
         require_memory(analysis, recipe.batch_size, training=True)
@@ -349,11 +346,6 @@ def _prepare(
     train_split, val_split = _split(dataset, recipe.validation, state.seed)
     if not len(val_split[0]):  # validation: 0 validates on the test set, as the paper's curves do
         val_split = (dataset.x_test, dataset.y_test)
-    keras.utils.set_random_seed(state.seed)
-    keras.mixed_precision.set_global_policy(options.precision)
-    normalization = fit_normalization(
-        train_split[0], recipe.normalize, analysis.spec.preprocess.model_dump(mode="json")
-    )
     steps_per_epoch = len(train_split[0]) // recipe.batch_size
     if steps_per_epoch == 0:
         raise RescompileError(
@@ -361,6 +353,15 @@ def _prepare(
             f" pass --batch-size {max(1, len(train_split[0]) // 4)}"
         )
     epochs, total_steps = _length(recipe, steps_per_epoch)
+    import keras  # only now: data that cannot train is refused without TensorFlow's start-up
+
+    from rescompile.train.tfdata import fit_normalization
+
+    keras.utils.set_random_seed(state.seed)
+    keras.mixed_precision.set_global_policy(options.precision)
+    normalization = fit_normalization(
+        train_split[0], recipe.normalize, analysis.spec.preprocess.model_dump(mode="json")
+    )
     if not options.resume:
         spec_path = write_spec(options.out, analysis.spec.model_dump(mode="json"))
         write_text_atomic(options.out / RECIPE, recipe.model_dump_json(indent=2))
