@@ -42,6 +42,10 @@ def randomize_batchnorm(
     branch_ends = set()
     if graph is not None:
         branch_ends = {name for node in graph.nodes if isinstance(node, ir.Add) for name in node.inputs}
+        passing = (ir.SqueezeExcite, ir.DropPath)  # a gate or drop-path ends the branch after its BN
+        for node in reversed(graph.nodes):  # drop-path after SE after BN: walk back from the sum
+            if isinstance(node, passing) and node.name in branch_ends:
+                branch_ends.add(node.inputs[0])
     for layer in model.layers:
         if layer.name in branch_ends and type(layer).__name__ == "Conv2D":
             layer.set_weights([weight * BRANCH_END_SCALE for weight in layer.get_weights()])
