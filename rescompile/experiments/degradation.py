@@ -10,7 +10,7 @@ from rescompile.errors import RescompileError
 from rescompile.fileio import write_text_atomic
 from rescompile.progress import Steps
 from rescompile.spec.library import library_dir
-from rescompile.train.recipe import Recipe
+from rescompile.train.recipe import Recipe, recipe_differences
 from rescompile.train.run_dir import STATE, SUMMARY, read_metrics, read_recipe, read_state, read_summary
 
 DEPTHS = (20, 32, 44, 56)
@@ -32,7 +32,7 @@ def _same_settings(run_dir: Path, data: str | None, recipe: Recipe, seed: int) -
     from rescompile.train.trainer import recorded_data
 
     state, stored = read_state(run_dir), read_recipe(run_dir)
-    changed = [key for key, value in recipe if getattr(stored, key) != value]
+    changed = recipe_differences(recipe, stored)
     if state.data != recorded_data(data):
         changed.append(f"data ({state.data or 'keras.datasets CIFAR'})")
     if state.seed != seed:

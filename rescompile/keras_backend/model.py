@@ -143,16 +143,17 @@ def _fetch_imagenet(model) -> str:
 def seed_states(model) -> list[list[int]]:
     """The states of the model's random generators (dropout, drop-path), in layer order: a
     .keras file does not keep them, so a resumed run restores them to draw the same masks."""
-    return [
-        [int(value) for value in np.asarray(variable)]
-        for variable in model.variables
-        if variable.path.endswith("seed_generator_state")
-    ]
+    return [[int(value) for value in np.asarray(variable)] for variable in _seed_variables(model)]
+
+
+def _seed_variables(model) -> list:
+    """The state variables of the model's random generators, in layer order."""
+    return [variable for variable in model.variables if variable.path.endswith("seed_generator_state")]
 
 
 def restore_seed_states(model, states: list[list[int]]) -> None:
     """Set the random generators' states recorded by `seed_states` (same model, same order)."""
-    variables = [v for v in model.variables if v.path.endswith("seed_generator_state")]
+    variables = _seed_variables(model)
     if states and len(states) != len(variables):
         raise RescompileError(
             f"the run recorded {len(states)} random generators; the model has {len(variables)}"

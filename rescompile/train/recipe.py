@@ -127,6 +127,11 @@ def _apply(tree: dict, assignment: str) -> None:
     node[parts[-1]] = value
 
 
+def recipe_differences(recipe: Recipe, other: Recipe) -> list[str]:
+    """The top-level fields in which two recipes differ."""
+    return [key for key, value in recipe if getattr(other, key) != value]
+
+
 def recipe_overrides(
     sets: list[str] | None = None,
     epochs: float | None = None,

@@ -27,7 +27,7 @@ from rescompile.errors import Interrupted, RescompileError
 from rescompile.fileio import remove_stale_temporaries, write_text_atomic
 from rescompile.keras_backend.model import restore_seed_states, stages_to_freeze
 from rescompile.spec import load_spec
-from rescompile.train.recipe import Recipe
+from rescompile.train.recipe import Recipe, recipe_differences
 from rescompile.train.run_dir import (
     RECIPE,
     SPEC,
@@ -285,7 +285,7 @@ def _resumed(options: TrainOptions, recipe: Recipe | None) -> tuple[RunState, Re
             f" not --data {options.data}; drop --data to continue it"
         )
     if recipe is not None and recipe != stored:
-        changed = [key for key, value in recipe if getattr(stored, key) != value]
+        changed = recipe_differences(recipe, stored)
         raise RescompileError(
             f"--resume: the recipe differs from the run's {run_dir / RECIPE} ({', '.join(changed)});"
             " drop --recipe/--set/--epochs to continue it, or start a new --out"
