@@ -16,9 +16,10 @@ class Steps:
 
     def __init__(self, title: str, total: int, console: Console | None = None) -> None:
         from rich.console import Console
+        from rich.markup import escape
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.title, self.total, self.done = title, total, 0
+        self.title, self.total, self.done = escape(title), total, 0  # file names are not markup
         console = console or Console(stderr=True)
         self.bar = Progress(
             TextColumn("{task.description}"),
@@ -29,7 +30,7 @@ class Steps:
             transient=True,
             disable=not console.is_terminal,
         )
-        self.task = self.bar.add_task(title, total=total)
+        self.task = self.bar.add_task(self.title, total=total)
 
     def __enter__(self) -> Steps:
         self.bar.start()
@@ -46,4 +47,6 @@ class Steps:
         """Mark the previous step done and say what comes next."""
         if self.done < self.total:
             self.done += 1
-        self.bar.update(self.task, completed=self.done - 1, description=f"{self.title}: {what}")
+        from rich.markup import escape
+
+        self.bar.update(self.task, completed=self.done - 1, description=f"{self.title}: {escape(what)}")

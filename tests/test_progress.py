@@ -28,3 +28,14 @@ def test_a_log_gets_nothing() -> None:
         for size in (1, 8, 32):
             steps.advance(f"batch size {size}")
     assert log.getvalue() == ""
+
+
+def test_file_names_are_shown_as_written_not_read_as_markup() -> None:
+    screen = io.StringIO()
+    with Steps(
+        "export [bold]x[/bold].keras", 1, Console(file=screen, force_terminal=True, width=100)
+    ) as steps:
+        steps.advance("loading [link=file:///etc/passwd]m[/link]")
+        steps.bar.refresh()
+    text = screen.getvalue()
+    assert "export [bold]x[/bold].keras: loading [link=file:///etc/passwd]m[/link]" in text
