@@ -26,6 +26,7 @@ from rescompile.analysis.memory import require_memory
 from rescompile.errors import Interrupted, RescompileError
 from rescompile.fileio import remove_stale_temporaries, write_text_atomic
 from rescompile.keras_backend.model import restore_seed_states, stages_to_freeze
+from rescompile.quiet import import_keras_quietly
 from rescompile.spec import load_spec
 from rescompile.train.recipe import Recipe, recipe_differences
 from rescompile.train.run_dir import (
@@ -203,6 +204,7 @@ def train(options: TrainOptions, recipe: Recipe | None) -> RunSummary:
     """Train, checkpointing every epoch; returns the summary written to summary.json. With
     `options.resume`, the run continues from its own files (spec, recipe, data, seed); a `recipe`
     or `options.spec`/`options.data` given then must be the run's."""
+    import_keras_quietly()  # a base install is told which extra to add before anything is written
     configure_devices(options.cpu_devices)
     if options.precision not in PRECISIONS:
         raise RescompileError(
