@@ -32,7 +32,23 @@ BatchSize = Annotated[int | None, typer.Option(help="Shortcut for --set batch_si
 Freeze = Annotated[
     str | None, typer.Option(help="Freeze `backbone` (stem and every stage) or the stem and N stages.")
 ]
-DataClasses = Annotated[int, typer.Option(help="10 (CIFAR-10) or 100 (CIFAR-100).")]
+DataClasses = Annotated[
+    int,
+    typer.Option(help="10 or 100 for CIFAR; for TFRecords, the label count (1000, or 1001 with background)."),
+]
+DataOption = Annotated[
+    str | None,
+    typer.Option(
+        help="CIFAR tarball/folder, image folder (with train/ and val/ splits or one folder per class),"
+        " or TFRecord shards ('train-*', a folder of them) [default: keras.datasets CIFAR]."
+    ),
+]
+ValDataOption = Annotated[
+    str | None, typer.Option(help="A separate evaluation folder or TFRecord glob (image data only).")
+]
+Strict = Annotated[
+    bool, typer.Option("--strict", help="Fail on a truncated or undecodable image instead of skipping it.")
+]
 AllowPartial = Annotated[
     bool, typer.Option("--allow-partial", help="Load --weights that lack some layers (warn, not fail).")
 ]
@@ -374,9 +390,9 @@ def train_command(
     spec: Annotated[
         Path | None, typer.Argument(help="The spec to train: a file or a library name (none with --resume).")
     ] = None,
-    data: Annotated[
-        str | None, typer.Option(help="CIFAR tarball/folder or image folder (default: keras.datasets).")
-    ] = None,
+    data: DataOption = None,
+    val_data: ValDataOption = None,
+    strict: Strict = False,
     recipe: Annotated[
         str | None, typer.Option(help="Recipe name (recipes/) or YAML file [default: paper].")
     ] = None,
@@ -423,6 +439,8 @@ def train_command(
     options = TrainOptions(
         spec=resolve_spec(spec) if spec is not None else None,
         data=data,
+        val_data=val_data,
+        strict=strict,
         out=out,
         precision=precision,
         jit=jit,
@@ -444,16 +462,24 @@ def train_command(
 @friendly
 def evaluate_command(
     model: Annotated[Path, typer.Argument(help="A .keras model or a run directory.")],
-    data: Annotated[str | None, typer.Option(help="CIFAR tarball/folder or image folder.")] = None,
+    data: DataOption = None,
     spec: ModelSpec = None,
     out: Annotated[Path | None, typer.Option(help="Where to write confusion.png.")] = None,
     classes: DataClasses = 10,
+    ten_crop: Annotated[
+        bool, typer.Option("--ten-crop", help="Average over 10 crops (corners, center, flips).")
+    ] = False,
 ) -> None:
-    """Test accuracy and confusion matrix (printed, and as confusion.png)."""
+    """Top-1/top-5 accuracy and confusion matrix (printed, and as confusion.png) on every image of
+    the test split (CIFAR), of the val/ split, or of the folder or TFRecords given."""
     from rescompile.serve.evaluate import confusion_text, evaluate
 
-    result = evaluate(model, data, spec, out, classes)
-    typer.echo(f"accuracy {result.accuracy:.2%} on {int(result.matrix.sum())} test images")
+    result = evaluate(model, data, spec, out, classes, ten_crop)
+    top5 = f", top-5 {result.top5:.2%}" if result.top5 is not None else ""
+    typer.echo(
+        f"accuracy {result.accuracy:.2%}{top5} on {int(result.matrix.sum())} images of {result.split}"
+        + (" (10-crop)" if ten_crop else "")
+    )
     typer.echo(confusion_text(result.class_names, result.matrix))
     typer.echo(f"wrote {result.picture}")
 

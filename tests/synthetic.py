@@ -68,3 +68,29 @@ def write_cifar_tarball(path: Path, train: int = 400, test: int = 100, seed: int
         with tarfile.open(path, "w:gz") as archive:
             archive.add(folder, arcname="cifar-10-batches-py")
     return path
+
+
+def write_image_folder(
+    root: Path,
+    count: int,
+    size: tuple[int, int] = (48, 40),
+    seed: int = 0,
+    suffix: str = ".jpg",
+    classes: int = 10,
+) -> Path:
+    """`count` colour images (width, height = size) in one sub-folder per class (class0..),
+    as JPEG or PNG; the class colour is learnable at any crop."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, count)
+    for index, label in enumerate(labels):
+        folder = root / f"class{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = PALETTE[label] + rng.normal(0, 20, (size[1], size[0], 3))
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(
+            folder / f"{index:05d}{suffix}", quality=90
+        )
+    for label in range(classes):
+        (root / f"class{label}").mkdir(parents=True, exist_ok=True)
+    return root

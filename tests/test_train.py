@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from rescompile.data.datasets import load_cifar, load_dataset
+from rescompile.data.sources import open_source
 from rescompile.errors import RescompileError
 from rescompile.train.recipe import Augment, Erasing, load_recipe
 from tests.run_helpers import interrupt_after_first_epoch
@@ -45,18 +46,10 @@ def test_cifar_tarball_and_folder_load_through_the_real_loader(tarball: Path, tm
 
     with tarfile.open(tarball) as archive:
         archive.extractall(tmp_path, filter="data")
-    folder = load_dataset(str(tmp_path), 32)
+    folder = load_dataset(str(tmp_path))
     assert np.array_equal(folder.x_train, data.x_train)
 
 
-def test_image_folder_dataset(tmp_path: Path) -> None:
-    images, labels = colour_images(40, seed=3, size=24)
-    for index, (image, label) in enumerate(zip(images, labels, strict=True)):
-        (tmp_path / f"class{label}").mkdir(exist_ok=True)
-        Image.fromarray(image).save(tmp_path / f"class{label}" / f"{index}.png")
-    data = load_dataset(str(tmp_path), 32)
-    assert data.x_train.shape[1:] == (32, 32, 3) and len(data.x_train) + len(data.x_test) == 40
-    assert data.class_names == sorted({f"class{label}" for label in labels})
 
 
 def test_bad_data_is_a_clear_error(tmp_path: Path) -> None:
@@ -70,7 +63,7 @@ def test_bad_data_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "images" / "dogs").mkdir()
     Image.fromarray(colour_images(1)[0][0]).save(tmp_path / "images" / "cats" / "a.png")
     with pytest.raises(RescompileError, match="class folder 'dogs' has no PNG or JPEG images"):
-        load_dataset(str(tmp_path / "images"), 32)
+        open_source(str(tmp_path / "images"), None, 2, seed=0, strict=False)
     folder = tmp_path / "bad_labels"
     folder.mkdir()
     images, labels = colour_images(20)
@@ -286,7 +279,7 @@ def test_keras_datasets_fallback_shapes_and_errors(monkeypatch: pytest.MonkeyPat
     images, labels = colour_images(30)
     fake = ((images[:20], labels[:20, None]), (images[20:], labels[20:, None]))  # keras gives (N, 1) labels
     monkeypatch.setattr(keras.datasets.cifar10, "load_data", lambda: fake)
-    data = load_dataset(None, 32)
+    data = load_dataset(None)
     assert data.y_train.shape == (20,) and data.class_names[0] == "airplane" and len(data.x_test) == 10
 
     def offline():

@@ -14,3 +14,13 @@ def named_class_names(name: str) -> tuple[str, ...]:
     """The readable names of the list `name` (e.g. `imagenet`: index 281 is "tabby")."""
     lines = (Path(__file__).parent / FILES[name]).read_text(encoding="utf-8").splitlines()
     return tuple(line.split(" ", 1)[1] for line in lines)
+
+
+def class_names_for(classes: int) -> list[str]:
+    """Names for data that carries only label numbers: ImageNet's for 1000 classes (and for
+    1001, the TF model garden's convention with 0 as background), else the numbers."""
+    if classes == 1000:
+        return list(named_class_names("imagenet"))
+    if classes == 1001:
+        return ["background", *named_class_names("imagenet")]
+    return [str(i) for i in range(classes)]

@@ -1,4 +1,4 @@
-"""Datasets: CIFAR-10/100 (python-format tarball or folder, or keras.datasets), image folders."""
+"""CIFAR-10/100 in memory: the python-format tarball or folder, or keras.datasets."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rescompile.data.images import image_files, read_image
 from rescompile.errors import RescompileError
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -201,33 +200,13 @@ def load_keras_cifar(classes: int = 10) -> Dataset:
     return Dataset(f"cifar{classes}", x_train, y_train.ravel(), x_test, y_test.ravel(), names)
 
 
-def load_image_folder(path: Path, size: int, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
-    """One sub-folder per class of PNG/JPEG images; a seeded split into train and test."""
-    if not path.is_dir():
-        raise RescompileError(f"--data {path}: no such folder")
-    class_dirs = sorted(p for p in path.iterdir() if p.is_dir())
-    if len(class_dirs) < 2:
-        raise RescompileError(f"--data {path}: expected one sub-folder per class, found {len(class_dirs)}")
-    images, labels = [], []
-    for label, folder in enumerate(class_dirs):
-        files = image_files(folder)
-        if not files:
-            raise RescompileError(f"--data {path}: class folder {folder.name!r} has no PNG or JPEG images")
-        images += [read_image(file, size).astype(np.uint8) for file in files]
-        labels += [label] * len(files)
-    x, y = np.stack(images), np.asarray(labels, dtype=np.int64)
-    order = np.random.default_rng(seed).permutation(len(x))
-    cut = int(len(x) * (1 - test_fraction))
-    train, test = order[:cut], order[cut:]
-    return Dataset(path.name, x[train], y[train], x[test], y[test], [p.name for p in class_dirs])
-
-
-def load_dataset(data: str | None, size: int, classes: int = 10) -> Dataset:
-    """`--data`: a CIFAR tarball or folder, an image folder, or nothing (keras.datasets)."""
+def load_dataset(data: str | None, classes: int = 10) -> Dataset:
+    """`--data` for CIFAR: a tarball, its extracted folder, or nothing (keras.datasets). Image
+    folders and TFRecords are streamed (`rescompile.data.sources`)."""
     if data is None:
         return load_keras_cifar(classes)
     path = Path(data)
-    if path.is_dir() and any(p.is_dir() for p in path.iterdir()) and not (path / "data_batch_1").exists():
+    if path.is_dir():
         nested = [p for p in path.iterdir() if p.is_dir() and p.name.startswith("cifar-")]
-        return load_cifar(nested[0], classes) if nested else load_image_folder(path, size)
+        return load_cifar(nested[0] if nested else path, classes)
     return load_cifar(path, classes)

@@ -15,8 +15,9 @@ from rescompile.errors import RescompileError
 SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 
 
-def read_image(path: Path, size: int) -> np.ndarray:
-    """An image as float32 RGB (H, W, 3) in [0, 255], resized to size x size.
+def read_image(path: Path, size: int, crop: float = 1.0) -> np.ndarray:
+    """An image as float32 RGB (H, W, 3) in [0, 255]: its central square of `crop` of the shorter
+    side (1: the whole image), resized to size x size.
 
     Grayscale, palette and RGBA images are converted to RGB (alpha dropped); 16-bit grayscale is
     scaled to 0..255 (divided by 257), not clipped; any other size is resized bilinearly, so a
@@ -42,6 +43,8 @@ def read_image(path: Path, size: int) -> np.ndarray:
                 if image.mode in SIXTEEN_BIT_MODES:
                     return _grey16(image, size)
                 image = image.convert("RGB")
+                if crop < 1.0:
+                    image = image.crop(_central_square(image.size, crop))
                 if image.size != (size, size):
                     image = image.resize((size, size), Image.Resampling.BILINEAR)
                 return np.asarray(image, dtype=np.float32)
@@ -56,6 +59,15 @@ def read_image(path: Path, size: int) -> np.ndarray:
         raise RescompileError(f"{path}: not a readable image (unknown or corrupt format)") from None
     except Exception as exc:  # Pillow's decoders raise OSError, SyntaxError, ValueError, zlib.error...
         raise RescompileError(f"{path}: not a readable image ({_one_line(exc)})") from None
+
+
+def _central_square(size: tuple[int, int], fraction: float) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the central square of `fraction` of the shorter side,
+    placed as the tf.data evaluation crop places it (`rescompile.train.crops.center_window`)."""
+    width, height = size
+    side = max(round(min(width, height) * fraction), 1)
+    left, top = (width - side) // 2, (height - side) // 2
+    return left, top, left + side, top + side
 
 
 def _open_regular(path: Path):

@@ -220,6 +220,19 @@ class Graph:
             return self.is_vector(node.inputs[0])
         return False
 
+    def residual_branch_ends(self) -> list[str]:
+        """The node that ends each block's residual branch (the Add's second input), found back
+        through a squeeze-excitation gate or a drop-path: a BatchNorm in post-activation blocks, a
+        convolution in pre-activation ones."""
+        ends = []
+        for node in self.nodes:
+            if isinstance(node, Add):
+                end = self._by_name[node.inputs[1]]
+                while isinstance(end, (SqueezeExcite, DropPath)):
+                    end = self._by_name[end.inputs[0]]
+                ends.append(end.name)
+        return ends
+
     @property
     def input(self) -> Input:
         """The input node."""

@@ -186,3 +186,18 @@ def freeze(model, graph: ir.Graph, stages: int) -> list[str]:
             layer.trainable = False
             frozen.append(layer.name)
     return frozen
+
+
+def zero_init_residual(model, graph: ir.Graph) -> int:
+    """Set the scale (gamma) of the BatchNorm that ends each residual branch to zero, so every
+    block starts as its shortcut (Goyal et al. 2017, Sec. 5.1); returns the number of layers set."""
+    ends = graph.residual_branch_ends()
+    for name in ends:
+        layer = model.get_layer(name)
+        if type(layer).__name__ != "BatchNormalization":
+            raise RescompileError(
+                f"zero_init_residual: the residual branch ending at {name} is a"
+                f" {type(layer).__name__}, not a BatchNorm (pre-activation blocks have none to zero)"
+            )
+        layer.gamma.assign(np.zeros(layer.gamma.shape, layer.gamma.dtype))
+    return len(ends)

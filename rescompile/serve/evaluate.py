@@ -12,22 +12,31 @@ from rescompile.errors import RescompileError
 
 @dataclass
 class Evaluation:
-    """Accuracy, the confusion matrix, and where its picture was written."""
+    """Accuracy, the confusion matrix, what was scored, and where its picture was written."""
 
     accuracy: float
+    top5: float | None
     matrix: np.ndarray
     class_names: list[str]
+    split: str
     picture: Path
 
 
 def evaluate(
-    model_path: Path, data: str | None, spec: Path | None, out: Path | None, classes: int
+    model_path: Path,
+    data: str | None,
+    spec: Path | None,
+    out: Path | None,
+    classes: int,
+    ten_crop: bool = False,
 ) -> Evaluation:
-    """Evaluate MODEL (.keras, or a run directory) on the test split of --data."""
-    from rescompile.data.datasets import load_dataset
+    """Evaluate MODEL (.keras, or a run directory) on every image of the test split of --data
+    (CIFAR), its val/ split, or the folder or TFRecord shards given (streamed)."""
+    from rescompile.data.sources import is_streamed
     from rescompile.onnx_backend.export import analysis_for_model, load_keras_model
     from rescompile.train.plots import confusion_matrix, plot_confusion
-    from rescompile.train.tfdata import Normalization, evaluation_dataset
+    from rescompile.train.streaming import top_k_accuracy
+    from rescompile.train.tfdata import Normalization
 
     if model_path.is_dir():
         model_path = model_path / "model.keras"
@@ -37,24 +46,61 @@ def evaluate(
     if config["mean"] == "per-pixel":
         raise RescompileError(f"{model_path}: an untrained model; its per-pixel mean is not computed yet")
     normalization = Normalization.from_preprocess(config)
-    dataset = load_dataset(data, analysis.graph.input.shape[0], classes)
-    if model.output.shape[-1] != dataset.classes:
+    outputs = int(model.output.shape[-1])
+    size = analysis.graph.input.shape[0]
+    if is_streamed(data):
+        scores, labels, names, split = _streamed_scores(model, data, normalization, size, ten_crop)  # type: ignore[arg-type]
+        names = names or record.class_names or [str(i) for i in range(outputs)]
+    else:
+        if ten_crop:
+            raise RescompileError(
+                "--ten-crop needs images larger than the input (an image folder or TFRecords)"
+            )
+        scores, labels, names, split = _cifar_scores(model, data, normalization, classes)
+    if outputs != len(names):
+        raise RescompileError(f"{model_path}: {outputs} outputs, but the data has {len(names)} classes")
+    if record.class_names and names != record.class_names and not names[0].isdigit():
         raise RescompileError(
-            f"{model_path}: {model.output.shape[-1]} outputs, but the data has {dataset.classes}"
+            f"{model_path}: trained on classes {record.class_names[:3]}...,"
+            f" but --data {data} has {names[:3]}..."
         )
-    probabilities = model.predict(
-        evaluation_dataset(dataset.x_test, dataset.y_test, 256, normalization), verbose=0
-    )
-    predicted = probabilities.argmax(axis=1)
-    matrix = confusion_matrix(dataset.y_test, predicted, dataset.classes)
-    accuracy = float((predicted == dataset.y_test).mean())
+    predicted = scores.argmax(axis=1)
+    matrix = confusion_matrix(labels, predicted, len(names))
+    accuracy = top_k_accuracy(scores, labels, 1)
+    top5 = top_k_accuracy(scores, labels, 5) if outputs > 5 else None
     picture = (out or model_path.parent) / "confusion.png"
     title = (
-        f"{analysis.spec.name} ({_run_name(model_path)}) on {dataset.name}, test split\n"
+        f"{analysis.spec.name} ({_run_name(model_path)}) on {split}\n"
         f"accuracy {accuracy:.2%} on {len(predicted)} images"
     )
-    plot_confusion(matrix, dataset.class_names, picture, title)
-    return Evaluation(accuracy, matrix, dataset.class_names, picture)
+    plot_confusion(matrix, names, picture, title)
+    return Evaluation(accuracy, top5, matrix, names, split, picture)
+
+
+def _cifar_scores(model, data: str | None, normalization, classes: int):
+    from rescompile.data.datasets import load_dataset
+    from rescompile.train.tfdata import evaluation_dataset
+
+    dataset = load_dataset(data, classes)
+    scores = model.predict(evaluation_dataset(dataset.x_test, dataset.y_test, 256, normalization), verbose=0)
+    return np.asarray(scores), dataset.y_test, dataset.class_names, f"{dataset.name}, test split"
+
+
+def _streamed_scores(model, data: str, normalization, size: int, ten_crop: bool):
+    """Scores and labels of every image of the evaluation split, streamed through tf.data."""
+    from rescompile.data.sources import evaluation_split
+    from rescompile.train.streaming import eval_transform, evaluation_stream, ten_crop_scores
+
+    split, names, described = evaluation_split(data, int(model.output.shape[-1]))
+    if ten_crop:
+        scores, labels = ten_crop_scores(model, split, normalization, size)
+        return scores, labels, names, described
+    stream = evaluation_stream(split, eval_transform(normalization, size), 256)
+    scores, labels = [], []
+    for images, truth in stream:
+        scores.append(np.asarray(model.predict_on_batch(images)))
+        labels.append(truth.numpy())
+    return np.concatenate(scores), np.concatenate(labels), names, described
 
 
 def _run_name(model_path: Path) -> str:

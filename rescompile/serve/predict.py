@@ -25,7 +25,10 @@ def _onnx(model: Path, images: list[Path], provider: str) -> tuple[np.ndarray, l
     if geometry.batch not in (None, len(images)):
         raise RescompileError(f"{model}: takes batches of exactly {geometry.batch} images, got {len(images)}")
     batch = preprocess(
-        np.stack([read_image(path, geometry.size) for path in images]), meta.get("preprocess", {})
+        np.stack(
+            [read_image(path, geometry.size, meta.get("preprocess", {}).get("crop", 1.0)) for path in images]
+        ),
+        meta.get("preprocess", {}),
     )
     if geometry.layout == "nchw":
         batch = batch.transpose(0, 3, 1, 2)
@@ -40,7 +43,7 @@ def _keras(model_path: Path, images: list[Path], spec: Path | None) -> tuple[np.
     analysis, record = analysis_for_model(model, model_path, spec)
     size = analysis.graph.input.shape[0]
     config = record.preprocess.model_dump(mode="json")
-    batch = preprocess(np.stack([read_image(path, size) for path in images]), config)
+    batch = preprocess(np.stack([read_image(path, size, config["crop"]) for path in images]), config)
     import keras
 
     engine = f"keras ({keras.backend.backend()})"

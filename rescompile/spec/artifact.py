@@ -33,6 +33,8 @@ class Preprocessing(BaseModel):
     scale: Annotated[Number, Field(gt=0)] = 1.0
     mean: Mean = Field(default_factory=lambda: [0.0, 0.0, 0.0])
     std: list[Annotated[Number, Field(gt=0)]] = Field(default_factory=lambda: [1.0, 1.0, 1.0])
+    crop: Annotated[Number, Field(gt=0, le=1)] = 1.0
+    """The central square kept (a fraction of the shorter side) before resizing to the input."""
 
 
 class ModelRecord(BaseModel):

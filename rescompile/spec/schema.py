@@ -259,6 +259,9 @@ class Preprocess(Strict):
     scale: Annotated[Number, Field(gt=0)] = 1.0
     mean: list[Number] | Literal["per-pixel"] = Field(default_factory=lambda: [0.0, 0.0, 0.0])
     std: list[Annotated[Number, Field(gt=0)]] = Field(default_factory=lambda: [1.0, 1.0, 1.0])
+    crop: Annotated[Number, Field(gt=0, le=1)] = 1.0
+    """The central square kept, as a fraction of the shorter side, before resizing to the input
+    (0.875: ImageNet's resize 256, crop 224; 1: the whole image resized)."""
 
 
 class Expectation(Strict):

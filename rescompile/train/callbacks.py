@@ -56,9 +56,10 @@ class RunRecorder(keras.callbacks.Callback):
             "step": step,
             "lr": f"{lr:.6g}",
             "loss": f"{logs.get('loss', float('nan')):.6f}",
-            "accuracy": f"{logs.get('accuracy', float('nan')):.6f}",
-            "val_loss": f"{logs.get('val_loss', float('nan')):.6f}",
-            "val_accuracy": f"{logs.get('val_accuracy', float('nan')):.6f}",
+            **{
+                key: f"{logs.get(key, float('nan')):.6f}"
+                for key in ("accuracy", "top5", "val_loss", "val_accuracy", "val_top5")
+            },
             "seconds": f"{seconds:.2f}",
             "images_per_second": f"{self.steps_per_epoch * self.batch_size / seconds:.1f}",
         }

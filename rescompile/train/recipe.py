@@ -28,6 +28,12 @@ class Optimizer(_Strict):
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
     nesterov: bool = False
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    reference_batch: Annotated[int, Field(ge=1)] | None = None
+    """When set, `lr` is the rate at this batch size and scales linearly with the batch (Goyal et al.)."""
+
+    def lr_for(self, batch_size: int) -> float:
+        """The base learning rate at `batch_size`."""
+        return self.lr * batch_size / self.reference_batch if self.reference_batch else self.lr
 
 
 class Schedule(_Strict):
@@ -35,7 +41,8 @@ class Schedule(_Strict):
 
     piecewise: lr x factors[i] after boundaries[i] (in `unit`: steps or epochs);
     onecycle: linear warm-up to lr over `warmup` of training, then cosine down to lr x final;
-    warm-up: an initial constant lr x warmup_factor for warmup_steps (ResNet-110's trick).
+    warm-up: an initial constant lr x warmup_factor for warmup_steps (ResNet-110's trick), or a
+    linear ramp over warmup_epochs (Goyal et al.).
     """
 
     kind: Literal["constant", "piecewise", "onecycle"] = "constant"
@@ -46,6 +53,8 @@ class Schedule(_Strict):
     final: Annotated[float, Field(ge=0, le=1)] = 0.0
     warmup_steps: Annotated[int, Field(ge=0)] = 0
     warmup_factor: Positive = 0.1
+    warmup_epochs: Annotated[float, Field(ge=0)] = 0.0
+    """A linear ramp from lr x warmup_factor to lr over this many epochs (Goyal et al.: 5)."""
 
     @model_validator(mode="after")
     def _one_factor_per_boundary(self) -> Schedule:
@@ -74,13 +83,52 @@ class Erasing(_Strict):
     per_pixel: bool = False
 
 
+class Crop(_Strict):
+    """ImageNet-style crops of images of any size, resized to the input size.
+
+    random-resized: area fraction in `scale`, aspect ratio in `ratio` (Szegedy et al. 2015);
+    scale-jitter: the shorter side resized to a size in `sizes`, a random 224 crop (He et al. 2015).
+    """
+
+    kind: Literal["random-resized", "scale-jitter"] = "random-resized"
+    scale: Annotated[list[Annotated[float, Field(gt=0, le=1)]], Field(min_length=2, max_length=2)] = [
+        0.08,
+        1.0,
+    ]
+    ratio: Annotated[list[Positive], Field(min_length=2, max_length=2)] = [0.75, 4 / 3]
+    sizes: Annotated[list[Annotated[int, Field(ge=224, le=4096)]], Field(min_length=2, max_length=2)] = [
+        256,
+        480,
+    ]
+
+    @model_validator(mode="after")
+    def _ordered_ranges(self) -> Crop:
+        for name in ("scale", "ratio", "sizes"):
+            low, high = getattr(self, name)
+            if low > high:
+                raise ValueError(f"{name} must be [low, high], got [{low}, {high}]")
+        return self
+
+
 class Augment(_Strict):
-    """Augmentation: pad-and-crop (paper), shifts (Keras example), flips, random erasing."""
+    """Augmentation: pad-and-crop (paper), shifts (Keras example), flips, random erasing;
+    ImageNet crops and AlexNet's PCA lighting noise (its standard deviation, 0.1 in the paper)."""
 
     pad_crop: Annotated[int, Field(ge=0, le=16)] = 0
     shift: Annotated[float, Field(ge=0, lt=0.5)] = 0.0
     flip: bool = False
     erasing: Erasing | None = None
+    crop: Crop | None = None
+    lighting: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+
+class Evaluation(_Strict):
+    """How images of any size are evaluated: the central square of `crop_fraction` of the shorter
+    side (resize 256, crop 224: 0.875; 1.0 resizes the whole image), and the paper's 10-crop
+    testing (four corners and the center, each also flipped; softmax averaged) for the final test."""
+
+    crop_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
+    ten_crop: bool = False
 
 
 class FineTune(_Strict):
@@ -106,6 +154,9 @@ class Recipe(_Strict):
     augment: Augment = Augment()
     normalize: Literal["per-pixel-mean", "per-channel", "spec"] = "per-pixel-mean"
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    zero_init_residual: bool = False
+    """Start each residual block's last BatchNorm gamma at zero, so blocks begin as identities."""
+    evaluation: Evaluation = Evaluation()
     finetune: FineTune | None = None
 
 

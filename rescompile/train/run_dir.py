@@ -54,6 +54,8 @@ class RunState(BaseModel):
     step: Count
     data: str | None = None
     """The data source as given to `--data` (None: keras.datasets' CIFAR download)."""
+    val_data: str | None = None
+    """`--val-data`, where given (image folders and TFRecords)."""
     classes: Annotated[int, Field(ge=2)] = 10
     wall_seconds: Annotated[float, Field(ge=0)] = 0.0
     replicas: Annotated[int, Field(ge=1)] = 1
@@ -79,6 +81,10 @@ class RunSummary(BaseModel):
     epochs: Count
     steps: Count
     test_accuracy: float
+    test_top5: float | None = None
+    """Top-5 accuracy (None with 5 classes or fewer)."""
+    ten_crop: tuple[float, float] | None = None
+    """Top-1 and top-5 accuracy with 10-crop testing, where the recipe asks for it."""
     best_val_accuracy: float | None
     wall_seconds: float
     images_per_second: float | None
@@ -147,8 +153,10 @@ METRIC_FIELDS = [
     "lr",
     "loss",
     "accuracy",
+    "top5",
     "val_loss",
     "val_accuracy",
+    "val_top5",
     "seconds",
     "images_per_second",
 ]

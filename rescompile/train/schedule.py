@@ -12,7 +12,8 @@ from rescompile.train.recipe import Recipe
 
 @keras.saving.register_keras_serializable(package="rescompile")
 class RecipeSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """lr(step) = base x piecewise factor | one-cycle shape, after an optional constant warm-up.
+    """lr(step) = base x piecewise factor | one-cycle shape, after an optional constant warm-up or
+    linear ramp (from base x warmup_factor).
 
     Boundaries are in steps (epochs are converted by the caller). `scale` multiplies everything;
     ReduceLROnPlateau lowers it, and it is saved with the run's state.
@@ -29,6 +30,7 @@ class RecipeSchedule(keras.optimizers.schedules.LearningRateSchedule):
         final: float = 0.0,
         warmup_steps: int = 0,
         warmup_factor: float = 0.1,
+        ramp_steps: int = 0,
         scale: float = 1.0,
     ) -> None:
         self.base = base
@@ -40,6 +42,7 @@ class RecipeSchedule(keras.optimizers.schedules.LearningRateSchedule):
         self.final = final
         self.warmup_steps = warmup_steps
         self.warmup_factor = warmup_factor
+        self.ramp_steps = ramp_steps
         self.scale = keras.Variable(scale, trainable=False, dtype="float32", name="lr_scale")
 
     def __call__(self, step):
@@ -56,6 +59,9 @@ class RecipeSchedule(keras.optimizers.schedules.LearningRateSchedule):
             lr = ops.where(step < peak, rising, falling)
         if self.warmup_steps:
             lr = ops.where(step < self.warmup_steps, self.base * self.warmup_factor, lr)
+        if self.ramp_steps:
+            ramp = self.warmup_factor + (1 - self.warmup_factor) * step / self.ramp_steps
+            lr = ops.where(step < self.ramp_steps, lr * ramp, lr)
         return lr * self.scale
 
     def get_config(self) -> dict:
@@ -69,6 +75,7 @@ class RecipeSchedule(keras.optimizers.schedules.LearningRateSchedule):
             "final": self.final,
             "warmup_steps": self.warmup_steps,
             "warmup_factor": self.warmup_factor,
+            "ramp_steps": self.ramp_steps,
             "scale": float(self.scale.numpy()),
         }
 
@@ -78,7 +85,7 @@ def make_schedule(recipe: Recipe, steps_per_epoch: int, total_steps: int) -> Rec
     plan = recipe.schedule
     per_unit = steps_per_epoch if plan.unit == "epochs" else 1
     return RecipeSchedule(
-        base=recipe.optimizer.lr,
+        base=recipe.optimizer.lr_for(recipe.batch_size),
         kind=plan.kind,
         boundaries=[round(b * per_unit) for b in plan.boundaries],
         factors=plan.factors,
@@ -87,6 +94,7 @@ def make_schedule(recipe: Recipe, steps_per_epoch: int, total_steps: int) -> Rec
         final=plan.final,
         warmup_steps=plan.warmup_steps,
         warmup_factor=plan.warmup_factor,
+        ramp_steps=round(plan.warmup_epochs * steps_per_epoch),
     )
 
 

@@ -22,6 +22,8 @@ class Normalization:
     mean: np.ndarray
     std: np.ndarray
     color: str = "RGB"
+    crop: float = 1.0
+    """The evaluation crop (central fraction of the shorter side) of images of any size."""
 
     @classmethod
     def from_preprocess(cls, config: dict) -> Normalization:
@@ -32,6 +34,7 @@ class Normalization:
             np.zeros(1, np.float32) if mean == "per-pixel" else np.asarray(mean, np.float32),
             np.asarray(config.get("std", 1.0), np.float32),
             config.get("color", "RGB"),
+            float(config.get("crop", 1.0)),
         )
 
     def as_preprocess(self) -> dict:
@@ -41,6 +44,7 @@ class Normalization:
             "scale": self.scale,
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
+            "crop": self.crop,
         }
 
 
@@ -123,34 +127,61 @@ def augment_fn(config: Augment, normalization: Normalization, training: bool):
     return apply
 
 
+@dataclass(frozen=True)
+class Shard:
+    """This worker's part of every global batch: worker `index` of `count` reads examples
+    index, index + count, ... of each epoch's order, `batch` of them per step."""
+
+    index: int = 0
+    count: int = 1
+
+
+def element_seed(seed: int, epoch: tf.Tensor, position: tf.Tensor) -> tf.Tensor:
+    """The stateless seed of one example's random draws: a function of (seed, epoch, example)."""
+    return tf.stack([tf.cast(seed, tf.int64) * 7919 + tf.cast(epoch, tf.int64), tf.cast(position, tf.int64)])
+
+
 def training_dataset(
-    x: np.ndarray,
-    y: np.ndarray,
-    batch: int,
-    augment: Augment,
-    normalization: Normalization,
+    count: int,
+    load,
+    global_batch: int,
     seed: int,
     first_epoch: int,
+    shard: Shard = Shard(),
+    skip_errors: bool = False,
 ) -> tf.data.Dataset:
-    """Epochs first_epoch, first_epoch+1, ... of shuffled, augmented full batches, without end."""
-    count = len(x)
-    images, labels = tf.constant(x), tf.constant(y.astype(np.int32))
-    mapper = augment_fn(augment, normalization, training=True)
+    """Epochs first_epoch, first_epoch+1, ... of shuffled, augmented full batches, without end.
+
+    `load(index, seed)` gives example `index` of `count` augmented with `seed`. An epoch is the
+    first count // global_batch * global_batch examples of a permutation drawn from (seed, epoch);
+    a worker takes every `shard.count`-th, so the workers' step-k batches together are the
+    single-process step-k batch. With `skip_errors`, an example that fails to decode is dropped
+    (TensorFlow logs it) instead of stopping the run.
+    """
+    used = count // global_batch * global_batch
+    batch = global_batch // shard.count
 
     def epoch(index: tf.Tensor) -> tf.data.Dataset:
         order = tf.random.experimental.stateless_shuffle(tf.range(count), seed=tf.stack([seed, index]))
-        positions = tf.data.Dataset.from_tensor_slices(order)
-
-        def example(i: tf.Tensor):
-            element_seed = tf.stack([tf.cast(seed, tf.int64) * 7919 + index, tf.cast(i, tf.int64)])
-            return mapper(tf.gather(images, i), tf.gather(labels, i), element_seed)
-
-        return positions.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(
-            batch, drop_remainder=True
+        positions = tf.data.Dataset.from_tensor_slices(order[:used][shard.index :: shard.count])
+        examples = positions.map(
+            lambda i: load(i, element_seed(seed, index, i)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
         )
+        if skip_errors:
+            examples = examples.ignore_errors(log_warning=True)
+        return examples.batch(batch, drop_remainder=True)
 
     epochs = tf.data.Dataset.range(first_epoch, 2**31 - 1)
     return epochs.flat_map(epoch).prefetch(tf.data.AUTOTUNE)
+
+
+def array_loader(x: np.ndarray, y: np.ndarray, augment: Augment, normalization: Normalization):
+    """`load(index, seed)` over in-memory uint8 images."""
+    images, labels = tf.constant(x), tf.constant(y.astype(np.int32))
+    mapper = augment_fn(augment, normalization, training=True)
+    return lambda i, seed: mapper(tf.gather(images, i), tf.gather(labels, i), seed)
 
 
 def evaluation_dataset(

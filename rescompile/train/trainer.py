@@ -44,10 +44,11 @@ from rescompile.train.run_dir import (
 )
 
 if TYPE_CHECKING:
-    from rescompile.data.datasets import Dataset
-    from rescompile.train.tfdata import Normalization
+    from rescompile.train.inputs import Inputs
+    from rescompile.train.tfdata import Shard
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+EVAL_BATCH = 256
 
 
 @dataclass(kw_only=True)
@@ -58,6 +59,10 @@ class TrainOptions:
     spec: Path | None = None
     """None with `resume`: the run's own spec.json."""
     data: str | None = None
+    val_data: str | None = None
+    """A separate evaluation folder or TFRecord glob (image folders and TFRecords only)."""
+    strict: bool = False
+    """Fail on a truncated or undecodable image instead of skipping it."""
     precision: str = "float32"
     jit: bool = False
     seed: int = 0
@@ -88,6 +93,28 @@ def configure_devices(cpu_devices: int) -> None:
             raise RescompileError(f"--cpu-devices must be set before TensorFlow starts ({exc})") from None
 
 
+def worker_shard(distribute: str | None) -> Shard:
+    """This process's place among the workers of `TF_CONFIG` (one shard without multiworker):
+    a `chief` task first, then the `worker` tasks in order."""
+    from rescompile.train.tfdata import Shard
+
+    if distribute != "multiworker":
+        return Shard()
+    try:
+        config = json.loads(os.environ.get("TF_CONFIG", ""))
+        cluster, task = config["cluster"], config["task"]
+        chiefs, workers = list(cluster.get("chief", [])), list(cluster.get("worker", []))
+        index = int(task["index"]) + (len(chiefs) if task["type"] == "worker" else 0)
+        if task["type"] not in ("chief", "worker") or not 0 <= index < len(chiefs) + len(workers):
+            raise ValueError(f"task {task}")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RescompileError(
+            f"--distribute multiworker needs TF_CONFIG naming the cluster's chief/worker tasks and this"
+            f" task ({type(exc).__name__}: {exc}); see README, 'Training on several machines'"
+        ) from None
+    return Shard(index, len(chiefs) + len(workers))
+
+
 def strategy_for(name: str | None):
     """A tf.distribute strategy, or the default one."""
     import tensorflow as tf
@@ -101,17 +128,6 @@ def strategy_for(name: str | None):
     if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise RescompileError(f"--distribute must be mirrored or multiworker, got {name!r}")
-
-
-def _split(dataset, validation: int, seed: int):
-    order = np.random.default_rng(seed).permutation(len(dataset.x_train))
-    if validation >= len(order):
-        raise RescompileError(
-            f"the recipe's validation split ({validation} images) leaves no training images (have"
-            f" {len(order)}): pass --set validation={len(order) // 10}, or 0 to validate on the test set"
-        )
-    val, train = order[:validation], order[validation:]
-    return (dataset.x_train[train], dataset.y_train[train]), (dataset.x_train[val], dataset.y_train[val])
 
 
 def _one_hot(data, classes: int):
@@ -131,20 +147,29 @@ def _length(recipe: Recipe, steps_per_epoch: int) -> tuple[int, int]:
 
 
 def _compile(model, recipe: Recipe, optimizer, jit: bool) -> None:
+    """Cross-entropy with the recipe's label smoothing; top-1 and (over 5 classes) top-5 accuracy."""
     import keras
 
+    metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    if model.output.shape[-1] > 5:
+        metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5"))
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        metrics=metrics,
         jit_compile=jit,
     )
 
 
-def _pretrained(model, graph, options: TrainOptions) -> None:
-    """Load --weights by layer name and apply --freeze (backbone, or a number of stages)."""
-    from rescompile.keras_backend.model import freeze, load_weights
+def _initialise(model, graph, run: _Run) -> None:
+    """Zero-init the residual branches' last BN (if the recipe asks), load --weights by layer name
+    and apply --freeze (backbone, or a number of stages)."""
+    from rescompile.keras_backend.model import freeze, load_weights, zero_init_residual
 
+    if run.recipe.zero_init_residual:
+        print(f"zero-initialised the last BatchNorm of {zero_init_residual(model, graph)} blocks", flush=True)
+
+    options = run.options
     if options.weights:
         loaded = load_weights(model, options.weights, graph=graph, allow_partial=options.allow_partial)
         print(f"loaded {loaded} layers from {options.weights}", flush=True)
@@ -222,7 +247,12 @@ def train(options: TrainOptions, recipe: Recipe | None) -> RunSummary:
     else:
         spec_path = options.spec
         state = RunState(
-            seed=options.seed, epoch=0, step=0, data=recorded_data(options.data), classes=options.classes
+            seed=options.seed,
+            epoch=0,
+            step=0,
+            data=recorded_data(options.data),
+            val_data=recorded_data(options.val_data),
+            classes=options.classes,
         )
     analysis = analyze(spec_path)
     stages_to_freeze(options.freeze, analysis.graph)  # refused before anything is written
@@ -230,7 +260,7 @@ def train(options: TrainOptions, recipe: Recipe | None) -> RunSummary:
     with run_lock(run_dir):
         run = _prepare(options, recipe, state, analysis, spec_path)
         print(
-            f"training {analysis.spec.name} ({spec_path}) on {run.dataset.name}, recipe {recipe.name},"
+            f"training {analysis.spec.name} ({spec_path}) on {run.inputs.name}, recipe {recipe.name},"
             f" into {run_dir}" + (f", resuming after epoch {state.epoch}" if options.resume else ""),
             flush=True,
         )
@@ -286,6 +316,11 @@ def _resumed(options: TrainOptions, recipe: Recipe | None) -> tuple[RunState, Re
             f"--resume: {run_dir} trains on {state.data or 'keras.datasets CIFAR'},"
             f" not --data {options.data}; drop --data to continue it"
         )
+    if options.val_data is not None and recorded_data(options.val_data) != state.val_data:
+        raise RescompileError(
+            f"--resume: {run_dir} evaluates on {state.val_data or 'its --data'}, not --val-data"
+            f" {options.val_data}; drop --val-data to continue it"
+        )
     if recipe is not None and recipe != stored:
         changed = recipe_differences(recipe, stored)
         raise RescompileError(
@@ -304,10 +339,8 @@ class _Run:
     state: RunState
     spec_path: Path
     analysis: Analysis
-    dataset: Dataset
-    train_split: tuple[np.ndarray, np.ndarray]
-    val_split: tuple[np.ndarray, np.ndarray]
-    normalization: Normalization
+    inputs: Inputs
+    shard: Shard
     steps_per_epoch: int
     epochs: int
     total_steps: int
@@ -319,7 +352,7 @@ class _Run:
         return self.options.out
 
     def one_hot(self, data):
-        return _one_hot(data, self.dataset.classes)
+        return _one_hot(data, len(self.inputs.class_names))
 
     def fresh_model(self):
         """The spec's model for this data (its classes and image size), freshly initialised."""
@@ -328,8 +361,8 @@ class _Run:
         return build(
             self.spec_path,
             self.dir,
-            input_size=self.train_split[0].shape[1],
-            classes=self.dataset.classes,
+            input_size=self.inputs.image_size,
+            classes=len(self.inputs.class_names),
             save=False,
             check_memory=self.options.check_memory,
         )
@@ -338,40 +371,42 @@ class _Run:
 def _prepare(
     options: TrainOptions, recipe: Recipe, state: RunState, analysis: Analysis, spec_path: Path
 ) -> _Run:
-    """Load and split the data, fit the normalisation, and (on a fresh run) record the spec and
-    recipe in the run directory."""
-    from rescompile.data.datasets import load_dataset
+    """Open the data (splits, hold-out, normalisation), and (on a fresh run) record the spec and
+    recipe in the run directory. Validation holds out `recipe.validation` training images; with
+    0 it uses the test split, as the paper's curves do."""
+    import keras
+
+    from rescompile.train.inputs import open_inputs
 
     if options.check_memory:
         require_memory(analysis, recipe.batch_size, training=True)
-    dataset = load_dataset(state.data, analysis.spec.input.size, state.classes)
-    train_split, val_split = _split(dataset, recipe.validation, state.seed)
-    if not len(val_split[0]):  # validation: 0 validates on the test set, as the paper's curves do
-        val_split = (dataset.x_test, dataset.y_test)
-    steps_per_epoch = len(train_split[0]) // recipe.batch_size
+    shard = worker_shard(options.distribute)
+    if recipe.batch_size % shard.count:
+        raise RescompileError(
+            f"batch size {recipe.batch_size} does not split evenly over {shard.count} workers"
+        )
+    inputs = open_inputs(
+        state.data, state.val_data, state.classes, recipe, state.seed,
+        analysis.spec.preprocess.model_dump(mode="json"), analysis.spec.input.size, options.strict,
+    )  # fmt: skip
+    for note in inputs.notes:
+        print(note, flush=True)
+    steps_per_epoch = inputs.steps_per_epoch(recipe.batch_size, shard)
     if steps_per_epoch == 0:
         raise RescompileError(
-            f"batch size {recipe.batch_size} exceeds the {len(train_split[0])} training images:"
-            f" pass --batch-size {max(1, len(train_split[0]) // 4)}"
+            f"batch size {recipe.batch_size} exceeds the {inputs.train_count} training images:"
+            f" pass --batch-size {max(1, inputs.train_count // 4)}"
         )
     epochs, total_steps = _length(recipe, steps_per_epoch)
-    import keras  # only now: data that cannot train is refused without TensorFlow's start-up
-
-    from rescompile.train.tfdata import fit_normalization
-
     keras.utils.set_random_seed(state.seed)
     keras.mixed_precision.set_global_policy(options.precision)
-    normalization = fit_normalization(
-        train_split[0], recipe.normalize, analysis.spec.preprocess.model_dump(mode="json")
-    )
     if not options.resume:
         spec_path = write_spec(options.out, analysis.spec.model_dump(mode="json"))
         write_text_atomic(options.out / RECIPE, recipe.model_dump_json(indent=2))
-    write_text_atomic(options.out / "preprocess.json", json.dumps(normalization.as_preprocess()))
+    write_text_atomic(options.out / "preprocess.json", json.dumps(inputs.normalization.as_preprocess()))
     return _Run(
-        options, recipe, state, spec_path, analysis, dataset, train_split, val_split,
-        normalization, steps_per_epoch, epochs, total_steps,
-    )  # fmt: skip
+        options, recipe, state, spec_path, analysis, inputs, shard, steps_per_epoch, epochs, total_steps
+    )
 
 
 def _load_checkpoint(path: Path):
@@ -395,7 +430,7 @@ def _model(run: _Run, strategy):
             restore_seed_states(model, run.state.seed_states)
             return model, model.optimizer.learning_rate
         built = run.fresh_model()
-        _pretrained(built.model, built.analysis.graph, run.options)
+        _initialise(built.model, built.analysis.graph, run)
         schedule = make_schedule(run.recipe, run.steps_per_epoch, run.total_steps)
         _compile(built.model, run.recipe, make_optimizer(run.recipe, schedule), run.options.jit)
         return built.model, schedule
@@ -403,13 +438,7 @@ def _model(run: _Run, strategy):
 
 def _fit(run: _Run, model, recorder, start: int, stop: int, callbacks: list) -> None:
     """Epochs start..stop of one phase, with the batches of those epochs (exact on resume)."""
-    from rescompile.train.tfdata import evaluation_dataset, training_dataset
-
-    x_train, y_train = run.train_split
-    recipe = run.recipe
-    train_data = training_dataset(
-        x_train, y_train, recipe.batch_size, recipe.augment, run.normalization, run.state.seed, start
-    )
+    train_data = run.inputs.training(run.recipe, run.state.seed, start, run.shard)
     if run.options.tensorboard:
         import keras
 
@@ -419,7 +448,7 @@ def _fit(run: _Run, model, recorder, start: int, stop: int, callbacks: list) -> 
         epochs=stop,
         initial_epoch=start,
         steps_per_epoch=run.steps_per_epoch,
-        validation_data=run.one_hot(evaluation_dataset(*run.val_split, 256, run.normalization)),
+        validation_data=run.one_hot(run.inputs.validation(EVAL_BATCH)),
         callbacks=[*callbacks, recorder],
         verbose=1 if sys.stdout.isatty() else 2,
         shuffle=False,
@@ -491,12 +520,14 @@ def _finish(run: _Run, model) -> RunSummary:
 
     from rescompile.keras_backend.build import model_record, save_model
     from rescompile.train.plots import plot_curves
-    from rescompile.train.tfdata import evaluation_dataset
 
-    dataset, state = run.dataset, run.state
-    test_data = run.one_hot(evaluation_dataset(dataset.x_test, dataset.y_test, 256, run.normalization))
+    inputs, state = run.inputs, run.state
     started = time.perf_counter()
-    _, test_accuracy = model.evaluate(test_data, verbose=0)
+    scores = model.evaluate(run.one_hot(inputs.test(EVAL_BATCH)), verbose=0, return_dict=True)
+    ten_crop = None
+    if run.recipe.evaluation.ten_crop:
+        ten_crop = inputs.ten_crop_accuracy(model)
+        print(f"10-crop test accuracy: top-1 {ten_crop[0]:.2%}, top-5 {ten_crop[1]:.2%}", flush=True)
     keras.mixed_precision.set_global_policy("float32")
     final = run.fresh_model()
     final.model.set_weights(model.get_weights())
@@ -504,8 +535,8 @@ def _finish(run: _Run, model) -> RunSummary:
     record = model_record(
         analysis,
         include_top=True,
-        preprocess=run.normalization.as_preprocess(),
-        class_names=dataset.class_names,
+        preprocess=inputs.normalization.as_preprocess(),
+        class_names=inputs.class_names,
     )
     save_model(final.model, run.dir / "model.keras", record)
     if run.options.export_onnx:
@@ -516,15 +547,17 @@ def _finish(run: _Run, model) -> RunSummary:
             final.model, analysis, run.dir / "model.onnx", onnx_options(ExportOptions(), analysis, record)
         )
     if run.rows:
-        plot_curves(run.rows, run.dir, f"{analysis.spec.name} on {dataset.name}, run {run.dir.name}")
+        plot_curves(run.rows, run.dir, f"{analysis.spec.name} on {inputs.name}, run {run.dir.name}")
     images_per_second = [float(r["images_per_second"]) for r in run.rows]
     summary = RunSummary(
         spec=analysis.spec.name,
-        dataset=dataset.name,
-        paper_test_error=analysis.spec.expect.test_error_on(dataset.name),
+        dataset=inputs.name,
+        paper_test_error=analysis.spec.expect.test_error_on(inputs.name),
         epochs=state.epoch,
         steps=state.step,
-        test_accuracy=float(test_accuracy),
+        test_accuracy=float(scores["accuracy"]),
+        test_top5=float(scores["top5"]) if "top5" in scores else None,
+        ten_crop=ten_crop,
         best_val_accuracy=state.best_val_accuracy,
         wall_seconds=state.wall_seconds + (time.perf_counter() - started),
         images_per_second=float(np.median(images_per_second)) if images_per_second else None,

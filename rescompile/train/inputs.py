@@ -1,0 +1,222 @@
+"""What a run trains on: CIFAR arrays in memory, or a streamed source (image folders, TFRecords),
+behind one interface the trainer uses: the splits' sizes, the fitted normalisation, and tf.data
+pipelines for training (per worker), validation and the final test."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import tensorflow as tf
+
+from rescompile.data.datasets import Dataset
+from rescompile.data.sources import FileSplit, RecordSplit, Source, Split
+from rescompile.errors import RescompileError
+from rescompile.train import streaming
+from rescompile.train.recipe import Recipe
+from rescompile.train.tfdata import (
+    Normalization,
+    Shard,
+    array_loader,
+    evaluation_dataset,
+    fit_normalization,
+    training_dataset,
+)
+
+NORMALIZATION_SAMPLE = 1000
+"""Streamed training images a per-pixel or per-channel mean is estimated from."""
+
+
+class Inputs(Protocol):
+    """The data of a run."""
+
+    name: str
+    class_names: list[str]
+    image_size: int
+    normalization: Normalization
+    train_count: int
+    notes: list[str]
+
+    def steps_per_epoch(self, global_batch: int, shard: Shard) -> int: ...
+    def training(self, recipe: Recipe, seed: int, first_epoch: int, shard: Shard) -> tf.data.Dataset: ...
+    def validation(self, batch: int) -> tf.data.Dataset: ...
+    def test(self, batch: int) -> tf.data.Dataset: ...
+    def ten_crop_accuracy(self, model) -> tuple[float, float]: ...
+
+
+def _holdout(count: int, validation: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) indices: a seeded permutation's first `validation` are held out."""
+    if validation >= count:
+        raise RescompileError(
+            f"the recipe's validation split ({validation} images) leaves no training images (have"
+            f" {count}): pass --set validation={count // 10}, or 0 to validate on the test set"
+        )
+    order = np.random.default_rng(seed).permutation(count)
+    return order[validation:], order[:validation]
+
+
+@dataclass
+class ArrayInputs:
+    """CIFAR in memory: a seeded validation hold-out, the recipe's normalisation fitted on it."""
+
+    dataset: Dataset
+    train: tuple[np.ndarray, np.ndarray]
+    held_out: tuple[np.ndarray, np.ndarray]
+    normalization: Normalization
+    notes: list[str]
+
+    @classmethod
+    def create(cls, dataset: Dataset, recipe: Recipe, seed: int, spec_preprocess: dict) -> ArrayInputs:
+        train, held = _holdout(len(dataset.x_train), recipe.validation, seed)
+        x, y = dataset.x_train, dataset.y_train
+        held_out = (x[held], y[held]) if len(held) else (dataset.x_test, dataset.y_test)
+        normalization = fit_normalization(x[train], recipe.normalize, spec_preprocess)
+        return cls(dataset, (x[train], y[train]), held_out, normalization, [])
+
+    @property
+    def name(self) -> str:
+        return self.dataset.name
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.dataset.class_names
+
+    @property
+    def image_size(self) -> int:
+        return int(self.train[0].shape[1])
+
+    @property
+    def train_count(self) -> int:
+        return len(self.train[0])
+
+    def steps_per_epoch(self, global_batch: int, shard: Shard) -> int:
+        return self.train_count // global_batch
+
+    def training(self, recipe: Recipe, seed: int, first_epoch: int, shard: Shard) -> tf.data.Dataset:
+        load = array_loader(*self.train, recipe.augment, self.normalization)
+        return training_dataset(self.train_count, load, recipe.batch_size, seed, first_epoch, shard)
+
+    def validation(self, batch: int) -> tf.data.Dataset:
+        return evaluation_dataset(*self.held_out, batch, self.normalization)
+
+    def test(self, batch: int) -> tf.data.Dataset:
+        return evaluation_dataset(self.dataset.x_test, self.dataset.y_test, batch, self.normalization)
+
+    def ten_crop_accuracy(self, model) -> tuple[float, float]:
+        raise RescompileError(
+            "10-crop testing needs images larger than the input (an image folder or TFRecords)"
+        )
+
+
+@dataclass
+class StreamInputs:
+    """Image files or TFRecord shards, decoded and augmented inside tf.data."""
+
+    source: Source
+    train: Split
+    held_out: Split
+    image_size: int
+    normalization: Normalization
+    strict: bool
+    notes: list[str]
+
+    @classmethod
+    def create(
+        cls, source: Source, recipe: Recipe, seed: int, spec_preprocess: dict, size: int, strict: bool
+    ) -> StreamInputs:
+        notes = [source.note]
+        if source.skipped:
+            notes.append(
+                f"skipped {len(source.skipped)} truncated or unreadable images"
+                f" (--strict fails instead), e.g. {source.skipped[0]}"
+            )
+        train, held_out = source.train, source.test
+        if recipe.validation:
+            if isinstance(train, RecordSplit):
+                raise RescompileError(
+                    f"TFRecord data cannot hold out --set validation={recipe.validation} images:"
+                    " pass --set validation=0 to validate on the evaluation shards"
+                )
+            kept, held = _holdout(len(train), recipe.validation, seed)
+            train, held_out = train.subset(np.sort(kept)), train.subset(np.sort(held))
+            notes.append(f"held out {len(held)} training images for validation (seed {seed})")
+        if isinstance(train, RecordSplit):
+            streaming.check_records(train, "--data")
+            streaming.check_records(source.test, "--val-data")
+        if recipe.normalize == "spec":
+            normalization = Normalization.from_preprocess(spec_preprocess)
+        else:
+            sample = _sample(train, size, recipe.evaluation.crop_fraction, seed)
+            normalization = fit_normalization(sample, recipe.normalize, spec_preprocess)
+        normalization = dataclasses.replace(normalization, crop=recipe.evaluation.crop_fraction)
+        return cls(source, train, held_out, size, normalization, strict, notes)
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.source.class_names
+
+    @property
+    def train_count(self) -> int:
+        return len(self.train)
+
+    def steps_per_epoch(self, global_batch: int, shard: Shard) -> int:
+        if isinstance(self.train, RecordSplit):
+            return streaming.record_steps(self.train, global_batch, shard)
+        return self.train_count // global_batch
+
+    def training(self, recipe: Recipe, seed: int, first_epoch: int, shard: Shard) -> tf.data.Dataset:
+        return streaming.streamed_training(
+            self.train, recipe, self.normalization, self.image_size, seed, first_epoch, shard, self.strict
+        )
+
+    def _evaluation(self, split: Split, batch: int) -> tf.data.Dataset:
+        transform = streaming.eval_transform(self.normalization, self.image_size)
+        return streaming.evaluation_stream(split, transform, batch)
+
+    def validation(self, batch: int) -> tf.data.Dataset:
+        return self._evaluation(self.held_out, batch)
+
+    def test(self, batch: int) -> tf.data.Dataset:
+        return self._evaluation(self.source.test, batch)
+
+    def ten_crop_accuracy(self, model) -> tuple[float, float]:
+        return streaming.ten_crop_accuracy(model, self.source.test, self.normalization, self.image_size)
+
+
+def _sample(split: Split, size: int, crop_fraction: float, seed: int) -> np.ndarray:
+    """Up to NORMALIZATION_SAMPLE training images, evaluation-cropped, as uint8 arrays."""
+    identity = Normalization(1.0, np.zeros(1, np.float32), np.ones(1, np.float32), crop=crop_fraction)
+    transform = streaming.eval_transform(identity, size)
+    if isinstance(split, FileSplit) and len(split) > NORMALIZATION_SAMPLE:
+        pick = np.random.default_rng(seed).choice(len(split), NORMALIZATION_SAMPLE, replace=False)
+        split = split.subset(np.sort(pick))
+    images = streaming.evaluation_stream(split, transform, 256).take(-(-NORMALIZATION_SAMPLE // 256))
+    return np.concatenate([np.round(x.numpy()).astype(np.uint8) for x, _ in images])[:NORMALIZATION_SAMPLE]
+
+
+def open_inputs(
+    data: str | None,
+    val_data: str | None,
+    classes: int,
+    recipe: Recipe,
+    seed: int,
+    spec_preprocess: dict,
+    size: int,
+    strict: bool,
+) -> Inputs:
+    """The run's inputs from `--data` (and `--val-data`)."""
+    from rescompile.data.datasets import load_dataset
+    from rescompile.data.sources import is_streamed, open_source
+
+    if is_streamed(data):
+        source = open_source(data, val_data, classes, seed, strict)  # type: ignore[arg-type]
+        return StreamInputs.create(source, recipe, seed, spec_preprocess, size, strict)
+    if val_data is not None:
+        raise RescompileError("--val-data applies to image folders and TFRecord shards, not CIFAR")
+    return ArrayInputs.create(load_dataset(data, classes), recipe, seed, spec_preprocess)

@@ -1,0 +1,220 @@
+"""tf.data pipelines over streamed sources (image files, TFRecord shards): read, decode only the
+crop window, resize, augment, normalise, inside parallel maps; nothing holds the whole dataset.
+
+Training images are drawn as `rescompile.train.tfdata.training_dataset` draws arrays: every random
+choice is a stateless function of (seed, epoch, example), so a resumed run sees the same batches.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import tensorflow as tf
+
+from rescompile.data.sources import FileSplit, RecordSplit, Split
+from rescompile.errors import RescompileError
+from rescompile.train import crops
+from rescompile.train.recipe import Augment, Recipe
+from rescompile.train.tfdata import Normalization, Shard, augment_fn, element_seed, training_dataset
+
+IMAGE_KEY = "image/encoded"
+LABEL_KEY = "image/class/label"
+FEATURES = {
+    IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
+    LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
+}
+SHUFFLE_BUFFER = 10_000
+
+
+def train_transform(recipe: Recipe, normalization: Normalization, size: int):
+    """encoded image, label, seed -> augmented, normalised (size, size, 3) float32, label."""
+    augment = recipe.augment
+    crop = augment.crop
+    pixels = augment_fn(
+        augment.model_copy(update={"crop": None, "lighting": 0.0}), normalization, training=True
+    )
+
+    def apply(encoded: tf.Tensor, label: tf.Tensor, seed: tf.Tensor):
+        if crop is None:
+            window_of = crops.whole_window
+        elif crop.kind == "random-resized":
+            window_of = functools.partial(crops.random_resized_window, crop=crop, seed=seed + 11)
+        else:
+            window_of = functools.partial(crops.scale_jitter_window, crop=crop, seed=seed + 11)
+        image = crops.resize(crops.decode_window(encoded, window_of), size)
+        if augment.lighting:
+            image = crops.lighting(image, augment.lighting, seed + 13)
+        return pixels(image, label, seed)
+
+    return apply
+
+
+def eval_transform(normalization: Normalization, size: int):
+    """encoded image, label -> the central crop (normalization.crop), resized and normalised, label."""
+    pixels = augment_fn(Augment(), normalization, training=False)
+    window_of = functools.partial(crops.center_window, fraction=normalization.crop)
+    if normalization.crop == 1.0:
+        window_of = crops.whole_window
+
+    def apply(encoded: tf.Tensor, label: tf.Tensor):
+        image = crops.resize(crops.decode_window(encoded, window_of), size)
+        return pixels(image, label, tf.zeros(2, tf.int64))
+
+    return apply
+
+
+def ten_crop_transform(normalization: Normalization, size: int):
+    """encoded image, label -> (10, size, size, 3): four corners and the center, and their flips."""
+    pixels = augment_fn(Augment(), normalization, training=False)
+
+    def apply(encoded: tf.Tensor, label: tf.Tensor):
+        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        windows = crops.ten_crop_windows(tf.shape(image), normalization.crop)
+        views = tf.map_fn(
+            lambda w: crops.resize(tf.slice(image, [w[0], w[1], 0], [w[2], w[3], -1]), size),
+            windows,
+            fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
+        )
+        views = tf.concat([views, tf.reverse(views, axis=[2])], axis=0)
+        normalised, _ = pixels(views, label, tf.zeros(2, tf.int64))
+        return normalised, label
+
+    return apply
+
+
+def _file_examples(split: FileSplit):
+    files = tf.constant(list(split.files))
+    labels = tf.constant(split.labels)
+    return lambda i: (tf.io.read_file(files[i]), labels[i])
+
+
+def streamed_training(
+    split: Split,
+    recipe: Recipe,
+    normalization: Normalization,
+    size: int,
+    seed: int,
+    first_epoch: int,
+    shard: Shard,
+    strict: bool,
+) -> tf.data.Dataset:
+    """Batches of augmented training examples, epoch after epoch, for this worker's shard."""
+    transform = train_transform(recipe, normalization, size)
+    if isinstance(split, FileSplit):
+        read = _file_examples(split)
+
+        def load(i: tf.Tensor, example_seed: tf.Tensor):
+            encoded, label = read(i)
+            return transform(encoded, label, example_seed)
+
+        return training_dataset(
+            len(split), load, recipe.batch_size, seed, first_epoch, shard, skip_errors=not strict
+        )
+    return _record_training(split, transform, recipe.batch_size, seed, first_epoch, shard, strict)
+
+
+def record_steps(split: RecordSplit, global_batch: int, shard: Shard) -> int:
+    """Steps per epoch over TFRecords: every worker must take as many (the smallest share)."""
+    by_file = len(split.shards) >= shard.count > 1
+    if not by_file:
+        return len(split) // global_batch
+    shares = [sum(split.counts[w :: shard.count]) for w in range(shard.count)]
+    return min(shares) // (global_batch // shard.count)
+
+
+def _record_training(
+    split: RecordSplit, transform, global_batch: int, seed: int, first_epoch: int, shard: Shard, strict: bool
+) -> tf.data.Dataset:
+    """Shards interleaved in an order drawn per epoch, shuffled through a seeded buffer. With
+    at least as many shards as workers, each worker reads its own shards (by file), else every
+    worker reads all and keeps every count-th example."""
+    by_file = len(split.shards) >= shard.count > 1
+    shards = list(split.shards[shard.index :: shard.count]) if by_file else list(split.shards)
+    steps = record_steps(split, global_batch, shard)
+    batch = global_batch // shard.count
+    files = tf.constant(shards)
+
+    def epoch(index: tf.Tensor) -> tf.data.Dataset:
+        order = tf.random.experimental.stateless_shuffle(tf.range(len(shards)), seed=tf.stack([seed, index]))
+        records = tf.data.Dataset.from_tensor_slices(tf.gather(files, order)).interleave(
+            tf.data.TFRecordDataset,
+            cycle_length=min(16, len(shards)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        if shard.count > 1 and not by_file:
+            records = records.shard(shard.count, shard.index)
+        records = records.shuffle(SHUFFLE_BUFFER, seed=tf.cast(seed, tf.int64) * 7919 + index)
+        examples = records.enumerate().map(
+            lambda position, record: transform(*parse_record(record), element_seed(seed, index, position)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        if not strict:
+            examples = examples.ignore_errors(log_warning=True)
+        return examples.batch(batch, drop_remainder=True).take(steps)
+
+    return tf.data.Dataset.range(first_epoch, 2**31 - 1).flat_map(epoch).prefetch(tf.data.AUTOTUNE)
+
+
+def parse_record(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(encoded image, label) of a tf.train.Example in the TF model garden's ImageNet layout."""
+    parsed = tf.io.parse_single_example(record, FEATURES)
+    return parsed[IMAGE_KEY], tf.cast(parsed[LABEL_KEY], tf.int32)
+
+
+def check_records(split: RecordSplit, option: str) -> None:
+    """Every shard's first record has the two features (one line naming the file and the key)."""
+    for shard in split.shards:
+        try:
+            first = next(iter(tf.data.TFRecordDataset(shard).take(1)))
+            example = tf.train.Example.FromString(first.numpy())
+        except Exception as exc:
+            message = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise RescompileError(
+                f"{option} {shard}: not a TFRecord of tf.train.Example ({message})"
+            ) from None
+        for key, kind in ((IMAGE_KEY, "bytes_list"), (LABEL_KEY, "int64_list")):
+            feature = example.features.feature
+            if key not in feature or feature[key].WhichOneof("kind") != kind:
+                found = ", ".join(sorted(feature)) or "none"
+                raise RescompileError(
+                    f"{option} {shard}: records lack the {kind.split('_')[0]} feature {key!r}"
+                    f" (found: {found})"
+                )
+
+
+def evaluation_stream(split: Split, transform, batch: int) -> tf.data.Dataset:
+    """Every example of a split, in order, through `transform`, batched."""
+    if isinstance(split, FileSplit):
+        read = _file_examples(split)
+        examples = tf.data.Dataset.range(len(split)).map(
+            lambda i: transform(*read(i)), num_parallel_calls=tf.data.AUTOTUNE
+        )
+    else:
+        records = tf.data.TFRecordDataset(list(split.shards), num_parallel_reads=None)
+        examples = records.map(lambda r: transform(*parse_record(r)), num_parallel_calls=tf.data.AUTOTUNE)
+    return examples.batch(batch).prefetch(tf.data.AUTOTUNE)
+
+
+def ten_crop_scores(model, split: Split, normalization: Normalization, size: int):
+    """(scores (N, classes), labels (N,)) with 10-crop testing: the softmax averaged over the
+    four corner crops, the center crop, and their mirror images (He et al. 2015, Sec. 3.4)."""
+    import numpy as np
+
+    transform = ten_crop_transform(normalization, size)
+    scores, labels = [], []
+    for views, truth in evaluation_stream(split, transform, 32):
+        batch = int(truth.shape[0])
+        predicted = model.predict_on_batch(tf.reshape(views, [batch * 10, size, size, 3]))
+        scores.append(np.asarray(predicted, np.float32).reshape(batch, 10, -1).mean(axis=1))
+        labels.append(truth.numpy())
+    return np.concatenate(scores), np.concatenate(labels)
+
+
+def top_k_accuracy(scores, labels, k: int) -> float:
+    """The fraction of examples whose label is among the k highest scores."""
+    import numpy as np
+
+    ranked = np.argsort(-scores, axis=1)[:, :k]
+    return float((ranked == labels[:, None]).any(axis=1).mean())
