@@ -50,8 +50,6 @@ def test_cifar_tarball_and_folder_load_through_the_real_loader(tarball: Path, tm
     assert np.array_equal(folder.x_train, data.x_train)
 
 
-
-
 def test_bad_data_is_a_clear_error(tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.tar.gz"
     corrupt.write_bytes(b"\x1f\x8b" + os.urandom(200))

@@ -201,3 +201,17 @@ def zero_init_residual(model, graph: ir.Graph) -> int:
             )
         layer.gamma.assign(np.zeros(layer.gamma.shape, layer.gamma.dtype))
     return len(ends)
+
+
+def apply_l2(model, weight_decay: float) -> int:
+    """Coupled SGD weight decay `weight_decay` as an L2 penalty (of half that) on every kernel
+    without a regulariser of its own; returns the number of kernels given one."""
+    import keras
+
+    count = 0
+    for layer in model.layers:
+        kernel = getattr(layer, "kernel", None)
+        if weight_decay and kernel is not None and getattr(layer, "kernel_regularizer", None) is None:
+            kernel.regularizer = keras.regularizers.L2(weight_decay / 2)
+            count += 1
+    return count

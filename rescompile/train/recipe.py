@@ -54,7 +54,8 @@ class Schedule(_Strict):
     warmup_steps: Annotated[int, Field(ge=0)] = 0
     warmup_factor: Positive = 0.1
     warmup_epochs: Annotated[float, Field(ge=0)] = 0.0
-    """A linear ramp from lr x warmup_factor to lr over this many epochs (Goyal et al.: 5)."""
+    """A linear ramp to lr over this many epochs (Goyal et al.: 5), from lr x warmup_factor or,
+    with optimizer.reference_batch, from the reference batch's rate."""
 
     @model_validator(mode="after")
     def _one_factor_per_boundary(self) -> Schedule:
@@ -154,6 +155,9 @@ class Recipe(_Strict):
     augment: Augment = Augment()
     normalize: Literal["per-pixel-mean", "per-channel", "spec"] = "per-pixel-mean"
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    l2: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    """SGD weight decay as the papers apply it (coupled: an L2 penalty of half this on every
+    convolution and dense kernel the spec does not already regularise)."""
     zero_init_residual: bool = False
     """Start each residual block's last BatchNorm gamma at zero, so blocks begin as identities."""
     evaluation: Evaluation = Evaluation()

@@ -31,6 +31,7 @@ class RecipeSchedule(keras.optimizers.schedules.LearningRateSchedule):
         warmup_steps: int = 0,
         warmup_factor: float = 0.1,
         ramp_steps: int = 0,
+        ramp_factor: float = 0.1,
         scale: float = 1.0,
     ) -> None:
         self.base = base
@@ -43,6 +44,7 @@ class RecipeSchedule(keras.optimizers.schedules.LearningRateSchedule):
         self.warmup_steps = warmup_steps
         self.warmup_factor = warmup_factor
         self.ramp_steps = ramp_steps
+        self.ramp_factor = ramp_factor
         self.scale = keras.Variable(scale, trainable=False, dtype="float32", name="lr_scale")
 
     def __call__(self, step):
@@ -60,7 +62,7 @@ class RecipeSchedule(keras.optimizers.schedules.LearningRateSchedule):
         if self.warmup_steps:
             lr = ops.where(step < self.warmup_steps, self.base * self.warmup_factor, lr)
         if self.ramp_steps:
-            ramp = self.warmup_factor + (1 - self.warmup_factor) * step / self.ramp_steps
+            ramp = self.ramp_factor + (1 - self.ramp_factor) * step / self.ramp_steps
             lr = ops.where(step < self.ramp_steps, lr * ramp, lr)
         return lr * self.scale
 
@@ -76,6 +78,7 @@ class RecipeSchedule(keras.optimizers.schedules.LearningRateSchedule):
             "warmup_steps": self.warmup_steps,
             "warmup_factor": self.warmup_factor,
             "ramp_steps": self.ramp_steps,
+            "ramp_factor": self.ramp_factor,
             "scale": float(self.scale.numpy()),
         }
 
@@ -83,6 +86,7 @@ class RecipeSchedule(keras.optimizers.schedules.LearningRateSchedule):
 def make_schedule(recipe: Recipe, steps_per_epoch: int, total_steps: int) -> RecipeSchedule:
     """The recipe's schedule with epoch boundaries converted to steps."""
     plan = recipe.schedule
+    reference = recipe.optimizer.reference_batch
     per_unit = steps_per_epoch if plan.unit == "epochs" else 1
     return RecipeSchedule(
         base=recipe.optimizer.lr_for(recipe.batch_size),
@@ -95,6 +99,7 @@ def make_schedule(recipe: Recipe, steps_per_epoch: int, total_steps: int) -> Rec
         warmup_steps=plan.warmup_steps,
         warmup_factor=plan.warmup_factor,
         ramp_steps=round(plan.warmup_epochs * steps_per_epoch),
+        ramp_factor=min(1.0, reference / recipe.batch_size) if reference else plan.warmup_factor,
     )
 
 

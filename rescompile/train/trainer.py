@@ -25,7 +25,7 @@ from rescompile.analysis.analyze import Analysis, analyze
 from rescompile.analysis.memory import require_memory
 from rescompile.errors import Interrupted, RescompileError
 from rescompile.fileio import remove_stale_temporaries, write_text_atomic
-from rescompile.keras_backend.model import restore_seed_states, stages_to_freeze
+from rescompile.keras_backend.model import apply_l2, restore_seed_states, stages_to_freeze
 from rescompile.quiet import import_keras_quietly
 from rescompile.spec import load_spec
 from rescompile.train.recipe import Recipe, recipe_differences
@@ -166,6 +166,8 @@ def _initialise(model, graph, run: _Run) -> None:
     and apply --freeze (backbone, or a number of stages)."""
     from rescompile.keras_backend.model import freeze, load_weights, zero_init_residual
 
+    if run.recipe.l2:
+        apply_l2(model, run.recipe.l2)
     if run.recipe.zero_init_residual:
         print(f"zero-initialised the last BatchNorm of {zero_init_residual(model, graph)} blocks", flush=True)
 
@@ -428,6 +430,7 @@ def _model(run: _Run, strategy):
         if run.options.resume:
             model = _load_checkpoint(run.dir / "checkpoint.keras")
             restore_seed_states(model, run.state.seed_states)
+            apply_l2(model, run.recipe.l2)  # a variable's regulariser is not saved with it
             return model, model.optimizer.learning_rate
         built = run.fresh_model()
         _initialise(built.model, built.analysis.graph, run)
