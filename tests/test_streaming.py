@@ -255,3 +255,38 @@ def test_imagenet_recipes_schedule_and_zero_init() -> None:
     preact_analysis, preact = generated_model("specs/cifar/preact_resnet164.yaml")
     with pytest.raises(RescompileError, match="not a BatchNorm"):
         zero_init_residual(preact, preact_analysis.graph)
+
+
+@pytest.mark.slow
+def test_train_on_an_image_folder_then_evaluate_every_image_with_ten_crops(
+    imagenet_like: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from tests.test_train import cli
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("train", "val"):
+        (data / split).symlink_to(imagenet_like / split)
+    run = tmp_path / "run"
+    args = ["specs/cifar/resnet20.yaml", "--data", str(data), "--out", str(run), "--no-tensorboard"]
+    sets = ["batch_size=16", "epochs=1", "evaluation.ten_crop=true", "evaluation.crop_fraction=0.9"]
+    done = cli("train", *args, "--recipe", "imagenet-goyal", *(a for s in sets for a in ("--set", s)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "splits found: train/ (120 images), val/ (40 images)" in done.stdout
+    assert "zero-initialised the last BatchNorm of 9 blocks" in done.stdout
+    summary = json.loads((run / "summary.json").read_text())
+    assert 0 <= summary["test_top5"] <= 1 and len(summary["ten_crop"]) == 2 and summary["dataset"] == "data"
+    header = (run / "metrics.csv").read_text().splitlines()[0]
+    assert "top5" in header and "val_top5" in header
+    assert json.loads((run / "preprocess.json").read_text())["crop"] == 0.9
+    scored = cli("evaluate", str(run), "--data", str(data))
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    assert "on 40 images of" in scored.stdout and "top-5" in scored.stdout
+    ten = cli("evaluate", str(run), "--data", str(data), "--ten-crop")
+    assert ten.returncode == 0 and f"{summary['ten_crop'][0]:.2%}" in ten.stdout, (
+        ten.stdout + ten.stderr[-2000:]
+    )
+    every = cli("evaluate", str(run), "--data", str(imagenet_like / "train"))
+    assert "on 120 images of" in every.stdout, every.stderr[-2000:]  # a class folder: all of it, not a fifth

@@ -186,7 +186,10 @@ class StreamInputs:
         return self._evaluation(self.source.test, batch)
 
     def ten_crop_accuracy(self, model) -> tuple[float, float]:
-        return streaming.ten_crop_accuracy(model, self.source.test, self.normalization, self.image_size)
+        scores, labels = streaming.ten_crop_scores(
+            model, self.source.test, self.normalization, self.image_size
+        )
+        return streaming.top_k_accuracy(scores, labels, 1), streaming.top_k_accuracy(scores, labels, 5)
 
 
 def _sample(split: Split, size: int, crop_fraction: float, seed: int) -> np.ndarray:
