@@ -4,7 +4,9 @@ port:       the Keras CIFAR example as a user ports it to Keras 3: numpy arrays 
             shifts and flips as keras.layers.RandomTranslation / RandomFlip in front of the model
 ours:       rescompile's tf.data pipeline (stateless pad-crop + flip, parallel map, prefetch) + fit,
             as `rescompile train` runs it
+ours-xla:   the same with `--jit` (the training step XLA-compiled)
 ours-bf16:  the same with `--precision mixed_bfloat16`
+ours-fp16:  the same with `--precision mixed_float16`
 model-only: the model on batches already in memory, no augmentation: the ceiling for any pipeline
 
 Each variant runs in its own process (a second model trained in one process runs slower, which
@@ -30,10 +32,12 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
+from peak import fma_gflops
 from results import record
 
+from rescompile.analysis.analyze import analyze
 from rescompile.train.recipe import Augment
-from rescompile.train.tfdata import fit_normalization, training_dataset
+from rescompile.train.tfdata import array_loader, fit_normalization, training_dataset
 from tests.keras_helpers import generated_model
 from tests.synthetic import colour_images
 
@@ -55,34 +59,38 @@ class EpochTimer(keras.callbacks.Callback):
         print(f"    epoch {epoch + 1}: {self.seconds[-1]:.1f} s", file=sys.stderr, flush=True)
 
 
-def compiled(model):
+def compiled(model, jit: bool = False):
     model.compile(
         optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
+        jit_compile=jit,
     )
     return model
 
 
-def images_per_second(model, epochs: int, images_per_epoch: int, **data) -> float:
+def images_per_second(model, epochs: int, images_per_epoch: int, jit: bool = False, **data) -> float:
     """Median training img/s over epochs 2..N of `model.fit(**data)` (the first epoch traces)."""
     timer = EpochTimer()
-    compiled(model).fit(epochs=epochs, callbacks=[timer], verbose=0, **data)
+    compiled(model, jit).fit(epochs=epochs, callbacks=[timer], verbose=0, **data)
     return images_per_epoch / float(np.median(timer.seconds[1:]))
 
 
-def from_dataset(model, dataset, epochs: int, images: int) -> float:
+def from_dataset(model, dataset, epochs: int, images: int, jit: bool = False) -> float:
     """img/s of training on an endless dataset of full batches, `images` per epoch."""
     steps = images // BATCH
-    return images_per_second(model, epochs, steps * BATCH, x=dataset, steps_per_epoch=steps, shuffle=False)
+    return images_per_second(
+        model, epochs, steps * BATCH, jit, x=dataset, steps_per_epoch=steps, shuffle=False
+    )
 
 
-def ours(x: np.ndarray, y: np.ndarray, epochs: int, precision: str = "float32") -> float:
+def ours(x: np.ndarray, y: np.ndarray, epochs: int, precision: str = "float32", jit: bool = False) -> float:
     keras.mixed_precision.set_global_policy(precision)
     _, model = generated_model("specs/cifar/resnet20.yaml")
     normalization = fit_normalization(x, "per-pixel-mean", SPEC_PREPROCESS)
-    data = training_dataset(x, y, BATCH, Augment(pad_crop=4, flip=True), normalization, seed=0, first_epoch=0)
-    return from_dataset(model, data, epochs, len(x))
+    load = array_loader(x, y, Augment(pad_crop=4, flip=True), normalization)
+    data = training_dataset(len(x), load, BATCH, seed=0, first_epoch=0)
+    return from_dataset(model, data, epochs, len(x), jit)
 
 
 def model_only(x: np.ndarray, y: np.ndarray, epochs: int) -> float:
@@ -112,9 +120,17 @@ SPEC_PREPROCESS = {"color": "RGB", "scale": 1 / 255, "mean": "per-pixel", "std":
 VARIANTS = {
     "port": ("Keras example ported to Keras 3 (numpy + RandomTranslation/RandomFlip)", keras_example_port),
     "ours": ("rescompile tf.data pipeline, float32", ours),
+    "ours-xla": (
+        "rescompile tf.data pipeline, --jit (XLA)",
+        lambda x, y, epochs: ours(x, y, epochs, jit=True),
+    ),
     "ours-bf16": (
         "rescompile tf.data pipeline, --precision mixed_bfloat16",
         lambda x, y, epochs: ours(x, y, epochs, "mixed_bfloat16"),
+    ),
+    "ours-fp16": (
+        "rescompile tf.data pipeline, --precision mixed_float16",
+        lambda x, y, epochs: ours(x, y, epochs, "mixed_float16"),
     ),
     "model-only": ("model alone on in-memory batches, no augmentation (ceiling)", model_only),
 }
@@ -147,14 +163,23 @@ def main() -> None:
             speeds[name].append(run_variant(name, args.images, args.epochs))
     medians = {name: float(np.median(values)) for name, values in speeds.items()}
     port = medians["port"]
+    peak = fma_gflops()
+    # a training step costs ~3 forward passes (forward, input gradients, weight gradients)
+    gflop_per_image = 3 * 2 * analyze("specs/cifar/resnet20.yaml").cost.macs / 1e9
     body = (
         f"CIFAR ResNet-20, batch {BATCH}, {args.images} synthetic 32x32 images; each variant in its "
         f"own process, order rotated, median over {args.rounds} rounds of the median of epochs "
         f"2..{args.epochs}.\n\n"
-        "| variant | training img/s | runs | vs port |\n|---|---:|---|---:|\n"
+        f"Training costs ~{gflop_per_image:.3f} GFLOP/image (3 x 2 x the forward multiply-adds); FMA peak"
+        f" {peak or 'n/a'} GFLOP/s.\n\n"
+        "| variant | training img/s | runs | vs port | GFLOP/s | of FMA peak |\n"
+        "|---|---:|---|---:|---:|---:|\n"
         + "".join(
             f"| {VARIANTS[name][0]} | {medians[name]:.1f} | {', '.join(f'{v:.0f}' for v in speeds[name])} "
-            f"| {medians[name] / port:.2f}x |\n"
+            f"| {medians[name] / port:.2f}x | {medians[name] * gflop_per_image:.1f} "
+            f"| {medians[name] * gflop_per_image / peak:.0%} |\n"
+            if peak
+            else f"| {VARIANTS[name][0]} | {medians[name]:.1f} | - | {medians[name] / port:.2f}x | - | - |\n"
             for name in names
         )
         + f"\nRatio ours / port: **{medians['ours'] / port:.2f}x** (goal ≥ 2x: "

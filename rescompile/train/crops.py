@@ -119,9 +119,10 @@ def crop_window(image: tf.Tensor, window_of) -> tf.Tensor:
     return tf.slice(image, tf.stack([window[0], window[1], 0]), tf.stack([window[2], window[3], -1]))
 
 
-def resize(image: tf.Tensor, size: int) -> tf.Tensor:
-    """Bilinear with antialiasing (as Pillow resizes for `predict`), float32 in [0, 255]."""
-    resized = tf.image.resize(tf.cast(image, tf.float32), [size, size], antialias=True)
+def resize(image: tf.Tensor, size: int, antialias: bool = True) -> tf.Tensor:
+    """Bilinear, float32 in [0, 255]; with antialiasing (as Pillow resizes for `predict`) for
+    evaluation, without it (3x cheaper, as Keras' image loaders) for training crops."""
+    resized = tf.image.resize(tf.cast(image, tf.float32), [size, size], antialias=antialias)
     return tf.clip_by_value(resized, 0.0, 255.0)
 
 

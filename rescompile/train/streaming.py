@@ -41,7 +41,7 @@ def train_transform(recipe: Recipe, normalization: Normalization, size: int):
             window_of = functools.partial(crops.random_resized_window, crop=crop, seed=seed + 11)
         else:
             window_of = functools.partial(crops.scale_jitter_window, crop=crop, seed=seed + 11)
-        image = crops.resize(crops.decode_window(encoded, window_of), size)
+        image = crops.resize(crops.decode_window(encoded, window_of), size, antialias=False)
         if augment.lighting:
             image = crops.lighting(image, augment.lighting, seed + 13)
         return pixels(image, label, seed)
