@@ -119,7 +119,7 @@ def record_steps(split: RecordSplit, global_batch: int, shard: Shard) -> int:
     if not by_file:
         return len(split) // global_batch
     shares = [sum(split.counts[w :: shard.count]) for w in range(shard.count)]
-    return min(shares) // (global_batch // shard.count)
+    return min(shares) // (global_batch // shard.count)  # per worker, before its replicas split it
 
 
 def _record_training(
@@ -130,8 +130,8 @@ def _record_training(
     worker reads all and keeps every count-th example."""
     by_file = len(split.shards) >= shard.count > 1
     shards = list(split.shards[shard.index :: shard.count]) if by_file else list(split.shards)
-    steps = record_steps(split, global_batch, shard)
-    batch = global_batch // shard.count
+    steps = record_steps(split, global_batch, shard) * shard.replicas
+    batch = shard.batch(global_batch)
     files = tf.constant(shards)
 
     def epoch(index: tf.Tensor) -> tf.data.Dataset:

@@ -129,11 +129,17 @@ def augment_fn(config: Augment, normalization: Normalization, training: bool):
 
 @dataclass(frozen=True)
 class Shard:
-    """This worker's part of every global batch: worker `index` of `count` reads examples
-    index, index + count, ... of each epoch's order, `batch` of them per step."""
+    """This worker's part of every global batch: of each step's `global_batch` examples, worker
+    `index` of `count` reads the index-th contiguous block, split into batches for its
+    `replicas` (as MirroredStrategy splits a batch over replicas)."""
 
     index: int = 0
     count: int = 1
+    replicas: int = 1
+
+    def batch(self, global_batch: int) -> int:
+        """The per-replica batch."""
+        return global_batch // (self.count * self.replicas)
 
 
 def element_seed(seed: int, epoch: tf.Tensor, position: tf.Tensor) -> tf.Tensor:
@@ -154,16 +160,19 @@ def training_dataset(
 
     `load(index, seed)` gives example `index` of `count` augmented with `seed`. An epoch is the
     first count // global_batch * global_batch examples of a permutation drawn from (seed, epoch);
-    a worker takes every `shard.count`-th, so the workers' step-k batches together are the
-    single-process step-k batch. With `skip_errors`, an example that fails to decode is dropped
-    (TensorFlow logs it) instead of stopping the run.
+    a worker takes its block of each step's examples, so the workers' step-k batches together are
+    the single-process step-k batch. With `skip_errors`, an example that fails to decode is
+    dropped (TensorFlow logs it) instead of stopping the run.
     """
-    used = count // global_batch * global_batch
-    batch = global_batch // shard.count
+    steps = count // global_batch
+    share = global_batch // shard.count
+    batch = shard.batch(global_batch)
 
     def epoch(index: tf.Tensor) -> tf.data.Dataset:
         order = tf.random.experimental.stateless_shuffle(tf.range(count), seed=tf.stack([seed, index]))
-        positions = tf.data.Dataset.from_tensor_slices(order[:used][shard.index :: shard.count])
+        blocks = tf.reshape(order[: steps * global_batch], [steps, global_batch])
+        mine = tf.reshape(blocks[:, shard.index * share : (shard.index + 1) * share], [-1])
+        positions = tf.data.Dataset.from_tensor_slices(mine)
         examples = positions.map(
             lambda i: load(i, element_seed(seed, index, i)),
             num_parallel_calls=tf.data.AUTOTUNE,

@@ -8,10 +8,13 @@ recipe's, then a fine-tune of the whole network if the recipe has one), then fin
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 import zipfile
 from collections.abc import Iterator
@@ -98,8 +101,8 @@ def worker_shard(distribute: str | None) -> Shard:
     a `chief` task first, then the `worker` tasks in order."""
     from rescompile.train.tfdata import Shard
 
-    if distribute != "multiworker":
-        return Shard()
+    if distribute != "multiworker" or not os.environ.get("TF_CONFIG"):
+        return Shard()  # no TF_CONFIG: TensorFlow runs the strategy as one local worker
     try:
         config = json.loads(os.environ.get("TF_CONFIG", ""))
         cluster, task = config["cluster"], config["task"]
@@ -115,6 +118,12 @@ def worker_shard(distribute: str | None) -> Shard:
     return Shard(index, len(chiefs) + len(workers))
 
 
+def _has_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
 def strategy_for(name: str | None):
     """A tf.distribute strategy, or the default one."""
     import tensorflow as tf
@@ -126,8 +135,28 @@ def strategy_for(name: str | None):
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         return tf.distribute.MirroredStrategy(devices)
     if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _multi_worker_strategy()
     raise RescompileError(f"--distribute must be mirrored or multiworker, got {name!r}")
+
+
+def _multi_worker_strategy():
+    """MultiWorkerMirroredStrategy with the reduce() Keras 3's TF trainer needs across workers
+    (keras-team/keras#20585): a nest of values (fit and evaluate reduce a whole (x, y) batch
+    before building the model), and scalars asked for axis=0 (each step's loss and metrics)
+    averaged across replicas, as MirroredStrategy does; the collective strategy refuses both
+    once there are two workers."""
+    import tensorflow as tf
+
+    class MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+        def reduce(self, reduce_op, value, axis):
+            def one(v):
+                local = getattr(self.experimental_local_results(v)[0], "shape", None)
+                scalar = local is not None and local.rank == 0
+                return super(MultiWorkerStrategy, self).reduce(reduce_op, v, None if scalar else axis)
+
+            return tf.nest.map_structure(one, value)
+
+    return MultiWorkerStrategy()
 
 
 def _one_hot(data, classes: int):
@@ -237,6 +266,24 @@ def train(options: TrainOptions, recipe: Recipe | None) -> RunSummary:
         raise RescompileError(
             f"--precision must be one of {', '.join(PRECISIONS)}, got {options.precision!r}"
         )
+    if options.jit and options.distribute == "multiworker" and not _has_gpu():
+        raise RescompileError(
+            "--jit with --distribute multiworker needs GPUs: XLA has no cross-worker collectives on CPU"
+        )
+    worker = worker_shard(options.distribute).index
+    if worker == 0:
+        return _train(options, recipe)
+    # Only the chief writes the run directory; another worker writes to a scratch copy of it.
+    with tempfile.TemporaryDirectory(prefix=f"rescompile-worker{worker}-") as scratch:
+        if options.resume:
+            for name in RUN_FILES:
+                if (options.out / name).is_file():
+                    shutil.copy2(options.out / name, Path(scratch) / name)
+        return _train(dataclasses.replace(options, out=Path(scratch)), recipe)
+
+
+def _train(options: TrainOptions, recipe: Recipe | None) -> RunSummary:
+    """Train into options.out (the run directory, or a worker's scratch copy)."""
     run_dir = options.out
     if options.resume:
         state, recipe, spec_path = _resumed(options, recipe)
@@ -342,7 +389,8 @@ class _Run:
     spec_path: Path
     analysis: Analysis
     inputs: Inputs
-    shard: Shard
+    strategy: object
+    """The tf.distribute strategy (made before TensorFlow runs anything: collectives need it)."""
     steps_per_epoch: int
     epochs: int
     total_steps: int
@@ -382,6 +430,7 @@ def _prepare(
 
     if options.check_memory:
         require_memory(analysis, recipe.batch_size, training=True)
+    strategy = strategy_for(options.distribute)
     shard = worker_shard(options.distribute)
     if recipe.batch_size % shard.count:
         raise RescompileError(
@@ -407,7 +456,7 @@ def _prepare(
         write_text_atomic(options.out / RECIPE, recipe.model_dump_json(indent=2))
     write_text_atomic(options.out / "preprocess.json", json.dumps(inputs.normalization.as_preprocess()))
     return _Run(
-        options, recipe, state, spec_path, analysis, inputs, shard, steps_per_epoch, epochs, total_steps
+        options, recipe, state, spec_path, analysis, inputs, strategy, steps_per_epoch, epochs, total_steps
     )
 
 
@@ -439,15 +488,31 @@ def _model(run: _Run, strategy):
         return built.model, schedule
 
 
-def _fit(run: _Run, model, recorder, start: int, stop: int, callbacks: list) -> None:
+def _training_data(run: _Run, strategy, start: int):
+    """The training batches from epoch `start`: one pipeline, split over replicas by Keras; with
+    several workers, one per worker reading only its own block of each global batch."""
+    from rescompile.train.tfdata import Shard
+
+    if run.options.distribute != "multiworker":
+        return run.one_hot(run.inputs.training(run.recipe, run.state.seed, start, Shard()))
+
+    def worker_pipeline(context):
+        replicas = strategy.num_replicas_in_sync // context.num_input_pipelines
+        shard = Shard(context.input_pipeline_id, context.num_input_pipelines, replicas)
+        return run.one_hot(run.inputs.training(run.recipe, run.state.seed, start, shard))
+
+    return strategy.distribute_datasets_from_function(worker_pipeline)
+
+
+def _fit(run: _Run, model, strategy, recorder, start: int, stop: int, callbacks: list) -> None:
     """Epochs start..stop of one phase, with the batches of those epochs (exact on resume)."""
-    train_data = run.inputs.training(run.recipe, run.state.seed, start, run.shard)
+    train_data = _training_data(run, strategy, start)
     if run.options.tensorboard:
         import keras
 
         callbacks = [*callbacks, keras.callbacks.TensorBoard(log_dir=str(run.dir / "logs"))]
     model.fit(
-        run.one_hot(train_data),
+        train_data,
         epochs=stop,
         initial_epoch=start,
         steps_per_epoch=run.steps_per_epoch,
@@ -470,7 +535,7 @@ def _fit_phases(run: _Run):
     from rescompile.train.callbacks import Plateau, RunRecorder, StopAtStep
     from rescompile.train.run_dir import read_metrics
 
-    strategy = strategy_for(run.options.distribute)
+    strategy = run.strategy
     run.state.replicas = strategy.num_replicas_in_sync
     model, schedule = _model(run, strategy)
     recipe, state = run.recipe, run.state
@@ -486,12 +551,13 @@ def _fit_phases(run: _Run):
                 Plateau(schedule, state.plateau, plateau.factor, plateau.patience, plateau.min_lr)
             )
         if state.epoch < run.epochs:
-            _fit(run, model, recorder, state.epoch, run.epochs, callbacks)
+            _fit(run, model, strategy, recorder, state.epoch, run.epochs, callbacks)
         if finetune:
             _start_finetune(run, model, strategy)
     if finetune:
         recorder.step_offset = state.phase2_start_step
-        _fit(run, model, recorder, max(state.epoch, run.epochs), run.epochs + math.ceil(finetune.epochs), [])
+        finetune_end = run.epochs + math.ceil(finetune.epochs)
+        _fit(run, model, strategy, recorder, max(state.epoch, run.epochs), finetune_end, [])
     return model
 
 
