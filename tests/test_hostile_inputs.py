@@ -217,7 +217,7 @@ BAD_METADATA = [
     ({"preprocess": '{"color": "CMYK"}'}, "metadata preprocess.color: expected RGB or BGR, got 'CMYK'"),
     (
         {"preprocess": '{"colour": "RGB"}'},
-        "metadata preprocess: unknown key 'colour'; expected color, scale, mean, std",
+        "metadata preprocess: unknown key 'colour'; expected color, scale, mean, std, crop",
     ),
     ({"preprocess": "[1, 2]"}, "metadata preprocess: expected a JSON object, got [1, 2]"),
     (

@@ -17,7 +17,7 @@ from rescompile.spec.yamlsrc import short_repr
 PROVIDERS = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 LAYOUTS = ("nhwc", "nchw")
 MAX_CHANNELS = 64  # as the spec language's input.channels
-PREPROCESS_KEYS = ("color", "scale", "mean", "std")
+PREPROCESS_KEYS = ("color", "scale", "mean", "std", "crop")
 
 
 def choose_providers(requested: str) -> list[str]:
@@ -273,6 +273,8 @@ def _check_preprocess(where: str, config: object, channels: int, size: int | Non
             raise _meta_error(where, field, f"expected RGB or BGR, got {short_repr(value)}")
         if key == "scale" and not (_number(value) and value > 0):
             raise _meta_error(where, field, f"expected a finite number above 0, got {short_repr(value)}")
+        if key == "crop" and not (_number(value) and 0 < value <= 1):
+            raise _meta_error(where, field, f"expected a finite number in (0, 1], got {short_repr(value)}")
         if key in ("mean", "std") and not (key == "mean" and value == "per-pixel"):
             _check_array(where, field, value, key == "std", (size, size, channels))
     return config
