@@ -217,18 +217,26 @@ def _record_split(pattern: str, option: str) -> RecordSplit:
     return RecordSplit(tuple(shards), counts)
 
 
+def _validation_beside(pattern: str) -> str | None:
+    """The TF model garden's evaluation shards beside a `train-*` pattern: `validation-*`."""
+    folder, name = os.path.split(pattern)
+    return (
+        os.path.join(folder, "validation-" + name.removeprefix("train-"))
+        if name.startswith("train-")
+        else None
+    )
+
+
 def _record_source(data: str, pattern: str, val_data: str | None, classes: int) -> Source:
     """TFRecord shards: the training pattern, and `--val-data` or the `validation-*` shards
     beside a `train-*` pattern (the TF model garden's names)."""
     train = _record_split(pattern, "--data")
+    val_data = val_data or _validation_beside(pattern)
     if val_data is None:
-        folder, name = os.path.split(pattern)
-        if not name.startswith("train-"):
-            raise RescompileError(
-                f"--data {data}: TFRecord shards need --val-data naming the evaluation shards"
-                " (found automatically only beside train-* shards, as validation-*)"
-            )
-        val_data = os.path.join(folder, "validation-" + name.removeprefix("train-"))
+        raise RescompileError(
+            f"--data {data}: TFRecord shards need --val-data naming the evaluation shards"
+            " (found automatically only beside train-* shards, as validation-*)"
+        )
     test = _record_split(val_data, "--val-data")
     note = (
         f"TFRecords: {len(train.shards)} training shards ({len(train)} examples),"
@@ -239,15 +247,14 @@ def _record_source(data: str, pattern: str, val_data: str | None, classes: int) 
     )
 
 
-def evaluation_split(data: str, classes: int) -> tuple[Split, list[str] | None, str]:
+def evaluation_split(data: str) -> tuple[Split, list[str] | None, str]:
     """(split, class names or None for label numbers, what it is) that `evaluate --data` scores in
     full: the val/ (validation/, test/) split of a folder that has one, else the class folders
     given; TFRecord shards: the glob given, or validation-* beside train-*."""
     pattern = _record_pattern(data)
     if pattern is not None:
-        folder, name = os.path.split(pattern)
-        if name.startswith("train-") and not any(c in data for c in "*?["):
-            pattern = os.path.join(folder, "validation-" + name.removeprefix("train-"))
+        if Path(data).is_dir():  # a folder of shards: its evaluation ones
+            pattern = _validation_beside(pattern) or pattern
         return _record_split(pattern, "--data"), None, pattern
     root = Path(data)
     chosen = _named_child(root, EVAL_NAMES) if _named_child(root, TRAIN_NAMES) else None

@@ -49,8 +49,13 @@ def evaluate(
     outputs = int(model.output.shape[-1])
     size = analysis.graph.input.shape[0]
     if is_streamed(data):
-        scores, labels, names, split = _streamed_scores(model, data, normalization, size, ten_crop)  # type: ignore[arg-type]
-        names = names or record.class_names or [str(i) for i in range(outputs)]
+        scores, labels, folders, split = _streamed_scores(model, data, normalization, size, ten_crop)  # type: ignore[arg-type]
+        if folders is not None and record.class_names and folders != record.class_names:
+            raise RescompileError(
+                f"{model_path}: trained on classes {record.class_names[:3]}...,"
+                f" but --data {data} has {folders[:3]}..."
+            )
+        names = folders or record.class_names or [str(i) for i in range(outputs)]
     else:
         if ten_crop:
             raise RescompileError(
@@ -59,11 +64,6 @@ def evaluate(
         scores, labels, names, split = _cifar_scores(model, data, normalization, classes)
     if outputs != len(names):
         raise RescompileError(f"{model_path}: {outputs} outputs, but the data has {len(names)} classes")
-    if record.class_names and names != record.class_names and not names[0].isdigit():
-        raise RescompileError(
-            f"{model_path}: trained on classes {record.class_names[:3]}...,"
-            f" but --data {data} has {names[:3]}..."
-        )
     predicted = scores.argmax(axis=1)
     matrix = confusion_matrix(labels, predicted, len(names))
     accuracy = top_k_accuracy(scores, labels, 1)
@@ -89,18 +89,10 @@ def _cifar_scores(model, data: str | None, normalization, classes: int):
 def _streamed_scores(model, data: str, normalization, size: int, ten_crop: bool):
     """Scores and labels of every image of the evaluation split, streamed through tf.data."""
     from rescompile.data.sources import evaluation_split
-    from rescompile.train.streaming import eval_transform, evaluation_stream, ten_crop_scores
+    from rescompile.train.streaming import split_scores
 
-    split, names, described = evaluation_split(data, int(model.output.shape[-1]))
-    if ten_crop:
-        scores, labels = ten_crop_scores(model, split, normalization, size)
-        return scores, labels, names, described
-    stream = evaluation_stream(split, eval_transform(normalization, size), 256)
-    scores, labels = [], []
-    for images, truth in stream:
-        scores.append(np.asarray(model.predict_on_batch(images)))
-        labels.append(truth.numpy())
-    return np.concatenate(scores), np.concatenate(labels), names, described
+    split, names, described = evaluation_split(data)
+    return *split_scores(model, split, normalization, size, ten_crop), names, described
 
 
 def _run_name(model_path: Path) -> str:

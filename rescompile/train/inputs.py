@@ -186,8 +186,8 @@ class StreamInputs:
         return self._evaluation(self.source.test, batch)
 
     def ten_crop_accuracy(self, model) -> tuple[float, float]:
-        scores, labels = streaming.ten_crop_scores(
-            model, self.source.test, self.normalization, self.image_size
+        scores, labels = streaming.split_scores(
+            model, self.source.test, self.normalization, self.image_size, ten_crop=True
         )
         return streaming.top_k_accuracy(scores, labels, 1), streaming.top_k_accuracy(scores, labels, 5)
 

@@ -113,10 +113,14 @@ def streamed_training(
     return _record_training(split, transform, recipe.batch_size, seed, first_epoch, shard, strict)
 
 
+def _by_file(split: RecordSplit, shard: Shard) -> bool:
+    """Several workers and at least as many shards: each worker reads its own shards."""
+    return len(split.shards) >= shard.count > 1
+
+
 def record_steps(split: RecordSplit, global_batch: int, shard: Shard) -> int:
     """Steps per epoch over TFRecords: every worker must take as many (the smallest share)."""
-    by_file = len(split.shards) >= shard.count > 1
-    if not by_file:
+    if not _by_file(split, shard):
         return len(split) // global_batch
     shares = [sum(split.counts[w :: shard.count]) for w in range(shard.count)]
     return min(shares) // (global_batch // shard.count)  # per worker, before its replicas split it
@@ -128,7 +132,7 @@ def _record_training(
     """Shards interleaved in an order drawn per epoch, shuffled through a seeded buffer. With
     at least as many shards as workers, each worker reads its own shards (by file), else every
     worker reads all and keeps every count-th example."""
-    by_file = len(split.shards) >= shard.count > 1
+    by_file = _by_file(split, shard)
     shards = list(split.shards[shard.index :: shard.count]) if by_file else list(split.shards)
     steps = record_steps(split, global_batch, shard) * shard.replicas
     batch = shard.batch(global_batch)
@@ -197,17 +201,19 @@ def evaluation_stream(split: Split, transform, batch: int) -> tf.data.Dataset:
     return examples.batch(batch).prefetch(tf.data.AUTOTUNE)
 
 
-def ten_crop_scores(model, split: Split, normalization: Normalization, size: int):
-    """(scores (N, classes), labels (N,)) with 10-crop testing: the softmax averaged over the
-    four corner crops, the center crop, and their mirror images (He et al. 2015, Sec. 3.4)."""
+def split_scores(model, split: Split, normalization: Normalization, size: int, ten_crop: bool = False):
+    """(scores (N, classes), labels (N,)) of every example of a split, streamed: the central crop,
+    or with `ten_crop` the softmax averaged over the four corner crops, the center crop and their
+    mirror images (He et al. 2015, Sec. 3.4)."""
     import numpy as np
 
-    transform = ten_crop_transform(normalization, size)
+    views = 10 if ten_crop else 1
+    transform = ten_crop_transform(normalization, size) if ten_crop else eval_transform(normalization, size)
     scores, labels = [], []
-    for views, truth in evaluation_stream(split, transform, 32):
+    for images, truth in evaluation_stream(split, transform, 256 // views):
         batch = int(truth.shape[0])
-        predicted = model.predict_on_batch(tf.reshape(views, [batch * 10, size, size, 3]))
-        scores.append(np.asarray(predicted, np.float32).reshape(batch, 10, -1).mean(axis=1))
+        predicted = model.predict_on_batch(tf.reshape(images, [batch * views, size, size, 3]))
+        scores.append(np.asarray(predicted, np.float32).reshape(batch, views, -1).mean(axis=1))
         labels.append(truth.numpy())
     return np.concatenate(scores), np.concatenate(labels)
 
