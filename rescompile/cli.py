@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from rescompile.errors import RescompileError
+from rescompile.errors import RescompileError, printable
 from rescompile.onnx_backend import DEFAULT_CALIBRATION
 
 app = typer.Typer(
@@ -79,7 +79,7 @@ def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except RescompileError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {printable(str(exc))}", err=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)

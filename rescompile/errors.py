@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def printable(text: str) -> str:
+    """`text` with control characters (newlines, escape sequences) and undecodable bytes escaped
+    as Python writes them, so that a message naming a file stays one line."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class RescompileError(Exception):
     """Base class of errors that the CLI reports as a one-line message with exit status 2."""
 

@@ -75,7 +75,7 @@ def test_train_and_val_folders_are_splits_and_a_plain_folder_is_split_at_random(
     )
     separate = open_source(str(imagenet_like / "train"), str(imagenet_like / "val"), 10, seed=0, strict=False)
     assert len(separate.train) == 120 and len(separate.test) == 40
-    split, names, what = evaluation_split(str(imagenet_like), 10)
+    split, names, what = evaluation_split(str(imagenet_like))
     assert len(split) == 40 and names == source.class_names and what.endswith("val")
 
 
@@ -290,3 +290,18 @@ def test_train_on_an_image_folder_then_evaluate_every_image_with_ten_crops(
     )
     every = cli("evaluate", str(run), "--data", str(imagenet_like / "train"))
     assert "on 120 images of" in every.stdout, every.stderr[-2000:]  # a class folder: all of it, not a fifth
+
+
+def test_a_damaged_image_named_with_control_characters_is_one_line_with_strict(tmp_path: Path) -> None:
+    from tests.test_train import cli
+
+    root = write_image_folder(tmp_path / "data", 30, seed=5)
+    bad = root / "class1" / "cut\nshort\x1b[31m.jpg"
+    bad.write_bytes(sorted(root.rglob("*.jpg"))[0].read_bytes()[:200])
+    run = tmp_path / "run"
+    done = cli("train", "specs/cifar/resnet20.yaml", "--data", str(root), "--strict", "--out", str(run))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1 and "cut\\nshort\\x1b[31m.jpg is truncated" in done.stderr, (
+        done.stderr
+    )
+    assert not run.exists()  # refused before anything is written

@@ -9,7 +9,7 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
-from rescompile.errors import SpecError
+from rescompile.errors import SpecError, printable
 from rescompile.spec.schema import HeadDense, HeadFlatten, Spec, located_error
 from rescompile.spec.yamlsrc import LocDict, LocList, load_yaml, positions
 
@@ -24,7 +24,7 @@ def _display(path: Path) -> str:
         text = os.path.relpath(path)
     except (ValueError, OSError):
         text = str(path)
-    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return printable(text)
 
 
 def _merge(base: Any, override: Any) -> Any:

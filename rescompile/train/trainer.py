@@ -270,19 +270,19 @@ def train(options: TrainOptions, recipe: Recipe | None) -> RunSummary:
         raise RescompileError(
             "--jit with --distribute multiworker needs GPUs: XLA has no cross-worker collectives on CPU"
         )
-    worker = worker_shard(options.distribute).index
-    if worker == 0:
-        return _train(options, recipe)
+    shard = worker_shard(options.distribute)
+    if shard.index == 0:
+        return _train(options, recipe, shard)
     # Only the chief writes the run directory; another worker writes to a scratch copy of it.
-    with tempfile.TemporaryDirectory(prefix=f"rescompile-worker{worker}-") as scratch:
+    with tempfile.TemporaryDirectory(prefix=f"rescompile-worker{shard.index}-") as scratch:
         if options.resume:
             for name in RUN_FILES:
                 if (options.out / name).is_file():
                     shutil.copy2(options.out / name, Path(scratch) / name)
-        return _train(dataclasses.replace(options, out=Path(scratch)), recipe)
+        return _train(dataclasses.replace(options, out=Path(scratch)), recipe, shard)
 
 
-def _train(options: TrainOptions, recipe: Recipe | None) -> RunSummary:
+def _train(options: TrainOptions, recipe: Recipe | None, shard: Shard) -> RunSummary:
     """Train into options.out (the run directory, or a worker's scratch copy)."""
     run_dir = options.out
     if options.resume:
@@ -305,9 +305,10 @@ def _train(options: TrainOptions, recipe: Recipe | None) -> RunSummary:
         )
     analysis = analyze(spec_path)
     stages_to_freeze(options.freeze, analysis.graph)  # refused before anything is written
+    run = _prepare(options, recipe, state, analysis, spec_path, shard)  # bad data: nothing written
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(run_dir):
-        run = _prepare(options, recipe, state, analysis, spec_path)
+        _record(run)
         print(
             f"training {analysis.spec.name} ({spec_path}) on {run.inputs.name}, recipe {recipe.name},"
             f" into {run_dir}" + (f", resuming after epoch {state.epoch}" if options.resume else ""),
@@ -419,11 +420,11 @@ class _Run:
 
 
 def _prepare(
-    options: TrainOptions, recipe: Recipe, state: RunState, analysis: Analysis, spec_path: Path
+    options: TrainOptions, recipe: Recipe, state: RunState, analysis: Analysis, spec_path: Path, shard: Shard
 ) -> _Run:
-    """Open the data (splits, hold-out, normalisation), and (on a fresh run) record the spec and
-    recipe in the run directory. Validation holds out `recipe.validation` training images; with
-    0 it uses the test split, as the paper's curves do."""
+    """Open the data (splits, hold-out, normalisation) and work out the run's length. Validation
+    holds out `recipe.validation` training images; with 0 it uses the test split, as the paper's
+    curves do."""
     import keras
 
     from rescompile.train.inputs import open_inputs
@@ -431,7 +432,6 @@ def _prepare(
     if options.check_memory:
         require_memory(analysis, recipe.batch_size, training=True)
     strategy = strategy_for(options.distribute)
-    shard = worker_shard(options.distribute)
     if recipe.batch_size % shard.count:
         raise RescompileError(
             f"batch size {recipe.batch_size} does not split evenly over {shard.count} workers"
@@ -451,13 +451,18 @@ def _prepare(
     epochs, total_steps = _length(recipe, steps_per_epoch)
     keras.utils.set_random_seed(state.seed)
     keras.mixed_precision.set_global_policy(options.precision)
-    if not options.resume:
-        spec_path = write_spec(options.out, analysis.spec.model_dump(mode="json"))
-        write_text_atomic(options.out / RECIPE, recipe.model_dump_json(indent=2))
-    write_text_atomic(options.out / "preprocess.json", json.dumps(inputs.normalization.as_preprocess()))
     return _Run(
         options, recipe, state, spec_path, analysis, inputs, strategy, steps_per_epoch, epochs, total_steps
     )
+
+
+def _record(run: _Run) -> None:
+    """Write the run's spec and recipe (on a fresh run) and its preprocessing; a fresh run builds
+    from its own spec.json from then on."""
+    if not run.options.resume:
+        run.spec_path = write_spec(run.dir, run.analysis.spec.model_dump(mode="json"))
+        write_text_atomic(run.dir / RECIPE, run.recipe.model_dump_json(indent=2))
+    write_text_atomic(run.dir / "preprocess.json", json.dumps(run.inputs.normalization.as_preprocess()))
 
 
 def _load_checkpoint(path: Path):
