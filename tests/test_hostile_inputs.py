@@ -242,6 +242,19 @@ def test_deeply_nested_json_metadata(tmp_path: Path) -> None:
     assert_one_line(caught.value)
 
 
+def test_loading_a_keras_model_leaves_the_recursion_limit_as_it_was(tmp_path: Path) -> None:
+    pytest.importorskip("keras")
+    from rescompile.onnx_backend.export import load_keras_model
+    from tests.keras_helpers import generated_model
+
+    _, model = generated_model("specs/cifar/resnet20.yaml")
+    model.save(tmp_path / "m.keras")
+    before = sys.getrecursionlimit()
+    load_keras_model(tmp_path / "m.keras")
+    assert sys.getrecursionlimit() == before  # raised only while loading: deep JSON still raises
+    test_deeply_nested_json_metadata(tmp_path)
+
+
 def test_good_metadata_is_parsed(tmp_path: Path) -> None:
     per_pixel = {
         "input_size": "8",

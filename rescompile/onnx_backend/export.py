@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,11 +28,24 @@ def load_keras_model(path: Path):
         raise RescompileError(f"{path}: file not found")
     import keras
 
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 100_000))  # ResNet-1202 has 4,000 layers
     try:
-        return keras.saving.load_model(path)
+        with _recursion_limit(100_000):  # ResNet-1202 has 4,000 layers
+            return keras.saving.load_model(path)
     except Exception as exc:
         raise RescompileError(f"{path}: cannot load Keras model ({exc})") from None
+
+
+@contextlib.contextmanager
+def _recursion_limit(limit: int) -> Iterator[None]:
+    """Python's recursion limit raised for a while, then restored: left raised, a C recursion
+    later in the process (json.loads of a deeply nested file) would overflow the stack instead
+    of raising RecursionError."""
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(before, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(before)
 
 
 def analysis_from_record(record: ModelRecord, source: Path) -> Analysis:
