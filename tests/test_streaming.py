@@ -4,6 +4,7 @@ exact per-epoch batches, worker shards, and the ImageNet recipes' schedule and i
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -305,3 +306,22 @@ def test_a_damaged_image_named_with_control_characters_is_one_line_with_strict(t
         done.stderr
     )
     assert not run.exists()  # refused before anything is written
+
+
+def test_decompression_bombs_and_fifos_are_refused_not_decoded_or_waited_on(tmp_path: Path) -> None:
+    small = io.BytesIO()
+    Image.new("RGB", (16, 12), (200, 10, 10)).save(small, format="JPEG")
+    jpeg = bytearray(small.getvalue())
+    sof = jpeg.index(b"\xff\xc0")
+    jpeg[sof + 5 : sof + 9] = (30000).to_bytes(2, "big") * 2  # the header claims 30000 x 30000
+    png = io.BytesIO()
+    Image.new("RGB", (16, 12)).save(png, format="PNG")
+    png_bytes = bytearray(png.getvalue())
+    png_bytes[16:24] = (30000).to_bytes(4, "big") * 2
+    for encoded in (bytes(jpeg), bytes(png_bytes)):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="decompression bomb"):
+            crops.decode_window(tf.constant(encoded), crops.whole_window)
+    root = write_image_folder(tmp_path / "data", 30, seed=6)
+    os.mkfifo(root / "class2" / "pipe.jpg")
+    source = open_source(str(root), None, 10, seed=0, strict=False)
+    assert source.skipped == [str(root / "class2" / "pipe.jpg")]

@@ -29,7 +29,7 @@ def read_image(path: Path, size: int, crop: float = 1.0) -> np.ndarray:
 
     path = Path(path)
     try:
-        handle = _open_regular(path)
+        handle = open_regular(path)
     except FileNotFoundError:
         raise RescompileError(f"{path}: file not found") from None
     except OSError as exc:
@@ -70,7 +70,7 @@ def _central_square(size: tuple[int, int], fraction: float) -> tuple[int, int, i
     return left, top, left + side, top + side
 
 
-def _open_regular(path: Path):
+def open_regular(path: Path | str):
     """A binary file object for a regular file; a FIFO or device is refused before any read."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     try:

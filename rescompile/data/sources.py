@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from rescompile.data.class_names import class_names_for
-from rescompile.data.images import image_files
+from rescompile.data.images import image_files, open_regular
 from rescompile.data.tfrecord import count_records
 from rescompile.errors import RescompileError
 
@@ -65,11 +65,6 @@ class Source:
     note: str
     skipped: list[str] = field(default_factory=list)
     """Image files left out because they are truncated or not images."""
-
-    @property
-    def classes(self) -> int:
-        """Number of classes."""
-        return len(self.class_names)
 
 
 def is_streamed(data: str | None) -> bool:
@@ -162,11 +157,11 @@ def image_is_complete(path: str) -> bool:
     (trailing padding allowed), a PNG has its signature and ends with IEND. It catches the common
     damage (truncated downloads, empty or non-image files) without decoding."""
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:  # a FIFO or device named *.jpg is refused, not waited on
             head = handle.read(8)
             handle.seek(max(0, os.fstat(handle.fileno()).st_size - 64))
             tail = handle.read().rstrip(b"\x00\n\r ")
-    except OSError:
+    except (OSError, RescompileError):
         return False
     if head.startswith(b"\xff\xd8"):
         return tail.endswith(b"\xff\xd9")

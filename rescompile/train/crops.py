@@ -18,6 +18,9 @@ import tensorflow as tf
 
 from rescompile.train.recipe import Crop
 
+MAX_PIXELS = 89_478_485
+"""Pillow's MAX_IMAGE_PIXELS, the limit `predict` refuses decompression bombs at."""
+
 REFERENCE_CROP = 224.0
 """The crop size the scale-jitter range is stated for (He et al.: 224 out of 256..480)."""
 
@@ -101,16 +104,36 @@ def ten_crop_windows(shape: tf.Tensor, fraction: float) -> tf.Tensor:
 
 def decode_window(encoded: tf.Tensor, window_of) -> tf.Tensor:
     """The uint8 RGB pixels of `window_of(shape)` in an encoded JPEG or PNG: a JPEG decodes only
-    the window (`decode_and_crop_jpeg`), other formats decode whole and are sliced."""
+    the window (`decode_and_crop_jpeg`), a PNG decodes whole and is sliced. An image whose header
+    claims more than MAX_PIXELS is refused before decoding (an error tf.data skips or, with
+    --strict, stops on), as `predict` refuses decompression bombs."""
 
     def jpeg() -> tf.Tensor:
-        window = window_of(tf.io.extract_jpeg_shape(encoded))
-        return tf.io.decode_and_crop_jpeg(encoded, window, channels=3, dct_method="INTEGER_FAST")
+        shape = tf.io.extract_jpeg_shape(encoded)
+        with tf.control_dependencies([_not_a_bomb(shape)]):
+            window = window_of(shape)
+            return tf.io.decode_and_crop_jpeg(encoded, window, channels=3, dct_method="INTEGER_FAST")
 
-    def other() -> tf.Tensor:
-        return crop_window(tf.io.decode_png(encoded, channels=3), window_of)
+    def png() -> tf.Tensor:
+        with tf.control_dependencies([_not_a_bomb(_png_shape(encoded))]):
+            return crop_window(tf.io.decode_png(encoded, channels=3), window_of)
 
-    return tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+    return tf.cond(tf.io.is_jpeg(encoded), jpeg, png)
+
+
+def _png_shape(encoded: tf.Tensor) -> tf.Tensor:
+    """(height, width) from a PNG's IHDR chunk (big-endian at bytes 16..23), without decoding."""
+    header = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, 16, 8), tf.uint8), tf.int64)
+    width = tf.reduce_sum(header[:4] * tf.constant([1 << 24, 1 << 16, 1 << 8, 1], tf.int64))
+    height = tf.reduce_sum(header[4:] * tf.constant([1 << 24, 1 << 16, 1 << 8, 1], tf.int64))
+    return tf.stack([height, width])
+
+
+def _not_a_bomb(shape: tf.Tensor) -> tf.Operation:
+    pixels = tf.cast(shape[0], tf.int64) * tf.cast(shape[1], tf.int64)
+    return tf.debugging.assert_less_equal(
+        pixels, tf.constant(MAX_PIXELS, tf.int64), message="image too large (a possible decompression bomb)"
+    )
 
 
 def crop_window(image: tf.Tensor, window_of) -> tf.Tensor:

@@ -68,7 +68,7 @@ def ten_crop_transform(normalization: Normalization, size: int):
     pixels = augment_fn(Augment(), normalization, training=False)
 
     def apply(encoded: tf.Tensor, label: tf.Tensor):
-        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        image = crops.decode_window(encoded, crops.whole_window)
         windows = crops.ten_crop_windows(tf.shape(image), normalization.crop)
         views = tf.map_fn(
             lambda w: crops.resize(tf.slice(image, [w[0], w[1], 0], [w[2], w[3], -1]), size),
