@@ -23,7 +23,7 @@ FEATURES = {
     IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
     LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
 }
-SHUFFLE_BUFFER = 10_000
+SHUFFLE_WINDOW = 1024
 
 
 def train_transform(recipe: Recipe, normalization: Normalization, size: int):
@@ -129,7 +129,7 @@ def record_steps(split: RecordSplit, global_batch: int, shard: Shard) -> int:
 def _record_training(
     split: RecordSplit, transform, global_batch: int, seed: int, first_epoch: int, shard: Shard, strict: bool
 ) -> tf.data.Dataset:
-    """Shards interleaved in an order drawn per epoch, shuffled through a seeded buffer. With
+    """Shards interleaved in an order drawn per epoch, shuffled within windows of records. With
     at least as many shards as workers, each worker reads its own shards (by file), else every
     worker reads all and keeps every count-th example."""
     by_file = _by_file(split, shard)
@@ -148,7 +148,7 @@ def _record_training(
         )
         if shard.count > 1 and not by_file:
             records = records.shard(shard.count, shard.index)
-        records = records.shuffle(SHUFFLE_BUFFER, seed=tf.cast(seed, tf.int64) * 7919 + index)
+        records = _window_shuffled(records, tf.cast(seed, tf.int64) * 7919 + index)
         examples = records.enumerate().map(
             lambda position, record: transform(*parse_record(record), element_seed(seed, index, position)),
             num_parallel_calls=tf.data.AUTOTUNE,
@@ -159,6 +159,18 @@ def _record_training(
         return examples.batch(batch, drop_remainder=True).take(steps)
 
     return tf.data.Dataset.range(first_epoch, 2**31 - 1).flat_map(epoch).prefetch(tf.data.AUTOTUNE)
+
+
+def _window_shuffled(records: tf.data.Dataset, epoch_seed: tf.Tensor) -> tf.data.Dataset:
+    """Records shuffled within consecutive windows of SHUFFLE_WINDOW, each permutation a stateless
+    function of (epoch seed, window): the same order on every run and resume, without the
+    stateful buffer of Dataset.shuffle (whose seed cannot depend on the epoch inside the graph)."""
+    windows = records.batch(SHUFFLE_WINDOW).enumerate()
+    return windows.map(
+        lambda window, block: tf.random.experimental.stateless_shuffle(
+            block, seed=tf.stack([epoch_seed, window])
+        )
+    ).unbatch()
 
 
 def parse_record(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
