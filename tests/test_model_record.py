@@ -116,7 +116,7 @@ def test_build_classes_override_reaches_ir_keras_and_onnx(tmp_path: Path) -> Non
     assert again.returncode == 0, again.stderr
 
 
-@pytest.mark.slow  # 128 s / 40 s: the default run stays under 20 minutes
+@pytest.mark.slow  # 40 s on 2 cores: the default run stays under 20 minutes
 def test_imagenet_specs_carry_the_class_names_into_keras_onnx_and_predict(tmp_path: Path) -> None:
     names = (ROOT / "rescompile/data/imagenet_classes.txt").read_text().splitlines()
     assert len(names) == 1000 and names[281] == "n02123045 tabby" and names[0] == "n01440764 tench"

@@ -160,7 +160,7 @@ def _train_args(tarball: Path, out: Path, *extra: str) -> list[str]:
     ]
 
 
-@pytest.mark.slow  # 128 s / 40 s: the default run stays under 20 minutes
+@pytest.mark.slow  # 128 s on 2 cores: the default run stays under 20 minutes
 def test_a_run_interrupted_by_ctrl_c_resumes_from_its_directory_alone_and_learns(
     tarball: Path, tmp_path: Path
 ) -> None:
