@@ -13,9 +13,29 @@ import typer
 
 from rescompile.errors import RescompileError, printable
 from rescompile.onnx_backend import DEFAULT_CALIBRATION
+from rescompile.options import (
+    EVAL_BATCH,
+    GRADIENTS_BATCH,
+    Initializer,
+    Layout,
+    Precision,
+    Provider,
+    ReportFormat,
+    TableFormat,
+)
+from rescompile.resources import recipe_names
+
+RECIPE_NAMES = recipe_names()
+
+
+def examples(*lines: str) -> str:
+    """A command's help epilog: its example command lines."""
+    return "Examples:\n\n" + "\n\n".join(f"  $ {line}" for line in lines)
+
 
 app = typer.Typer(
     help="Compile ResNet stage tables into checked models, code, tables and ONNX.",
+    epilog=examples("rescompile check specs", "rescompile build resnet50 --onnx"),
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
@@ -30,7 +50,23 @@ RecipeSets = Annotated[list[str] | None, typer.Option("--set", help="Override a 
 Epochs = Annotated[float | None, typer.Option(help="Shortcut for --set epochs=N (clears steps).")]
 BatchSize = Annotated[int | None, typer.Option(help="Shortcut for --set batch_size=N.")]
 Freeze = Annotated[
-    str | None, typer.Option(help="Freeze `backbone` (stem and every stage) or the stem and N stages.")
+    str | None,
+    typer.Option(
+        metavar="<backbone|N>",
+        help="Freeze `backbone` (the stem and every stage) or a stage count N (the stem and the first"
+        " N stages).",
+    ),
+]
+RecipeOption = Annotated[
+    str | None,
+    typer.Option(help=f"Recipe name ({', '.join(RECIPE_NAMES)}) or YAML file (default: paper)."),
+]
+Seed = Annotated[int, typer.Option(help="Random seed (data order, augmentation, initialisation).")]
+Weights = Annotated[
+    str | None, typer.Option(help="Pretrained weights: a keras.applications .h5 file, or imagenet.")
+]
+MemoryCheck = Annotated[
+    bool, typer.Option(help="Refuse networks (and training batches) larger than the free memory.")
 ]
 DataClasses = Annotated[
     int,
@@ -40,7 +76,7 @@ DataOption = Annotated[
     str | None,
     typer.Option(
         help="CIFAR tarball/folder, image folder (with train/ and val/ splits or one folder per class),"
-        " or TFRecord shards ('train-*', a folder of them) [default: keras.datasets CIFAR]."
+        " or TFRecord shards ('train-*', a folder of them) (default: CIFAR through keras.datasets)."
     ),
 ]
 ValDataOption = Annotated[
@@ -52,23 +88,17 @@ Strict = Annotated[
 AllowPartial = Annotated[
     bool, typer.Option("--allow-partial", help="Load --weights that lack some layers (warn, not fail).")
 ]
-OutputFormat = Annotated[Literal["md", "json"], typer.Option("--format", help="Markdown or JSON.")]
-Provider = Annotated[
-    Literal["auto", "cuda", "cpu"],
-    typer.Option(help="onnxruntime's execution provider (auto: CUDA if it works)."),
+OutputFormat = Annotated[ReportFormat, typer.Option("--format", help="Markdown or JSON.")]
+ProviderOption = Annotated[
+    Provider, typer.Option(help="onnxruntime's execution provider (auto: CUDA if it works).")
 ]
 ModelSpec = Annotated[
     Path | None,
     typer.Option(
-        help="The model's spec (default: the record in the model file; for models made elsewhere,"
-        " the library spec of the model's name)."
+        help="The model's spec, a file or a library name (default: the record in the model file;"
+        " needed for models made elsewhere, e.g. keras.applications)."
     ),
 ]
-
-
-def examples(*lines: str) -> str:
-    """A command's help epilog: its example command lines."""
-    return "Examples:\n\n" + "\n\n".join(f"  $ {line}" for line in lines)
 
 
 def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -99,36 +129,11 @@ def _analyses(specs: list[Path] | None) -> list:
 @friendly
 def check_command(specs: SpecArgs = None) -> None:
     """Validate and lower specs and compare their counts with the published numbers."""
-    from rescompile.analysis.analyze import analyze
-    from rescompile.analysis.tables import thousands
-    from rescompile.spec.library import find_specs, resolve_spec_args
+    from rescompile.analysis.check import check_specs
 
-    failed, invalid = 0, 0
-    paths = find_specs(resolve_spec_args(specs))
-    for path in paths:
-        try:
-            analysis = analyze(path)
-        except RescompileError as exc:
-            invalid += 1
-            for error in (exc, *getattr(exc, "more", [])):
-                typer.echo(f"error: {error}", err=True)
-            continue
-        status = "ok" if analysis.ok else "FAIL"
-        typer.echo(f"{status:4}  {analysis.path}  ({analysis.spec.name})")
-        for result in analysis.checks:
-            mark = "✓" if result.ok else "✗"
-            line = (
-                f"      {mark} {result.metric:<12} computed {thousands(result.computed):>15}"
-                f"  expected {thousands(result.expected):>15}  {result.tolerance:<12} {result.source}"
-            )
-            typer.echo(line)
-        failed += not analysis.ok
-    if failed:
-        typer.echo(f"{failed} spec(s) do not reproduce their published numbers", err=True)
-    if invalid and len(paths) > 1:
-        typer.echo(f"{invalid} of {len(paths)} spec files are invalid", err=True)
-    if invalid or failed:
-        raise typer.Exit(2 if invalid else 1)
+    status = check_specs(specs, typer.echo)
+    if status:
+        raise typer.Exit(status)
 
 
 @app.command(
@@ -138,7 +143,7 @@ def check_command(specs: SpecArgs = None) -> None:
 def table_command(
     specs: SpecArgs = None,
     per_stage: Annotated[bool, typer.Option("--per-stage", help="One row per stage.")] = False,
-    fmt: Annotated[Literal["md", "csv", "json"], typer.Option("--format", help="Table format.")] = "md",
+    fmt: Annotated[TableFormat, typer.Option("--format", help="Table format.")] = "md",
     from_onnx: Annotated[
         list[Path] | None, typer.Option("--from-onnx", help="Recount from ONNX files instead of specs.")
     ] = None,
@@ -224,20 +229,19 @@ def build_command(
     input_size: Annotated[int | None, typer.Option(help="Input height and width.")] = None,
     classes: Annotated[int | None, typer.Option(help="Classifier outputs.")] = None,
     in_channels: Annotated[int | None, typer.Option(help="Input channels (pretrained stems adapt).")] = None,
-    weights: Annotated[str | None, typer.Option(help="keras.applications .h5 file, or imagenet.")] = None,
+    weights: Weights = None,
     include_top: Annotated[bool, typer.Option(help="Keep the classifier.")] = True,
     freeze: Freeze = None,
     outputs: Annotated[
         str | None, typer.Option(help="Stage outputs instead of the classifier, e.g. C3,C4,C5.")
     ] = None,
     onnx: Annotated[bool, typer.Option("--onnx", help="Also export <out>/<name>.onnx.")] = False,
-    memory_check: Annotated[
-        bool, typer.Option(help="Refuse networks larger than the free memory (with the estimate).")
-    ] = True,
+    memory_check: MemoryCheck = True,
     allow_partial: AllowPartial = False,
 ) -> None:
     """Generate the Keras module, build the model and save <out>/<name>.keras."""
-    from rescompile.keras_backend.build import build, model_record
+    from rescompile.keras_backend.build import build
+    from rescompile.keras_backend.model_file import model_record
     from rescompile.keras_backend.summary import print_build_summary
     from rescompile.spec.library import resolve_spec
 
@@ -245,25 +249,22 @@ def build_command(
     result = build(
         resolve_spec(spec),
         out,
-        input_size,
-        classes,
-        in_channels,
-        weights,
-        include_top,
-        freeze,
+        input_size=input_size,
+        classes=classes,
+        in_channels=in_channels,
+        weights=weights,
+        include_top=include_top,
+        freeze=freeze,
         outputs=features,
         check_memory=memory_check,
         allow_partial=allow_partial,
     )
     print_build_summary(result)
     if onnx:
-        from rescompile.onnx_backend.emit import ExportOptions
-        from rescompile.onnx_backend.export import onnx_options, write_onnx
+        from rescompile.onnx_backend.export import export_with_record
 
-        analysis = result.analysis
-        path = out / f"{analysis.spec.name}.onnx"
-        options = onnx_options(ExportOptions(), analysis, model_record(analysis, include_top))
-        write_onnx(result.model, analysis, path, options)
+        path = out / f"{result.analysis.spec.name}.onnx"
+        export_with_record(result.model, result.analysis, model_record(result.analysis, include_top), path)
         typer.echo(f"wrote {path}")
 
 
@@ -282,7 +283,7 @@ def export_command(
     out: Annotated[Path, typer.Option("-o", "--out", help="The .onnx file to write.")],
     spec: ModelSpec = None,
     fold_bn: Annotated[bool, typer.Option(help="Fold BatchNorm into the preceding convs.")] = True,
-    layout: Annotated[Literal["nhwc", "nchw"], typer.Option(help="Input layout (nhwc: Keras').")] = "nhwc",
+    layout: Annotated[Layout, typer.Option(help="Input layout (nhwc: Keras').")] = "nhwc",
     fp16: Annotated[bool, typer.Option("--fp16", help="float16 weights and compute (GPU serving).")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="Static INT8 quantization (CPU serving).")] = False,
     calibration: Annotated[Path | None, typer.Option(help="Images folder or CIFAR batch for --int8.")] = None,
@@ -290,13 +291,14 @@ def export_command(
     class_names: Annotated[Path | None, typer.Option(help="Text file, one class name per line.")] = None,
 ) -> None:
     """Export a Keras model to ONNX through the IR (BN folded, one transpose, dynamic batch)."""
+    from rescompile.data.class_names import read_class_names
     from rescompile.onnx_backend.emit import ExportOptions
     from rescompile.onnx_backend.export import export
     from rescompile.spec.library import resolve_spec
 
     if int8 and (fp16 or calibration is None):
         raise RescompileError("--int8 needs --calibration DATA and cannot be combined with --fp16")
-    names = _class_names(class_names)
+    names = read_class_names(class_names) if class_names is not None else []
     options = ExportOptions(fold_bn=fold_bn, layout=layout, fp16=fp16, class_names=names)
     if source.suffix not in (".keras", ".onnx"):
         source = resolve_spec(source)
@@ -311,37 +313,22 @@ def export_command(
     typer.echo(f"wrote {out} (INT8, {analysis.spec.name}, calibrated on {count} images)")
 
 
-def _class_names(path: Path | None) -> list[str]:
-    if path is None:
-        return []
-    try:
-        if path.stat().st_size > 16 * 2**20:
-            raise RescompileError(f"--class-names {path}: file too large for a list of names")
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RescompileError(f"--class-names {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise RescompileError(f"--class-names {path}: not UTF-8 text (one class name per line)") from None
-    if "\x00" in text:
-        raise RescompileError(f"--class-names {path}: a binary file, not one class name per line")
-    return [line.strip() for line in text.splitlines() if line.strip()]
-
-
 @app.command("predict", epilog=examples("rescompile predict resnet50.onnx cat.jpg dog.png --top-k 3"))
 @friendly
 def predict_command(
     model: Annotated[Path, typer.Argument(help="An .onnx or .keras model.")],
     images: Annotated[list[Path], typer.Argument(help="PNG/JPEG images.")],
     top_k: Annotated[int, typer.Option(help="Classes to show per image.")] = 5,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    provider: Provider = "auto",
+    fmt: OutputFormat = "md",
+    as_json: Annotated[bool, typer.Option("--json", hidden=True, help="Same as --format json.")] = False,
+    provider: ProviderOption = "auto",
     spec: ModelSpec = None,
 ) -> None:
     """Top-k classes of images, preprocessed as the model's metadata says."""
     from rescompile.serve.predict import predict
 
     results, used = predict(model, images, top_k, provider, spec)
-    if as_json:
+    if as_json or fmt == "json":
         payload = [
             {"image": r.image, "top": [{"class": c, "name": n, "p": p} for c, n, p in r.classes]}
             for r in results
@@ -362,7 +349,7 @@ def bench_command(
     batch_size: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,32",
     seconds: Annotated[float, typer.Option(help="Minimum timing per batch size.")] = 3.0,
     warmup: Annotated[int, typer.Option(help="Untimed runs first.")] = 3,
-    provider: Provider = "auto",
+    provider: ProviderOption = "auto",
     fmt: OutputFormat = "md",
 ) -> None:
     """Throughput (img/s) and latency p50/p99 per batch size on onnxruntime."""
@@ -393,18 +380,14 @@ def train_command(
     data: DataOption = None,
     val_data: ValDataOption = None,
     strict: Strict = False,
-    recipe: Annotated[
-        str | None, typer.Option(help="Recipe name (recipes/) or YAML file [default: paper].")
-    ] = None,
+    recipe: RecipeOption = None,
     set_: RecipeSets = None,
     epochs: Epochs = None,
     batch_size: BatchSize = None,
     lr: Annotated[float | None, typer.Option(help="Shortcut for --set optimizer.lr=X.")] = None,
-    precision: Annotated[
-        Literal["float32", "mixed_float16", "mixed_bfloat16"], typer.Option(help="Training precision.")
-    ] = "float32",
+    precision: Annotated[Precision, typer.Option(help="Training precision.")] = "float32",
     jit: Annotated[bool, typer.Option("--jit", help="XLA-compile the training step.")] = False,
-    seed: Annotated[int, typer.Option(help="Random seed (data order, augmentation, init).")] = 0,
+    seed: Seed = 0,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out from its own spec, recipe and data.")
     ] = False,
@@ -413,11 +396,9 @@ def train_command(
     ] = None,
     cpu_devices: Annotated[int, typer.Option(help="Split the CPU into N logical devices.")] = 1,
     classes: DataClasses = 10,
-    weights: Annotated[str | None, typer.Option(help="Pretrained keras.applications .h5 weights.")] = None,
+    weights: Weights = None,
     freeze: Freeze = None,
-    memory_check: Annotated[
-        bool, typer.Option(help="Refuse networks and batches larger than the free memory.")
-    ] = True,
+    memory_check: MemoryCheck = True,
     allow_partial: AllowPartial = False,
     tensorboard: Annotated[bool, typer.Option(help="Write TensorBoard logs to RUN_DIR/logs.")] = True,
 ) -> None:
@@ -426,16 +407,8 @@ def train_command(
     from rescompile.train.recipe import load_recipe, recipe_overrides
     from rescompile.train.trainer import TrainOptions, train
 
-    overrides = recipe_overrides(set_, epochs, batch_size, lr)
-    if not 0 <= seed < 2**31:
-        raise RescompileError(f"--seed must be between 0 and 2147483647, got {seed}")
-    if not 1 <= cpu_devices <= 64:
-        raise RescompileError(f"--cpu-devices must be between 1 and 64, got {cpu_devices}")
     if spec is None and not resume:
         raise RescompileError("train needs a SPEC (a file or a library name), or --resume --out RUN_DIR")
-    chosen = (
-        None if resume and recipe is None and not overrides else load_recipe(recipe or "paper", overrides)
-    )
     options = TrainOptions(
         spec=resolve_spec(spec) if spec is not None else None,
         data=data,
@@ -455,6 +428,10 @@ def train_command(
         allow_partial=allow_partial,
         tensorboard=tensorboard,
     )
+    overrides = recipe_overrides(set_, epochs, batch_size, lr)
+    chosen = (
+        None if resume and recipe is None and not overrides else load_recipe(recipe or "paper", overrides)
+    )
     typer.echo(train(options, chosen).model_dump_json(indent=2))
 
 
@@ -464,17 +441,27 @@ def evaluate_command(
     model: Annotated[Path, typer.Argument(help="A .keras model or a run directory.")],
     data: DataOption = None,
     spec: ModelSpec = None,
-    out: Annotated[Path | None, typer.Option(help="Where to write confusion.png.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write confusion.png (default: the model's folder).")
+    ] = None,
     classes: DataClasses = 10,
     ten_crop: Annotated[
         bool, typer.Option("--ten-crop", help="Average over 10 crops (corners, center, flips).")
     ] = False,
+    batch_size: Annotated[
+        int,
+        typer.Option(min=1, help="Images per batch (crops, with --ten-crop)."),
+    ] = EVAL_BATCH,
 ) -> None:
-    """Top-1/top-5 accuracy and confusion matrix (printed, and as confusion.png) on every image of
-    the test split (CIFAR), of the val/ split, or of the folder or TFRecords given."""
+    """Top-1/top-5 accuracy and the confusion matrix of a model on a test set.
+
+    Every image is scored: the test split (CIFAR), the val/ split, or the folder or TFRecords
+    given. The matrix is printed and written as confusion.png."""
     from rescompile.serve.evaluate import confusion_text, evaluate
 
-    result = evaluate(model, data, spec, out, classes, ten_crop)
+    result = evaluate(
+        model, data=data, spec=spec, out=out, classes=classes, ten_crop=ten_crop, batch_size=batch_size
+    )
     top5 = f", top-5 {result.top5:.2%}" if result.top5 is not None else ""
     typer.echo(
         f"accuracy {result.accuracy:.2%}{top5} on {int(result.matrix.sum())} images of {result.split}"
@@ -502,7 +489,14 @@ def _options(
     """Compile ResNet stage tables into checked models, code, tables and ONNX."""
 
 
-experiment_app = typer.Typer(help="Experiments from the ResNet papers.", no_args_is_help=True)
+experiment_app = typer.Typer(
+    help="Experiments from the ResNet papers.",
+    epilog=examples(
+        "rescompile experiment degradation --depths 20,56 --out runs/deg",
+        "rescompile experiment gradients cifar/resnet56 --out runs/gradients",
+    ),
+    no_args_is_help=True,
+)
 app.add_typer(experiment_app, name="experiment")
 
 
@@ -519,11 +513,11 @@ def degradation_command(
     data: Annotated[
         str | None, typer.Option(help="CIFAR tarball or folder (default: keras.datasets).")
     ] = None,
-    recipe: Annotated[str, typer.Option(help="Recipe for every network.")] = "paper",
+    recipe: RecipeOption = None,
     set_: RecipeSets = None,
     epochs: Epochs = None,
     batch_size: BatchSize = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Seed = 0,
     force: Annotated[
         bool, typer.Option("--force", help="Retrain runs in --out made with another recipe, data or seed.")
     ] = False,
@@ -536,8 +530,8 @@ def degradation_command(
         chosen = [int(d) for d in depths.split(",")]
     except ValueError:
         raise RescompileError(f"--depths must be comma-separated integers, got {depths!r}") from None
-    chosen_recipe = load_recipe(recipe, recipe_overrides(set_, epochs, batch_size))
-    result = degradation.run(chosen, data, chosen_recipe, out, seed, force)
+    chosen_recipe = load_recipe(recipe or "paper", recipe_overrides(set_, epochs, batch_size))
+    result = degradation.run(chosen, data=data, recipe=chosen_recipe, out=out, seed=seed, force=force)
     for run in result["runs"]:
         typer.echo(
             f"{run['kind']:>8}-{run['depth']:<3} train error {run['final_train_error']:.2%}"
@@ -564,16 +558,20 @@ def gradients_command(
         list[Path] | None, typer.Option("--no-batchnorm", help="A spec to profile with BatchNorm off.")
     ] = None,
     initializer: Annotated[
-        Literal["he_normal", "he_uniform", "glorot_uniform"] | None,
-        typer.Option(help="Initializer for the --no-batchnorm networks."),
+        Initializer | None, typer.Option(help="Initializer for the --no-batchnorm networks.")
     ] = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Random images in the batch the gradients are taken on.")
+    ] = GRADIENTS_BATCH,
 ) -> None:
     """Gradient norm of every weighted layer on one batch, against depth (log scale)."""
     from rescompile.experiments import gradients
 
     if not specs and not no_batchnorm:
         raise RescompileError("name at least one SPEC or --no-batchnorm SPEC")
-    for profile in gradients.run(specs or [], no_batchnorm or [], out, initializer):
+    for profile in gradients.run(
+        specs or [], no_batchnorm or [], out, initializer=initializer, batch=batch_size
+    ):
         typer.echo(
             f"{profile.label}: backprop signal first/last = {profile.signal_first_to_last:.3g}, "
             f"kernel gradient {profile.kernel_norms[0]:.3g} (first) .. {profile.kernel_norms[-1]:.3g} (last)"

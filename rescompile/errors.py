@@ -35,6 +35,12 @@ class SpecError(RescompileError):
         super().__init__(f"{where}: {field}: {message}" if field else f"{where}: {message}")
 
 
+def gathered(errors: list[SpecError]) -> SpecError:
+    """The first of `errors` (not empty), carrying the others in `more`, to raise them together."""
+    first, *first.more = errors
+    return first
+
+
 class KerasMissing(RescompileError, ImportError):
     """A command needs Keras/TensorFlow, which the base install leaves out (an ImportError too,
     so code that probes for optional packages keeps working)."""

@@ -12,3 +12,8 @@ def resource_dir(name: str) -> Path:
     repository's top-level folder of that name."""
     packaged = PACKAGE / name
     return packaged if packaged.is_dir() else PACKAGE.parent / name
+
+
+def recipe_names() -> list[str]:
+    """The shipped training recipes' names (recipes/<name>.yaml), sorted."""
+    return sorted(path.stem for path in resource_dir("recipes").glob("*.yaml"))

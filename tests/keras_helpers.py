@@ -8,7 +8,8 @@ import numpy as np
 
 from rescompile import ir
 from rescompile.analysis.analyze import Analysis, analyze
-from rescompile.keras_backend.model import load_module
+from rescompile.keras_backend.model import load_module, recursion_limit
+from rescompile.keras_backend.printer import RECURSION_PER_LAYER
 
 
 def generated_model(spec: str, input_size: int | None = None, seed: int = 0, **kwargs):
@@ -19,7 +20,8 @@ def generated_model(spec: str, input_size: int | None = None, seed: int = 0, **k
     keras.utils.set_random_seed(seed)
     analysis: Analysis = analyze(spec, input_size)
     module = load_module(Path("generated") / f"{analysis.spec.name}.py")
-    return analysis, module.build(input_shape=analysis.graph.input.shape, **kwargs)
+    with recursion_limit(RECURSION_PER_LAYER * len(analysis.graph.nodes)):
+        return analysis, module.build(input_shape=analysis.graph.input.shape, **kwargs)
 
 
 BRANCH_END_SCALE = 0.1  # how much smaller a pre-activation branch's last convolution is made

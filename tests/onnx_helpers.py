@@ -9,7 +9,7 @@ import onnx
 
 from rescompile import ir
 from rescompile.analysis.analyze import Analysis, analyze
-from rescompile.keras_backend.build import model_record
+from rescompile.keras_backend.model_file import model_record
 from rescompile.onnx_backend.emit import ExportOptions, export_onnx
 
 
@@ -21,11 +21,21 @@ def random_weights(graph: ir.Graph, seed: int = 0) -> dict[str, list[np.ndarray]
     for node in graph.nodes:
         channels = node.shape[2]
         if isinstance(node, ir.Conv):
-            fan_in = node.kernel * node.kernel * graph.node(node.inputs[0]).shape[2]
+            fan_in = node.kernel * node.kernel * graph.node(node.inputs[0]).shape[2] // node.groups
             kernel = rng.normal(
                 0, fan_in**-0.5, (node.kernel, node.kernel, fan_in // node.kernel**2, channels)
             )
             weights[node.name] = [kernel, *([rng.normal(0, 0.1, channels)] if node.bias else [])]
+        elif isinstance(node, ir.SqueezeExcite):
+            reduce, expand = node.layer_names()[1:3]
+            weights[reduce] = [
+                rng.normal(0, channels**-0.5, (1, 1, channels, node.reduced)),
+                np.zeros(node.reduced),
+            ]
+            weights[expand] = [
+                rng.normal(0, node.reduced**-0.5, (1, 1, node.reduced, channels)),
+                np.zeros(channels),
+            ]
         elif isinstance(node, ir.BatchNorm):
             gamma, variance = rng.uniform(0.5, 1.5, (2, channels))
             beta, mean = rng.normal(0, 0.1, (2, channels))

@@ -1,4 +1,6 @@
-"""Published numbers, transcribed from ../shared/REFERENCE.md independently of the specs."""
+"""Published numbers, written down from the papers (He et al. 2015 and 2016, Zagoruyko & Komodakis
+2016, Xie et al. 2017) and torchvision's and timm's model documentation, independently of the specs'
+`expect:` sections."""
 
 # ImageNet: paper Table 1 "FLOPs" (multiply-adds), exact MACs with the stride on the 1x1 and on
 # the 3x3 (v1.5), torchvision's exact parameter counts.
@@ -44,3 +46,23 @@ KERAS_APPS = {
     "resnet101v2": "ResNet101V2",
     "resnet152v2": "ResNet152V2",
 }
+
+# The family beyond the two papers, torchvision's model documentation: trainable parameters (exact)
+# and GFLOPS, which torchvision counts as multiply-adds at 224 px (2 decimals).
+TORCHVISION_FAMILY = {
+    "resnext50_32x4d": (25_028_904, 4.23),
+    "resnext101_32x8d": (88_791_336, 16.41),
+    "resnext101_64x4d": (83_455_272, 15.46),
+    "wide_resnet50_2": (68_883_240, 11.40),
+    "wide_resnet101_2": (126_886_696, 22.75),
+}
+
+# timm's trainable parameter counts (exact).
+TIMM_PARAMS = {"resnet50d": 25_576_264, "seresnet50": 28_088_024}
+
+# CIFAR Wide ResNets, Zagoruyko & Komodakis 2016 Table 4: spec -> (params, significant figures).
+WRN = {"wrn28_10": (36.5e6, 3), "wrn16_8": (11.0e6, 3), "wrn40_4": (8.9e6, 2)}
+
+# CIFAR ResNeXt-29, Xie et al. 2017 Table 7, convolution and fc weights (the paper leaves BN out):
+# spec -> (params, significant figures).
+RESNEXT29 = {"resnext29_8x64d": (34.4e6, 3), "resnext29_16x64d": (68.1e6, 3)}

@@ -37,6 +37,7 @@ def one_line_error(done: subprocess.CompletedProcess, fragment: str) -> None:
         ),
         (("build", "specs/cifar/resnet20.yaml", "--outputs", "C9"), "C2..C4"),
         (("train", "specs/cifar/resnet20.yaml", "--out", "x", "--seed", "-1"), "--seed must be between"),
+        (("train", "specs/cifar/resnet20.yaml", "--out", "x", "--cpu-devices", "0"), "--cpu-devices must be"),
         (("train", "specs/cifar/resnet20.yaml", "--out", "x", "--epochs", "inf"), "epochs"),
         (("train", "specs/cifar/resnet20.yaml", "--out", "x", "--set", "batch_size=true"), "batch_size"),
         (("bench", "missing.onnx", "--batch-size", "-1"), "--batch-size values must be between 1"),
@@ -152,6 +153,10 @@ def test_build_removes_temporaries_of_killed_writes(tmp_path: Path) -> None:
         (("bench", "m.onnx", "--provider", "tpu"), "'tpu' is not one of 'auto', 'cuda', 'cpu'"),
         (("train", "specs/cifar/resnet20.yaml", "--out", "r", "--precision", "fp8"), "'fp8' is not one of"),
         (("train", "--distribute", "ring", "--out", "r"), "'ring' is not one of 'mirrored', 'multiworker'"),
+        (
+            ("evaluate", "m.keras", "--batch-size", "0"),
+            "'--batch-size': Input should be greater than or equal to 1",
+        ),
         (("diff", "specs/resnet50.yaml"), "Missing argument"),
     ],
 )

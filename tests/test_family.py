@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 
 from rescompile import ir
 from rescompile.analysis.analyze import analyze
 from rescompile.onnx_backend.emit import ExportOptions, export_onnx, keras_weights
-from tests.keras_helpers import generated_model
+from rescompile.spec import Spec, load_spec
+from tests.keras_helpers import generated_model, randomize_batchnorm
 from tests.run_helpers import interrupt_after_first_epoch
 from tests.synthetic import write_cifar_tarball
 
@@ -43,17 +45,63 @@ def test_grouped_convolution_counts_a_fraction_of_the_weights() -> None:
     assert grouped.cost.depth == plain.cost.depth == 50
 
 
-def test_squeeze_excitation_in_keras_and_onnx() -> None:
-    analysis, model = generated_model("specs/seresnet50.yaml", 64)
-    se = [n for n in analysis.graph.nodes if isinstance(n, ir.SqueezeExcite)]
-    assert len(se) == 16 and {n.reduced * n.ratio for n in se} == {256, 512, 1024, 2048}
-    assert model.get_layer("conv3_x_block1_se_reduce").kernel.shape == (1, 1, 512, 32)
-    exported = export_onnx(analysis.spec, analysis.graph, keras_weights(model), ExportOptions())
+def _variant(folder: Path, spec: str, name: str, options: str) -> Path:
+    """A spec extending library `spec` with `options` (a YAML flow mapping), named `name`."""
+    path = folder / f"{name}.yaml"
+    path.write_text(f"extends: {Path(spec).resolve()}\nname: {name}\noptions: {options}\n")
+    return path
+
+
+def _inputs(layer) -> list:
+    return layer.input if isinstance(layer.input, list) else [layer.input]
+
+
+SE_GATES = {
+    # position: (the tensor conv3_x_block1's gate scales, the layer taking the gated tensor, channels)
+    "standard": ("conv3_x_block1_3_bn", "conv3_x_block1_add", 512),
+    "pre": ("conv2_x_block3_out", "conv3_x_block1_1_conv", 256),  # the block's input; the shortcut ungated
+    "post": ("conv3_x_block1_add", "conv3_x_block1_out", 512),
+}
+
+
+@pytest.mark.parametrize("position", sorted(SE_GATES))
+def test_squeeze_excitation_positions_in_the_ir_keras_and_onnx(position: str, tmp_path: Path) -> None:
+    from rescompile.keras_backend.build import build
+
+    spec = _variant(tmp_path, "specs/seresnet50.yaml", f"se_{position}", f"{{se: {{position: {position}}}}}")
+    keras.utils.set_random_seed(0)
+    result = build(spec, tmp_path, input_size=64, save=False)
+    analysis, model, graph = result.analysis, result.model, result.analysis.graph
+    gated, consumer, channels = SE_GATES[position]
+    assert graph.node("conv3_x_block1_se").inputs == (gated,)
+    assert "conv3_x_block1_se" in graph.node(consumer).inputs
+    assert "conv3_x_block1_se" not in graph.node("conv3_x_block1_0_conv").inputs
+    se = [n for n in graph.nodes if isinstance(n, ir.SqueezeExcite)]
+    assert len(se) == 16 and all(n.reduced * n.ratio == n.shape[2] for n in se)
+    gate = model.get_layer("conv3_x_block1_se")
+    assert gate.input[0] is model.get_layer(gated).output
+    assert any(tensor is gate.output for tensor in _inputs(model.get_layer(consumer)))
+    assert model.get_layer("conv3_x_block1_se_reduce").kernel.shape == (1, 1, channels, channels // 16)
+    x = np.random.default_rng(0).normal(0, 1, (2, 64, 64, 3)).astype("float32")
+    randomize_batchnorm(model, graph=graph, x=np.concatenate([x, x[::-1] * 0.5]))
+    feature = "conv5_x_block3_out"
+    options = ExportOptions(outputs=[feature, "predictions"])
+    exported = export_onnx(analysis.spec, graph, keras_weights(model), options)
     ops = [node.op_type for node in exported.graph.node]
     assert ops.count("Sigmoid") == ops.count("Mul") == ops.count("GlobalAveragePool") - 1 == 16
     assert "BatchNormalization" not in ops, "BN folded"
-    gate = next(n for n in exported.graph.node if n.name == "conv2_x_block1_se_expand")
-    assert gate.op_type == "Conv"
+    assert next(n for n in exported.graph.node if n.name == "conv2_x_block1_se_expand").op_type == "Conv"
+    features = keras.Model(model.input, model.get_layer(feature).output)
+    expected = features.predict(x, verbose=0)
+    signs = np.random.default_rng(1).choice([-1.0, 1.0], x.shape)
+    nudged = features.predict((x * (1 + signs * 2.0**-23)).astype("float32"), verbose=0)
+    session = ort.InferenceSession(exported.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input": x})[0].transpose(0, 2, 3, 1)  # NCHW -> NHWC
+    # Bound: 1e-4, or Keras' own change under one float32 rounding of the input where larger (a gate
+    # after every sum amplifies it: 4e-4 for `post`); a misplaced gate errs by the features' order.
+    scale = max(1.0, float(np.abs(expected).max()))
+    assert expected.std() > 1e-3 * scale
+    assert np.abs(got - expected).max() < max(1e-4 * scale, 4 * np.abs(nudged - expected).max())
 
 
 def test_avg_down_shortcut_averages_before_its_unstrided_projection() -> None:
@@ -68,11 +116,26 @@ def test_avg_down_shortcut_averages_before_its_unstrided_projection() -> None:
     assert len(pools) == 3 and all(onnx.helper.get_attribute_value(p.attribute[0]) for p in pools)
 
 
-def test_stochastic_depth_decays_linearly_trains_stochastically_and_vanishes_at_inference() -> None:
-    analysis, model = generated_model("specs/cifar/resnet110_stochastic_depth.yaml")
-    survival = [block.survival for stage in analysis.graph.stages for block in stage.blocks]
-    assert len(survival) == 54 and survival[-1] == 0.5
-    assert np.allclose(survival, [1 - block / 54 * 0.5 for block in range(1, 55)])  # Huang et al. Eq. 4
+SURVIVAL = {  # Huang et al. Eq. 4 (p_L = 0.5 over ResNet-110's 54 blocks), and one p for all
+    "linear": [1 - block / 54 * 0.5 for block in range(1, 55)],
+    "uniform": [0.5] * 54,
+}
+
+
+@pytest.mark.parametrize("rule", sorted(SURVIVAL))
+def test_stochastic_depth_rules_train_stochastically_and_vanish_at_inference(
+    rule: str, tmp_path: Path
+) -> None:
+    from rescompile.keras_backend.build import build
+
+    library = "specs/cifar/resnet110_stochastic_depth.yaml"
+    spec = _variant(tmp_path, library, f"sd_{rule}", f"{{stochastic_depth: {{rule: {rule}}}}}")
+    result = build(spec, tmp_path, save=False)
+    analysis, model = result.analysis, result.model
+    blocks = [block for stage in analysis.graph.stages for block in stage.blocks]
+    assert np.allclose([block.survival for block in blocks], SURVIVAL[rule])
+    rates = [model.get_layer(f"{block.name}_drop_path").rate for block in blocks]
+    assert np.allclose(rates, 1 - np.array(SURVIVAL[rule]))
     x = np.random.default_rng(0).normal(0, 1, (4, 32, 32, 3)).astype("float32")
     inference = [np.asarray(model(x, training=False)) for _ in range(2)]
     assert np.array_equal(*inference)
@@ -80,6 +143,21 @@ def test_stochastic_depth_decays_linearly_trains_stochastically_and_vanishes_at_
     assert not np.allclose(*training), "residuals are dropped at random in training"
     exported = export_onnx(analysis.spec, analysis.graph, keras_weights(model), ExportOptions())
     assert not {"Dropout", "RandomUniformLike"} & {n.op_type for n in exported.graph.node}
+
+
+def test_width_widens_every_block_row_but_a_bottlenecks_expansion(tmp_path: Path) -> None:
+    wide, plain = load_spec("specs/wide_resnet50_2.yaml"), load_spec("specs/resnet50_v1.5.yaml")
+    for widened, stage in zip(wide.stages, plain.stages, strict=True):
+        *inner, expansion = stage.block
+        assert widened.block == [(kernel, 2 * filters) for kernel, filters in inner] + [expansion]
+    assert wide.stem == plain.stem and wide.options.width == 1, "the resolved spec holds the widened table"
+    again = Spec.model_validate(wide.model_dump(mode="json"))
+    assert again.model_dump() == wide.model_dump(), "a resolved spec is not widened again"
+    wrn = load_spec("specs/cifar/wrn28_10.yaml")
+    assert wrn.stem[0].conv == (3, 16)
+    assert [stage.block for stage in wrn.stages] == [[(3, 160)] * 2, [(3, 320)] * 2, [(3, 640)] * 2]
+    grouped = _variant(tmp_path, "specs/resnext50_32x4d.yaml", "wide_resnext", "{width: 2}")
+    assert load_spec(grouped).stages[0].block == [(1, 256), (3, 256, 32), (1, 256)]  # groups kept
 
 
 @pytest.fixture(scope="module")

@@ -244,7 +244,7 @@ def test_deeply_nested_json_metadata(tmp_path: Path) -> None:
 
 def test_loading_a_keras_model_leaves_the_recursion_limit_as_it_was(tmp_path: Path) -> None:
     pytest.importorskip("keras")
-    from rescompile.onnx_backend.export import load_keras_model
+    from rescompile.keras_backend.model_file import load_keras_model
     from tests.keras_helpers import generated_model
 
     _, model = generated_model("specs/cifar/resnet20.yaml")

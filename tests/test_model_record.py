@@ -158,11 +158,34 @@ def test_stage_outputs_build_and_export(tmp_path: Path) -> None:
 
 
 def test_keras_file_loads_with_plain_keras_in_a_python_without_rescompile(tmp_path: Path) -> None:
+    """The .keras file carries its resolved spec, loads with plain Keras; a copy re-saved by plain
+    Keras has no record, so export refuses to guess and takes --spec (a library name) instead."""
+    import onnxruntime as ort
+
+    from rescompile.spec.loader import load_spec
+
     assert cli("build", "specs/cifar/resnet20.yaml", "--out", str(tmp_path)).returncode == 0
+    built = tmp_path / "cifar_resnet20.keras"
+    spec = load_spec(ROOT / "specs/cifar/resnet20.yaml").model_dump(mode="json")
+    assert read_keras_record(built).spec == spec
+    resaved = tmp_path / "resaved.keras"
     code = (
         "import sys, keras; sys.modules['rescompile'] = None; "
-        f"m = keras.saving.load_model({str(tmp_path / 'cifar_resnet20.keras')!r}); print(m.count_params())"
+        f"m = keras.saving.load_model({str(built)!r}); print(m.count_params()); m.save({str(resaved)!r})"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("271098")
+    assert read_keras_record(resaved) is None
+
+    onnx_path = tmp_path / "resaved.onnx"
+    refused = cli("export", str(resaved), "-o", str(onnx_path), cwd=tmp_path)
+    assert refused.returncode == 2 and "pass --spec" in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and not onnx_path.exists()
+    done = cli("export", str(resaved), "-o", str(onnx_path), "--spec", "cifar/resnet20", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(onnx_meta(onnx_path)["rescompile"])["spec"] == spec
+    x = np.random.default_rng(1).uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    expected = keras.saving.load_model(built).predict(x, verbose=0)
+    np.testing.assert_allclose(session.run(None, {"input": x})[0], expected, atol=1e-5)

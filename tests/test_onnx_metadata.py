@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from rescompile import __version__
+from rescompile.onnx_backend import DEFAULT_CALIBRATION
 from rescompile.onnx_backend.quantize import quantize
 from rescompile.onnx_backend.runtime import metadata, open_session
 from tests.onnx_helpers import export_spec
@@ -75,6 +76,10 @@ def test_export_cli_int8_from_a_spec(tmp_path: Path) -> None:
         [sys.executable, "-m", "rescompile", *args, "--calibration-size", "4"], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    assert (
+        f"warning: calibrating on only 4 images ({DEFAULT_CALIBRATION} is the default):"
+        " INT8 activation ranges may not cover your data"
+    ) in done.stderr  # far below the default: the user is told
     assert _producer(output) == ("rescompile", __version__)
     meta = _metadata(output)
     assert meta["precision"] == "int8" and meta["quantization"] == INT8.format(4)

@@ -142,8 +142,15 @@ def test_unusable_files_exit_2_with_one_line(content: bytes | None, message: str
 
 @pytest.mark.parametrize(
     "spec, size, depth, activations",
-    [(SPEC, None, 20, 666_698), (BOTTLENECK, 64, 50, 2_952_168)],
-    ids=["resnet20", "resnet50-64px"],
+    [
+        (SPEC, None, 20, 666_698),
+        (BOTTLENECK, 64, 50, 2_952_168),
+        (Path("specs/resnet50d.yaml"), 64, 52, 3_306_472),  # deep stem, average-pool shortcuts
+        (Path("specs/resnext50_32x4d.yaml"), 64, 50, 3_886_056),  # grouped 3x3 convolutions
+        # SE: each gate adds its pooled, reduced, ReLU, expanded and sigmoid vectors (3C + 2r)
+        (Path("specs/seresnet50.yaml"), 64, 50, 3_578_952),
+    ],
+    ids=["resnet20", "resnet50-64px", "resnet50d-64px", "resnext50-64px", "seresnet50-64px"],
 )
 def test_depth_and_activations_equal_the_irs(
     spec: Path, size: int | None, depth: int, activations: int, tmp_path: Path

@@ -86,6 +86,42 @@ def test_plain_cifar_nets_are_the_resnets_without_shortcuts(depth: int) -> None:
     )
 
 
+@pytest.mark.parametrize("name", sorted(reference.TORCHVISION_FAMILY))
+def test_family_params_and_macs_equal_torchvision(name: str) -> None:
+    params, gmacs = reference.TORCHVISION_FAMILY[name]
+    cost = analyze(f"specs/{name}.yaml").cost
+    assert cost.params == params
+    assert round(cost.macs / 1e9, 2) == gmacs
+
+
+@pytest.mark.parametrize("name", sorted(reference.TIMM_PARAMS))
+def test_family_params_equal_timm_exactly(name: str) -> None:
+    assert analyze(f"specs/{name}.yaml").cost.params == reference.TIMM_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", sorted(reference.WRN))
+def test_cifar_wide_resnet_params_match_the_paper(name: str) -> None:
+    paper, digits = reference.WRN[name]
+    assert _round_sig(analyze(f"specs/cifar/{name}.yaml").cost.params, digits) == paper
+
+
+@pytest.mark.parametrize("name", sorted(reference.RESNEXT29))
+def test_cifar_resnext29_conv_and_fc_weights_match_table7(name: str) -> None:
+    paper, digits = reference.RESNEXT29[name]
+    cost = analyze(f"specs/cifar/{name}.yaml").cost
+    # Table 7 leaves BN out: with its 100k BN parameters 16x64d would round to 68.2M.
+    assert _round_sig(cost.params_conv_fc, digits) == paper
+
+
+def test_stochastic_depth_adds_no_parameters_or_macs() -> None:
+    dropped, plain = (
+        analyze("specs/cifar/resnet110_stochastic_depth.yaml"),
+        analyze("specs/cifar/resnet110.yaml"),
+    )
+    assert dropped.cost.params == plain.cost.params == reference.CIFAR[110][3]
+    assert dropped.cost.macs == plain.cost.macs
+
+
 @pytest.mark.parametrize("path", find_specs([Path("specs")]), ids=str)
 def test_every_library_spec_reproduces_its_expectations(path: Path) -> None:
     analysis = analyze(path)

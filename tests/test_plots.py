@@ -4,6 +4,7 @@ matrix with a colour bar and readable counts. Drawn from small synthetic inputs,
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -16,8 +17,10 @@ from rescompile.experiments import degradation
 from rescompile.experiments.gradients import GradientProfile, in_words, plot_profiles, profiles_figure
 from rescompile.serve.evaluate import confusion_text
 from rescompile.train.plots import (
+    NAME_CHARS,
     confusion_figure,
     confusion_matrix,
+    confusion_summary,
     curve_figure,
     plot_confusion,
     plot_curves,
@@ -118,6 +121,15 @@ def test_run_curves_without_validation_leave_out_the_empty_curve(tmp_path: Path)
     assert_png(tmp_path / "untitled_run" / "loss.png")
 
 
+def test_an_accuracy_of_100_percent_tops_the_axis_at_100_percent() -> None:
+    rows = metric_rows(1)
+    rows[0]["accuracy"] = rows[0]["val_accuracy"] = "1.0"
+    axis = curve_figure(rows, TITLE, "accuracy").axes[0]
+    bottom, top = axis.get_ylim()
+    assert top == 1.0 and 0 <= bottom < 1
+    assert not any(line.get_clip_on() for line in axis.lines)  # the point on the frame shows whole
+
+
 def test_a_schedule_ending_at_zero_is_drawn_on_a_linear_axis() -> None:
     rows = metric_rows(3)
     rows[-1]["lr"] = "0"  # one-cycle's last epoch: log(0) would drop the point off the chart
@@ -150,12 +162,25 @@ def test_confusion_matrix_has_labelled_axes_a_colour_bar_and_readable_counts(tmp
     assert_png(tmp_path / "confusion.png")
 
 
-def test_a_hundred_class_confusion_matrix_stays_a_sensible_size(tmp_path: Path) -> None:
-    names = [str(i) for i in range(100)]
-    figure = confusion_figure(confusion_counts(100), names, "cifar_resnet20 on cifar100")
-    assert not figure.axes[0].texts and max(figure.get_size_inches()) <= 18
-    plot_confusion(confusion_counts(100), names, tmp_path / "confusion100.png", "cifar_resnet20 on cifar100")
-    assert_png(tmp_path / "confusion100.png")
+@pytest.mark.parametrize("classes", [100, 1000])
+def test_a_large_confusion_matrix_names_every_kth_class_readably(tmp_path: Path, classes: int) -> None:
+    names = [f"n{i:08d} a long class name, as ImageNet's are" for i in range(classes)]
+    matrix = np.random.default_rng(0).integers(0, 3, (classes, classes)) + 40 * np.eye(classes, dtype=int)
+    title = f"resnet50 on {classes} classes"
+    figure = confusion_figure(matrix, names, title)
+    assert_readable(figure, title)
+    axis = figure.axes[0]
+    assert not axis.texts and max(figure.get_size_inches()) <= 18
+    step = classes // 50
+    assert list(axis.get_xticks()) == list(range(0, classes, step)) == list(axis.get_yticks())
+    labels = axis.get_yticklabels()
+    assert labels[1].get_text() == f"{step} {names[step]}"[: NAME_CHARS - 1] + "…"  # index, shortened name
+    assert all(len(label.get_text()) <= NAME_CHARS and label.get_fontsize() >= 8 for label in labels)
+    assert axis.get_xlabel() == f"predicted (1 class in {step} named, of {classes})"
+    boxes = [label.get_window_extent() for label in labels]
+    assert not any(box.overlaps(above) for box, above in itertools.pairwise(boxes)), "labels overlap"
+    plot_confusion(matrix, names, tmp_path / f"confusion{classes}.png", title)
+    assert_png(tmp_path / f"confusion{classes}.png")
 
 
 def test_printed_confusion_matrix_labels_true_rows_and_predicted_columns() -> None:
@@ -165,6 +190,33 @@ def test_printed_confusion_matrix_labels_true_rows_and_predicted_columns() -> No
     assert lines[1].split() == ["cat", "950", "3", "47"] and lines[2].split()[0] == "automobile"
     assert len({len(line) for line in lines}) == 1  # columns aligned
     assert lines[0].index("automobile") + len("automobile") == lines[2].index("1000") + len("1000")
+
+
+@pytest.mark.parametrize("classes", [100, 1000])
+def test_a_large_printed_confusion_matrix_is_summarised(classes: int) -> None:
+    names = [f"class{i}" for i in range(classes)]
+    matrix = 90 * np.eye(classes, dtype=int) + 10 * np.roll(np.eye(classes, dtype=int), 1, axis=1)
+    matrix[7] = matrix[9] = 0
+    matrix[7, 7], matrix[7, 3] = 40, 60  # class7: 40 of 100 right, 60 taken for class3
+    matrix[9, 9], matrix[9, 0] = 80, 20
+    lines = confusion_summary(matrix, names).splitlines()
+    assert len(lines) == 23 and max(map(len, lines)) < 100
+    assert (
+        lines[0] == f"{classes} classes, too many to print in full:"
+        f" accuracy {(90 * classes - 60) / (100 * classes):.2%} on {100 * classes} images"
+    )
+    assert lines[1].startswith("least accurate classes")
+    assert lines[2].split() == ["class7", "40.00%", "40", "of", "100"] and lines[3].split()[0] == "class9"
+    assert lines[12] == "most frequent confusions (true → predicted: images, of the true class's):"
+    assert lines[13:16] == [
+        "  class7 → class3: 60 of 100",
+        "  class9 → class0: 20 of 100",
+        "  class0 → class1: 10 of 100",
+    ]
+
+
+def test_a_summary_without_confusions_says_so() -> None:
+    assert confusion_summary(np.diag([5] * 30), [str(i) for i in range(30)]).endswith("class's):\n  none")
 
 
 def degradation_result(points: int) -> dict:
@@ -252,11 +304,9 @@ def test_report_figure_labels_runs_by_spec_and_the_setting_that_differs(tmp_path
     from rescompile.experiments.report import plot_runs, run_labels, runs_figure
 
     runs = [report_run(tmp_path / "lr_high", 0.4, 1), report_run(tmp_path / "lr_low", 0.1, 6)]
-    assert run_labels(runs) == [
-        "cifar_resnet20 (epochs=1, optimizer.lr=0.4)",
-        "cifar_resnet20 (epochs=6, optimizer.lr=0.1)",
-    ]
+    assert run_labels(runs) == ["cifar_resnet20 (epochs 1, lr 0.4)", "cifar_resnet20 (epochs 6, lr 0.1)"]
     assert run_labels([runs[1], runs[1]]) == ["cifar_resnet20 [lr_low]"] * 2
+    runs[0].rows[0]["val_accuracy"] = "1.0"  # a single point at 100%
     figure = runs_figure(runs)
     assert_readable(figure, "cifar_resnet20", "cifar10", "lr_high", "lr_low")
     assert [text.get_text() for text in figure.legends[0].get_texts()] == run_labels(runs)
@@ -264,5 +314,15 @@ def test_report_figure_labels_runs_by_spec_and_the_setting_that_differs(tmp_path
     assert loss_axis.get_yscale() == "log" and loss_axis.get_xlabel() == "iterations"
     assert_points_marked(figure)
     assert not any(math.isnan(y) for line in accuracy_axis.lines for y in line.get_ydata())
+    assert accuracy_axis.get_ylim()[1] == 1.0, "the accuracy axis runs past 100%"
     plot_runs(runs, tmp_path / "curves.png")
     assert_png(tmp_path / "curves.png")
+
+
+def test_settings_are_named_in_words_in_legends() -> None:
+    from rescompile.experiments.report import setting_label
+
+    assert setting_label("optimizer.lr", "0.4") == "lr 0.4"
+    assert setting_label("batch_size", "128") == "batch 128"
+    assert setting_label("optimizer.weight_decay", "0.0001") == "weight decay 0.0001"
+    assert setting_label("augment.flip", "True") == "augment.flip True"  # no words for it: its key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 from rich.console import Console
 
@@ -39,3 +40,32 @@ def test_file_names_are_shown_as_written_not_read_as_markup() -> None:
         steps.bar.refresh()
     text = screen.getvalue()
     assert "export [bold]x[/bold].keras: loading [link=file:///etc/passwd]m[/link]" in text
+
+
+def test_the_gradients_experiment_names_each_network_it_profiles(monkeypatch, tmp_path: Path) -> None:
+    from rescompile import progress
+    from rescompile.experiments import gradients
+
+    screen = io.StringIO()
+
+    class OnScreen(Steps):
+        def __init__(self, title: str, total: int) -> None:
+            super().__init__(title, total, Console(file=screen, force_terminal=True, width=120))
+
+        def advance(self, what: str) -> None:
+            super().advance(what)
+            self.bar.refresh()
+
+    def profile(spec: Path, options: dict | None = None, *args, **kwargs) -> gradients.GradientProfile:
+        layers = ["conv1", "predictions"]
+        return gradients.GradientProfile(spec.stem, layers, [1.0, 0.5], [1.0, 0.5], spec.stem, "", "a batch")
+
+    monkeypatch.setattr(progress, "Steps", OnScreen)
+    monkeypatch.setattr(gradients, "gradient_profile", profile)
+    specs = [Path("specs/cifar/resnet20.yaml")]
+    gradients.run(specs, [Path("specs/plain/plain20.yaml")], tmp_path, initializer="glorot_uniform")
+    text = screen.getvalue()
+    assert "gradients experiment: cifar_resnet20 (as written)" in text and "0/2" in text
+    assert (
+        "gradients experiment: cifar_plain20 (BatchNorm off, glorot_uniform init)" in text and "1/2" in text
+    )

@@ -64,10 +64,12 @@ SEMANTIC = {
     "extends_name_too_long.yaml": _EXTENDS,
     "extends_self.yaml": _EXTENDS,
     "head_two_flatten.yaml": "one flatten among head.layers (a count across items)",
+    "options_width_overflow.yaml": "filters times options.width (arithmetic across fields)",
     "mean_nan.yaml": "not finite: JSON has no NaN or Infinity, so a schema has no word for them",
     "missing_name.yaml": "a shared base (specs/**/_*.yaml) leaves out `name` too: nothing tells them apart",
     "output_larger.yaml": _SHAPES,
     "output_not_following.yaml": _SHAPES,
+    "output_wrong_twice.yaml": _SHAPES,
     "preprocess_mean_length.yaml": "one mean per input channel (lengths across fields)",
     "scale_inf.yaml": "not finite: JSON has no NaN or Infinity, so a schema has no word for them",
     "stage_named_head.yaml": "a name the loader reserves for the parts of every network (after merging)",
@@ -139,6 +141,24 @@ def test_field_descriptions_are_kept() -> None:
     assert defs["Stage"]["description"].startswith("One row group of the paper's table")
     assert defs["StageOverride"]["description"] == defs["Stage"]["description"]
     assert "[kernel, filters]" in defs["Stage"]["properties"]["block"]["items"]["description"]
+
+
+def test_family_constructs_carry_valid_examples() -> None:
+    defs = spec_json_schema()["$defs"]
+    options = defs["Options"]["properties"]
+    fields = ("downsample", "dropout", "width", "se", "stochastic_depth", "avg_down")
+    schemas = [
+        *(options[field] for field in fields),
+        defs["SqueezeExcitation"],
+        defs["StochasticDepth"],
+        defs["Stage"]["properties"]["block"]["items"],
+    ]
+    assert all(schema["description"] for schema in schemas)
+    assert [3, 128, 32] in schemas[-1]["examples"]  # a grouped row
+    for schema in schemas:
+        assert schema["examples"], schema["description"]
+        checker = jsonschema.Draft202012Validator({**schema, "$defs": defs})
+        assert all(checker.is_valid(example) for example in schema["examples"]), schema["examples"]
 
 
 @pytest.mark.parametrize("path", LIBRARY, ids=[str(p.relative_to(ROOT / "specs")) for p in LIBRARY])

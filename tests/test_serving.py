@@ -15,6 +15,7 @@ from PIL import Image
 from rescompile import __version__
 from rescompile.data.images import preprocess
 from rescompile.keras_backend.build import build
+from rescompile.keras_backend.model_file import model_record, save_model
 from rescompile.onnx_backend.runtime import choose_providers
 from rescompile.serve.cpu import cpu_info
 from tests.synthetic import colour_images, write_cifar_batch
@@ -39,7 +40,7 @@ def trained(tmp_path_factory) -> dict:
         optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
     )
     model.fit(preprocess(images.astype("float32"), config), labels, epochs=3, batch_size=64, verbose=0)
-    model.save(result.model_path)
+    save_model(model, result.model_path, model_record(result.analysis, include_top=True))
     held_out, held_labels = colour_images(300, seed=1)
     return {
         "folder": folder,

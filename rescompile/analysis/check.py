@@ -1,10 +1,14 @@
-"""Compare a compiled network's counts with the published numbers in its spec's `expect:`."""
+"""Compare a compiled network's counts with the published numbers in its spec's `expect:`, and
+`rescompile check`, which does so for every spec file it is given."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from rescompile.analysis.cost import Cost
+from rescompile.errors import RescompileError, printable
 from rescompile.spec.schema import Expectation, Spec
 
 METRICS = ("params", "params_total", "params_conv_fc", "macs", "depth")
@@ -52,3 +56,52 @@ def check(spec: Spec, cost: Cost) -> list[CheckResult]:
                 CheckResult(metric, computed, expectation.value, tolerance, expectation.source or "", ok)
             )
     return results
+
+
+def _spec_files(specs: list[Path] | None) -> Iterator[Path | RescompileError]:
+    """The spec files that each of `specs` names (none: specs/ here, else the library), or the
+    error of one that names none, so that one bad argument does not hide the others."""
+    from rescompile.spec.library import find_specs, resolve_spec_args
+
+    for arguments in [[spec] for spec in specs] if specs else [None]:
+        try:
+            found = find_specs(resolve_spec_args(arguments))
+        except RescompileError as exc:
+            yield exc
+        else:
+            yield from found
+
+
+def check_specs(specs: list[Path] | None, echo: Callable[..., object]) -> int:
+    """`rescompile check`: validate, lower and compare every spec file that `specs` names, a table
+    of its published numbers per good file on `echo(text)`, every error of every bad file on
+    `echo(text, err=True)`. Returns the exit status: 2 when a file is invalid (or missing), else 1
+    when a number is off, else 0."""
+    from rescompile.analysis.analyze import analyze  # here: analyze imports this module
+    from rescompile.analysis.tables import thousands
+
+    files = failed = invalid = 0
+    for path in _spec_files(specs):
+        files += 1
+        try:
+            if isinstance(path, RescompileError):
+                raise path  # an argument that names no file is reported as a bad file is
+            analysis = analyze(path)
+        except RescompileError as exc:
+            invalid += 1
+            for error in (exc, *getattr(exc, "more", [])):
+                echo(f"error: {printable(str(error))}", err=True)
+            continue
+        echo(f"{'ok' if analysis.ok else 'FAIL':4}  {analysis.path}  ({analysis.spec.name})")
+        for result in analysis.checks:
+            mark = "✓" if result.ok else "✗"
+            echo(
+                f"      {mark} {result.metric:<12} computed {thousands(result.computed):>15}"
+                f"  expected {thousands(result.expected):>15}  {result.tolerance:<12} {result.source}"
+            )
+        failed += not analysis.ok
+    if failed:
+        echo(f"{failed} spec(s) do not reproduce their published numbers", err=True)
+    if invalid and files > 1:
+        echo(f"{invalid} of {files} spec files are invalid", err=True)
+    return 2 if invalid else 1 if failed else 0

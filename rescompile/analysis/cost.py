@@ -68,7 +68,8 @@ def node_cost(node: ir.Node, graph: ir.Graph) -> Cost:
             weights=2 * channels * node.reduced,
             conv_bias=node.reduced + channels,
             macs=2 * channels * node.reduced,
-            activations=activations,
+            # the gate's vectors: pooled (C), reduced and its ReLU (2r), expanded and its sigmoid (2C)
+            activations=activations + 3 * channels + 2 * node.reduced,
         )
     if isinstance(node, ir.BatchNorm):
         return Cost(bn_params=2 * channels, bn_stats=2 * channels, activations=activations)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import get_args
 
 from rescompile.analysis.analyze import analyze
 from rescompile.analysis.tables import si
 from rescompile.errors import RescompileError
+from rescompile.options import ReportFormat
 from rescompile.spec.library import library_dir, library_specs
 
-LIST_FORMATS = ("md", "json")
+LIST_FORMATS = get_args(ReportFormat)
 
 
 def family(relative: Path) -> str:

@@ -6,15 +6,17 @@ import csv
 import io
 import json
 from dataclasses import dataclass
+from typing import get_args
 
 import jinja2
 
 from rescompile.analysis.analyze import Analysis
 from rescompile.analysis.cost import Cost
+from rescompile.options import TableFormat
 from rescompile.resources import resource_dir
 from rescompile.spec.schema import Spec, Stage, StemConv
 
-FORMATS = ("md", "csv", "json")
+FORMATS = get_args(TableFormat)
 
 
 def si(value: float) -> str:

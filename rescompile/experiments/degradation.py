@@ -160,7 +160,7 @@ def plot(result: dict, path: Path) -> None:
 
 
 def run(
-    depths: list[int], data: str | None, recipe: Recipe, out: Path, seed: int = 0, force: bool = False
+    depths: list[int], *, data: str | None, recipe: Recipe, out: Path, seed: int = 0, force: bool = False
 ) -> dict:
     """Train every twin with the same recipe (test-set curves, as the paper plots), then report."""
     recipe = recipe.model_copy(update={"validation": 0})

@@ -12,7 +12,10 @@ import numpy as np
 
 from rescompile import ir
 from rescompile.fileio import write_text_atomic
+from rescompile.options import GRADIENTS_BATCH
 from rescompile.spec import load_spec
+
+"""Random images in the one batch the gradients are taken on, unless told otherwise."""
 
 
 @dataclass
@@ -65,7 +68,7 @@ def _captured_outputs(model, names: list[str], tape, outputs: dict):
 
 
 def gradient_profile(
-    spec: Path, options: dict | None = None, batch: int = 32, seed: int = 0
+    spec: Path, options: dict | None = None, batch: int = GRADIENTS_BATCH, seed: int = 0
 ) -> GradientProfile:
     """Build the spec (options overridden, e.g. batchnorm off), take gradients on one batch."""
     import keras
@@ -144,13 +147,24 @@ def plot_profiles(profiles: list[GradientProfile], path: Path) -> None:
 
 
 def run(
-    specs: list[Path], no_batchnorm: list[Path], out: Path, initializer: str | None = None
+    specs: list[Path],
+    no_batchnorm: list[Path],
+    out: Path,
+    *,
+    initializer: str | None = None,
+    batch: int = GRADIENTS_BATCH,
 ) -> list[GradientProfile]:
     """Profiles of `specs` as written and of `no_batchnorm` with BN off (and `initializer`, if
-    given, for those); writes gradients.png and gradients.json."""
-    profiles = [gradient_profile(spec) for spec in specs]
+    given, for those), each on one batch of `batch` images; writes gradients.png and gradients.json."""
+    from rescompile.progress import Steps
+
     options = {"batchnorm": False, **({"initializer": initializer} if initializer else {})}
-    profiles += [gradient_profile(spec, options) for spec in no_batchnorm]
+    networks = [(spec, None) for spec in specs] + [(spec, options) for spec in no_batchnorm]
+    profiles = []
+    with Steps("gradients experiment", len(networks)) as steps:
+        for spec, overridden in networks:
+            steps.advance(f"{load_spec(spec).name} ({in_words(overridden)})")
+            profiles.append(gradient_profile(spec, overridden, batch))
     out.mkdir(parents=True, exist_ok=True)
     plot_profiles(profiles, out / "gradients.png")
     payload = [

@@ -76,16 +76,35 @@ def _settings(run: Run, same_recipe: bool) -> dict[str, str]:
     return settings | {key: str(getattr(run.summary, key)) for key in SETTINGS}  # epochs as trained
 
 
+SETTING_WORDS = {
+    "optimizer.lr": "lr",
+    "optimizer.name": "optimizer",
+    "optimizer.momentum": "momentum",
+    "optimizer.weight_decay": "weight decay",
+    "batch_size": "batch",
+    "schedule.kind": "schedule",
+    "schedule.warmup_epochs": "warm-up epochs",
+    "label_smoothing": "label smoothing",
+    "augment.pad_crop": "pad-crop",
+}
+"""Legend words for settings (keyed as `--set` names them); any other setting shows its key."""
+
+
+def setting_label(key: str, value: str) -> str:
+    """A setting as a legend says it: "lr 0.4", "batch 128", "augment.flip True"."""
+    return f"{SETTING_WORDS.get(key, key)} {value}"
+
+
 def run_labels(runs: list[Run]) -> list[str]:
     """Legend labels: each run's spec and the settings that differ between the runs, e.g.
-    "cifar_resnet20 (optimizer.lr=0.05)"; the run directory's name is added where that is not enough."""
+    "cifar_resnet20 (lr 0.05)"; the run directory's name is added where that is not enough."""
     same_recipe = len({run.summary.recipe for run in runs}) == 1
     settings = [_settings(run, same_recipe) for run in runs]
     keys = sorted({key for found in settings for key in found})
     differing = [key for key in keys if len({found.get(key, "none") for found in settings}) > 1]
     labels = []
     for run, found in zip(runs, settings, strict=True):
-        shown = ", ".join(f"{key}={found.get(key, 'none')}" for key in differing)
+        shown = ", ".join(setting_label(key, found.get(key, "none")) for key in differing)
         labels.append(f"{run.summary.spec} ({shown})" if shown else run.summary.spec)
     return [
         f"{label} [{run.path.name}]" if labels.count(label) > 1 else label

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from rescompile import ir
-from rescompile.errors import RescompileError
+from rescompile.errors import RescompileError, SpecError, gathered
 from rescompile.spec.schema import (
     HeadBatchNorm,
     HeadDense,
@@ -31,6 +33,13 @@ class _Builder:
         self.stage = "input"
         self.block = 0
         self.main_path = True
+        self.errors: list[SpecError] = []
+
+    def report(self, error: SpecError) -> None:
+        """Record `error` and go on lowering; `lower` raises them all at the end. One per field:
+        a row or option that fails in one block would fail again in the next."""
+        if all(error.field != earlier.field for earlier in self.errors):
+            self.errors.append(error)
 
     def add(self, kind: type[ir.Node], name: str, inputs: list[ir.Node], shape: ir.Shape, **attrs) -> ir.Node:
         node = kind(
@@ -62,7 +71,9 @@ class _Builder:
         `groups` splits it into grouped convolutions (`where`: the spec row, for the error)."""
         height, width, channels = x.shape
         if channels % groups:
-            raise self.spec.error(where, f"groups {groups} do not divide the {channels} input channels")
+            self.report(
+                self.spec.error(where, f"groups {groups} do not divide the {channels} input channels")
+            )
         pad = kernel // 2
         shape = (conv_output(height, kernel, stride, pad), conv_output(width, kernel, stride, pad), filters)
         normalized = normalized and self.options.batchnorm
@@ -132,9 +143,10 @@ RESERVED_NAMES = frozenset(
 """Layer names the network's input, pre-activation tail and head use."""
 
 
-def _claim_stem_names(spec: Spec, index: int, nodes: list[ir.Node], taken: dict[str, int]) -> None:
+def _claim_stem_names(b: _Builder, index: int, nodes: list[ir.Node], taken: dict[str, int]) -> None:
     """The layer names stem item `index` gives the model (its nodes' own and their helpers') must
     not collide with the earlier items', the stages' blocks or the head's."""
+    spec = b.spec
     name = _stem_name(spec, index)
     block_prefixes = tuple(f"{stage.name}_block" for stage in spec.stages)
     for layer_name in sorted({n for node in nodes for n in node.layer_names()}):
@@ -149,7 +161,7 @@ def _claim_stem_names(spec: Spec, index: int, nodes: list[ir.Node], taken: dict[
                 if layer_name == name
                 else f"{name!r} names a layer {layer_name!r}"
             )
-            raise spec.error(("stem", index, "name"), f"{gives} that {clash} already uses")
+            b.report(spec.error(("stem", index, "name"), f"{gives} that {clash} already uses"))
         taken[layer_name] = index
 
 
@@ -182,25 +194,32 @@ def _lower_stem(b: _Builder, x: ir.Node) -> ir.Node:
             height, width, channels = x.shape
             shape = (height * layer.upsample, width * layer.upsample, channels)
             x = b.add(ir.Upsample, name, [x], shape, factor=layer.upsample)
-        _claim_stem_names(b.spec, index, b.nodes[first:], taken)
+        _claim_stem_names(b, index, b.nodes[first:], taken)
     return x
 
 
-def _stage_stride(b: _Builder, index: int, size: int) -> int:
-    """The stride that takes the stage's input size to its declared output size."""
+def _stage_stride(b: _Builder, index: int, size: int) -> int | None:
+    """The stride that takes the stage's input size to its declared output size (None, the error
+    reported, when there is none)."""
     stage = b.spec.stages[index]
     if stage.output > size:
-        raise b.spec.error(
-            ("stages", index, "output"), f"output {stage.output} is larger than its input {size}"
+        b.report(
+            b.spec.error(
+                ("stages", index, "output"), f"output {stage.output} is larger than its input {size}"
+            )
         )
+        return None
     kernel = _stride_kernel(b.spec, stage.block)
     for stride in range(1, MAX_STRIDE + 1):
         if conv_output(size, kernel, stride, kernel // 2) == stage.output:
             return stride
-    raise b.spec.error(
-        ("stages", index, "output"),
-        f"output {stage.output} does not follow from input {size}: no stride up to {MAX_STRIDE} gives it",
+    b.report(
+        b.spec.error(
+            ("stages", index, "output"),
+            f"output {stage.output} does not follow from input {size}: no stride up to {MAX_STRIDE} gives it",
+        )
     )
+    return None
 
 
 def stride_row(spec: Spec, rows: list[tuple[int, int]]) -> int:
@@ -330,19 +349,22 @@ def _squeeze_excite(b: _Builder, x: ir.Node, block: str, position: str) -> ir.No
         return x
     channels = x.shape[2]
     if se.ratio > channels:
-        raise b.spec.error(
-            ("options", "se", "ratio"), f"{se.ratio} exceeds the {channels} channels of {block}"
+        b.report(
+            b.spec.error(("options", "se", "ratio"), f"{se.ratio} exceeds the {channels} channels of {block}")
         )
+        return x
     return b.add(ir.SqueezeExcite, f"{block}_se", [x], x.shape, ratio=se.ratio, reduced=channels // se.ratio)
 
 
-def _survival(spec: Spec, block: int, blocks: int) -> float:
+def _survival(b: _Builder, block: int, blocks: int) -> float:
     """Block `block` (1-based, of `blocks`)'s survival probability under stochastic depth."""
+    spec = b.spec
     rule = spec.options.stochastic_depth
     if rule is None:
         return 1.0
     if spec.options.shortcut == "none":
-        raise spec.error(("options", "stochastic_depth"), "a plain network has no residual to drop")
+        b.report(spec.error(("options", "stochastic_depth"), "a plain network has no residual to drop"))
+        return 1.0
     final = float(rule.survival)
     return final if rule.rule == "uniform" else 1 - block / blocks * (1 - final)
 
@@ -353,16 +375,22 @@ def _lower_stages(
     plans: list[ir.StagePlan] = []
     stage_outputs: list[ir.Node] = []
     total_blocks, number = sum(stage.repeat for stage in b.spec.stages), 0
+    follows = True  # whether the stage before has the size it declares
     for index, stage in enumerate(b.spec.stages):
         rows = [(row[0], row[1]) for row in stage.block]
         groups = [row[2] if len(row) > 2 else 1 for row in stage.block]
-        stride = strides[index] if strides else _stage_stride(b, index, x.shape[0])
+        if strides:
+            stride = strides[index]
+        elif follows:
+            stride = _stage_stride(b, index, x.shape[0])
+        else:  # the stage before has a wrong size: checking this one against it would only cascade
+            stride = None
         stride_at = 0 if b.options.stride_block == "first" else stage.repeat - 1
         blocks = []
         b.stage = stage.name
         for k in range(stage.repeat):
             b.block = k + 1
-            block_stride = stride if k == stride_at else 1
+            block_stride = (stride or 1) if k == stride_at else 1  # no stride: the rows are still checked
             in_channels = x.shape[2]
             kind = _shortcut_kind(b.options, block_stride, in_channels, rows[-1][1])
             number += 1
@@ -372,15 +400,19 @@ def _lower_stages(
                 in_channels,
                 kind,
                 b.options.residual,
-                _survival(b.spec, number, total_blocks),
+                _survival(b, number, total_blocks),
             )
             blocks.append(plan)
             x = _lower_block(b, x, plan, rows, groups, index)
         b.block = 0
-        if not strides and x.shape[0] != stage.output:
-            raise b.spec.error(
-                ("stages", index, "output"), f"declared {stage.output} but the network produces {x.shape[0]}"
-            )
+        produced = x.shape[0] == stage.output
+        if not strides and not produced:
+            if stride is not None:
+                message = f"declared {stage.output} but the network produces {x.shape[0]}"
+                b.report(b.spec.error(("stages", index, "output"), message))
+            # the next stage starts from the size this one declares
+            x = dataclasses.replace(x, shape=(stage.output, stage.output, x.shape[2]))
+        follows = not follows or (stride is not None and produced)
         plans.append(ir.StagePlan(stage.name, tuple(rows), tuple(blocks), x.shape))
         stage_outputs.append(x)
     return x, plans, stage_outputs
@@ -400,7 +432,7 @@ def _lower_head(b: _Builder, x: ir.Node, classes: int | None, include_top: bool)
         return _lower_head_layers(b, x, classes)
     if head.classes:
         if head.pool == "none":
-            raise b.spec.error(("head", "pool"), "a classifier needs global pooling (avg or max)")
+            b.report(b.spec.error(("head", "pool"), "a classifier needs global pooling (avg or max)"))
         units = classes or head.classes
         x = b.add(ir.Dense, "predictions", [x], (1, 1, units), units=units, activation=head.activation)
     return x
@@ -441,7 +473,8 @@ def lower(
     include_top: bool = True,
     outputs: list[str] | None = None,
 ) -> ir.Graph:
-    """Lower a spec to the IR graph; size errors name the spec line that caused them.
+    """Lower a spec to the IR graph. Its errors, each naming the spec line that caused it, are
+    raised together: the first, carrying the others in `more`.
 
     `input_size`/`channels` override the spec's input: the strides stay those the spec's table
     implies, and the input must be at least as large as the network's total downsampling.
@@ -470,8 +503,11 @@ def lower(
     x = b.add(ir.Input, "input", [], (size, size, channels or spec.input.channels))
     x = _lower_stem(b, x)
     x, plans, stage_outputs = _lower_stages(b, x, strides)
+    if not features:
+        x = _lower_head(b, x, classes, include_top)
+    if b.errors:
+        raise gathered(b.errors)
     if features:
         named = {name: stage_outputs[int(name[1:]) - 2].name for name in features}
         return ir.Graph(spec.name, _ancestors(b.nodes, list(named.values())), plans, named)
-    x = _lower_head(b, x, classes, include_top)
     return ir.Graph(spec.name, b.nodes, plans, {"output": x.name})

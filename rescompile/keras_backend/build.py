@@ -9,11 +9,10 @@ from pathlib import Path
 
 from rescompile.analysis.analyze import Analysis, analyze
 from rescompile.analysis.memory import require_memory
-from rescompile.data.class_names import named_class_names
 from rescompile.errors import RescompileError
-from rescompile.fileio import remove_stale_temporaries, write_atomic, write_text_atomic
-from rescompile.keras_backend.printer import render_keras
-from rescompile.spec.artifact import ModelRecord, Preprocessing, add_to_keras_file
+from rescompile.fileio import remove_stale_temporaries, write_text_atomic
+from rescompile.keras_backend.model_file import model_record, save_model
+from rescompile.keras_backend.printer import RECURSION_PER_LAYER, render_keras
 from rescompile.spec.schema import MAX_SIZE
 
 
@@ -44,58 +43,23 @@ def _check_writable(out: Path) -> None:
 
 def build_model(analysis: Analysis, source_path: Path, classes: int | None = None, include_top: bool = True):
     """Import the generated module and build the keras.Model for the analysed input shape."""
-    from rescompile.keras_backend.model import load_module
+    from rescompile.keras_backend.model import load_module, recursion_limit
 
     module = load_module(source_path)
     features = [name for name in analysis.graph.outputs if name != "output"]
-    return module.build(
-        input_shape=analysis.graph.input.shape,
-        classes=classes,
-        outputs=features or None,
-        include_top=include_top,
-    )
-
-
-def model_record(
-    analysis: Analysis,
-    include_top: bool,
-    preprocess: dict | None = None,
-    class_names: list[str] | None = None,
-) -> ModelRecord:
-    """The record a model file built from `analysis` carries (preprocessing: the spec's, unless a
-    training run computed its own; class names: the run's, else the list the spec names)."""
-    height, _, channels = analysis.graph.input.shape
-    head = [node for node in analysis.graph.nodes if node.name == "predictions"]
-    named = analysis.spec.head.class_names
-    if not class_names and named and head and head[0].shape[2] == len(named_class_names(named)):
-        class_names = list(named_class_names(named))  # the spec's classifier, not a --classes override
-    return ModelRecord(
-        spec=analysis.spec.model_dump(mode="json"),
-        input_size=height,
-        channels=channels,
-        classes=head[0].shape[2] if head else None,
-        include_top=include_top,
-        outputs=[name for name in analysis.graph.outputs if name != "output"],
-        preprocess=Preprocessing.model_validate(
-            preprocess or analysis.spec.preprocess.model_dump(mode="json")
-        ),
-        class_names=class_names or [],
-    )
-
-
-def save_model(model, path: Path, record: ModelRecord) -> None:
-    """Save a .keras file atomically, with its rescompile record inside."""
-
-    def write(tmp: Path) -> None:
-        model.save(tmp)
-        add_to_keras_file(tmp, record)
-
-    write_atomic(path, write, suffix=".keras")
+    with recursion_limit(RECURSION_PER_LAYER * len(analysis.graph.nodes)):
+        return module.build(
+            input_shape=analysis.graph.input.shape,
+            classes=classes,
+            outputs=features or None,
+            include_top=include_top,
+        )
 
 
 def build(
     spec_path: Path,
     out: Path,
+    *,
     input_size: int | None = None,
     classes: int | None = None,
     in_channels: int | None = None,

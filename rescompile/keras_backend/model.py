@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -13,6 +15,20 @@ from rescompile import ir
 from rescompile.errors import RescompileError
 
 KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet"
+
+
+@contextlib.contextmanager
+def recursion_limit(limit: int) -> Iterator[None]:
+    """Python's recursion limit raised for a while, then restored. Keras walks a model's layer graph
+    recursively (building, loading): ResNet-1202 needs more than the default 1,000 frames. Left
+    raised, a C recursion later in the process (json.loads of a deeply nested file) would overflow
+    the stack instead of raising RecursionError."""
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(before, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(before)
 
 
 def load_module(path: Path) -> ModuleType:

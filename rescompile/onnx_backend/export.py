@@ -2,83 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import tempfile
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from rescompile.analysis.analyze import Analysis, analyze, analyze_spec
+from rescompile.analysis.analyze import Analysis
 from rescompile.errors import RescompileError
 from rescompile.fileio import write_atomic
-from rescompile.keras_backend.build import model_record
+from rescompile.keras_backend.model_file import analysis_for_model, load_keras_model, model_record
 from rescompile.onnx_backend.emit import ExportOptions
 from rescompile.progress import Steps
-from rescompile.spec.artifact import ModelRecord, read_keras_record
-from rescompile.spec.library import find_library_spec
-from rescompile.spec.schema import Spec
-
-
-def load_keras_model(path: Path):
-    """Load a .keras file with a clear error on failure."""
-    if not path.is_file():
-        raise RescompileError(f"{path}: file not found")
-    import keras
-
-    try:
-        with _recursion_limit(100_000):  # ResNet-1202 has 4,000 layers
-            return keras.saving.load_model(path)
-    except Exception as exc:
-        raise RescompileError(f"{path}: cannot load Keras model ({exc})") from None
-
-
-@contextlib.contextmanager
-def _recursion_limit(limit: int) -> Iterator[None]:
-    """Python's recursion limit raised for a while, then restored: left raised, a C recursion
-    later in the process (json.loads of a deeply nested file) would overflow the stack instead
-    of raising RecursionError."""
-    before = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(before, limit))
-    try:
-        yield
-    finally:
-        sys.setrecursionlimit(before)
-
-
-def analysis_from_record(record: ModelRecord, source: Path) -> Analysis:
-    """The IR of the spec a model file carries, at the input, classifier and outputs it was built with."""
-    try:
-        spec = Spec.model_validate(record.spec)
-    except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
-        where = ".".join(map(str, error["loc"]))
-        raise RescompileError(f"{source}: the spec it carries is invalid ({where}: {error['msg']})") from None
-    spec._file = f"{source} (its spec)"
-    return analyze_spec(
-        spec, record.input_size, record.channels, record.classes, record.include_top, record.outputs
-    )
-
-
-def analysis_for_model(model, model_path: Path, spec: Path | None) -> tuple[Analysis, ModelRecord]:
-    """The IR and record of a Keras model: from the record it carries, or from `spec` (which wins;
-    for models made elsewhere, e.g. keras.applications, whose layer names the spec follows)."""
-    record = read_keras_record(model_path)
-    if spec is None and record is not None:
-        return analysis_from_record(record, model_path), record
-    spec_path = spec or find_library_spec(model.name)
-    _, height, _, channels = model.input.shape
-    include_top = record.include_top if record else "predictions" in {layer.name for layer in model.layers}
-    classes = model.get_layer("predictions").units if include_top else None
-    outputs = record.outputs if record else None
-    analysis = analyze(spec_path, height, channels, classes, include_top, outputs=outputs)
-    if analysis.spec.name != model.name:
-        raise RescompileError(f"{spec_path} describes {analysis.spec.name}, but the model is {model.name}")
-    if record is None:
-        record = model_record(analysis, include_top)
-    return analysis, record
+from rescompile.spec.artifact import ModelRecord
 
 
 def onnx_options(options: ExportOptions, analysis: Analysis, record: ModelRecord) -> ExportOptions:
@@ -150,3 +85,9 @@ def export_int8(
         config = metadata(open_session(fp32, "cpu"), fp32)["preprocess"]
         write_atomic(output, lambda tmp: quantize(fp32, tmp, images, config), suffix=".onnx")
     return analysis, len(images)
+
+
+def export_with_record(model, analysis: Analysis, record: ModelRecord, output: Path) -> None:
+    """Export a model just built or trained, with the default options completed from its record
+    (`build --onnx`, and a training run's model.onnx)."""
+    write_onnx(model, analysis, output, onnx_options(ExportOptions(), analysis, record))

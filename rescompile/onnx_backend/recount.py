@@ -258,7 +258,7 @@ def _reference(metadata: dict[str, str], path: Path) -> tuple[Cost | None, str]:
     outputs it was exported with; (None, why) when it cannot be analysed, (None, "") without one."""
     if "rescompile" not in metadata:
         return None, ""
-    from rescompile.onnx_backend.export import analysis_from_record
+    from rescompile.keras_backend.model_file import analysis_from_record
     from rescompile.spec.artifact import record_from_text
 
     try:

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from rescompile.errors import RescompileError
+from rescompile.options import LAYOUTS
 from rescompile.spec.schema import MAX_SIZE
 from rescompile.spec.yamlsrc import short_repr
 
 PROVIDERS = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
-LAYOUTS = ("nhwc", "nchw")
 MAX_CHANNELS = 64  # as the spec language's input.channels
 PREPROCESS_KEYS = ("color", "scale", "mean", "std", "crop")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from rescompile.errors import RescompileError
+from rescompile.options import EVAL_BATCH
 
 
 @dataclass
@@ -24,16 +25,19 @@ class Evaluation:
 
 def evaluate(
     model_path: Path,
-    data: str | None,
-    spec: Path | None,
-    out: Path | None,
-    classes: int,
+    *,
+    data: str | None = None,
+    spec: Path | None = None,
+    out: Path | None = None,
+    classes: int = 10,
     ten_crop: bool = False,
+    batch_size: int = EVAL_BATCH,
 ) -> Evaluation:
     """Evaluate MODEL (.keras, or a run directory) on every image of the test split of --data
-    (CIFAR), its val/ split, or the folder or TFRecord shards given (streamed)."""
+    (CIFAR, scored `batch_size` images at a time), its val/ split, or the folder or TFRecord shards
+    given (streamed); confusion.png goes to `out`, by default the model's folder."""
     from rescompile.data.sources import is_streamed
-    from rescompile.onnx_backend.export import analysis_for_model, load_keras_model
+    from rescompile.keras_backend.model_file import analysis_for_model, load_keras_model
     from rescompile.train.plots import confusion_matrix, plot_confusion
     from rescompile.train.streaming import top_k_accuracy
     from rescompile.train.tfdata import Normalization
@@ -49,7 +53,9 @@ def evaluate(
     outputs = int(model.output.shape[-1])
     size = analysis.graph.input.shape[0]
     if is_streamed(data):
-        scores, labels, folders, split = _streamed_scores(model, data, normalization, size, ten_crop)  # type: ignore[arg-type]
+        scores, labels, folders, split = _streamed_scores(
+            model, data, normalization, size, ten_crop, batch_size
+        )  # type: ignore[arg-type]
         if folders is not None and record.class_names and folders != record.class_names:
             raise RescompileError(
                 f"{model_path}: trained on classes {record.class_names[:3]}...,"
@@ -61,7 +67,7 @@ def evaluate(
             raise RescompileError(
                 "--ten-crop needs images larger than the input (an image folder or TFRecords)"
             )
-        scores, labels, names, split = _cifar_scores(model, data, normalization, classes)
+        scores, labels, names, split = _cifar_scores(model, data, normalization, classes, batch_size)
     if outputs != len(names):
         raise RescompileError(f"{model_path}: {outputs} outputs, but the data has {len(names)} classes")
     predicted = scores.argmax(axis=1)
@@ -77,22 +83,23 @@ def evaluate(
     return Evaluation(accuracy, top5, matrix, names, split, picture)
 
 
-def _cifar_scores(model, data: str | None, normalization, classes: int):
+def _cifar_scores(model, data: str | None, normalization, classes: int, batch_size: int):
     from rescompile.data.datasets import load_dataset
     from rescompile.train.tfdata import evaluation_dataset
 
     dataset = load_dataset(data, classes)
-    scores = model.predict(evaluation_dataset(dataset.x_test, dataset.y_test, 256, normalization), verbose=0)
+    batches = evaluation_dataset(dataset.x_test, dataset.y_test, batch_size, normalization)
+    scores = model.predict(batches, verbose=0)
     return np.asarray(scores), dataset.y_test, dataset.class_names, f"{dataset.name}, test split"
 
 
-def _streamed_scores(model, data: str, normalization, size: int, ten_crop: bool):
+def _streamed_scores(model, data: str, normalization, size: int, ten_crop: bool, batch_size: int):
     """Scores and labels of every image of the evaluation split, streamed through tf.data."""
     from rescompile.data.sources import evaluation_split
     from rescompile.train.streaming import split_scores
 
     split, names, described = evaluation_split(data)
-    return *split_scores(model, split, normalization, size, ten_crop), names, described
+    return *split_scores(model, split, normalization, size, ten_crop, batch_size), names, described
 
 
 def _run_name(model_path: Path) -> str:
@@ -103,7 +110,11 @@ def _run_name(model_path: Path) -> str:
 def confusion_text(class_names: list[str], matrix: np.ndarray) -> str:
     """The confusion matrix as a text table (no final newline): a "true \\ predicted" header row of
     the class names, then one row of counts per true class, its name first; columns right-aligned,
-    each as wide as its widest cell."""
+    each as wide as its widest cell. Past COUNTS_UP_TO classes, a summary instead."""
+    from rescompile.train.plots import COUNTS_UP_TO, confusion_summary
+
+    if len(class_names) > COUNTS_UP_TO:
+        return confusion_summary(matrix, class_names)
     table = [["true \\ predicted", *class_names]]
     table += [[name, *map(str, row)] for name, row in zip(class_names, matrix.tolist(), strict=True)]
     widths = [max(map(len, column)) for column in zip(*table, strict=True)]

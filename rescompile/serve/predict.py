@@ -37,7 +37,7 @@ def _onnx(model: Path, images: list[Path], provider: str) -> tuple[np.ndarray, l
 
 
 def _keras(model_path: Path, images: list[Path], spec: Path | None) -> tuple[np.ndarray, list[str], str]:
-    from rescompile.onnx_backend.export import analysis_for_model, load_keras_model
+    from rescompile.keras_backend.model_file import analysis_for_model, load_keras_model
 
     model = load_keras_model(model_path)
     analysis, record = analysis_for_model(model, model_path, spec)

@@ -9,7 +9,7 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
-from rescompile.errors import SpecError, printable
+from rescompile.errors import SpecError, gathered, printable
 from rescompile.spec.schema import HeadDense, HeadFlatten, Spec, located_error
 from rescompile.spec.yamlsrc import LocDict, LocList, load_yaml, positions
 
@@ -169,17 +169,57 @@ def _owner(loc: tuple) -> type[BaseModel] | None:
     return models[0] if len(models) == 1 else None
 
 
+def _is_field(part: int | str) -> bool:
+    """Whether a part of a pydantic error location is the user's (a key or an index), not the name
+    of a union member or wrapper."""
+    return isinstance(part, int) or (
+        (part[:1].islower() or part[:1] == "_") and part not in _TYPE_TAGS and "[" not in part
+    )
+
+
 def _clean_loc(loc: tuple) -> tuple:
     """Drop pydantic's union-member and wrapper names, keeping the user's field path."""
-    return tuple(
-        p
-        for p in loc
-        if isinstance(p, int) or ((p[:1].islower() or p[:1] == "_") and p not in _TYPE_TAGS and "[" not in p)
-    )
+    return tuple(part for part in loc if _is_field(part))
 
 
 _TYPE_TAGS = {"int", "float", "str", "bool"}
 """Names pydantic gives the members of a union of plain types (not fields of the spec)."""
+
+
+def _misfit(errors: list[dict], depth: int) -> bool:
+    """Whether a union member refuses the value's shape (its type or, for a row, its length)
+    rather than something inside it; `depth` is the length of the member's location."""
+    return any(
+        len(error["loc"]) == depth
+        or (
+            error["type"] == "missing"
+            and len(error["loc"]) == depth + 1
+            and isinstance(error["loc"][-1], int)
+        )
+        for error in errors
+    )
+
+
+def _closest_members(errors: list[dict], start: int = 0) -> list[dict]:
+    """`errors` with those of each union (from location part `start` on) cut to its closest
+    member's: one that takes the value's shape, with the fewest errors, the last (the most
+    general: 3 values of a row over 2, float over int) on a tie. Every member reports on its own,
+    so `[3, 16.5]` would otherwise also lack the third value of `[kernel, filters, groups]`."""
+    unions: dict[tuple, dict[str, list[dict]]] = {}
+    plain = []
+    for error in errors:
+        loc = error["loc"]
+        cut = next((i for i in range(start, len(loc)) if not _is_field(loc[i])), None)
+        if cut is None:
+            plain.append(error)
+        else:
+            unions.setdefault(loc[:cut], {}).setdefault(loc[cut], []).append(error)
+    for at, members in unions.items():
+        depth = len(at) + 1
+        closest = min(reversed(members.values()), key=lambda found: (_misfit(found, depth), len(found)))
+        plain += _closest_members(closest, depth)
+    kept = {id(error) for error in plain}
+    return [error for error in errors if id(error) in kept]
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -191,13 +231,13 @@ def load_spec(path: str | Path) -> Spec:
     try:
         spec = Spec.model_validate(tree)
     except ValidationError as exc:
-        errors: dict[str, SpecError] = {}  # a union's members may report the same error twice
-        for error in exc.errors(include_url=False):
-            loc = tuple(error["loc"])
-            found = located_error(display, where, _clean_loc(loc), _message(error, _owner(loc)))
-            errors.setdefault(str(found), found)
-        first, *first.more = errors.values()
-        raise first from None
+        errors = _closest_members(exc.errors(include_url=False))
+        raise gathered(
+            [
+                located_error(display, where, _clean_loc(e["loc"]), _message(e, _owner(e["loc"])))
+                for e in errors
+            ]
+        ) from None
     spec._file = display
     spec._positions = where
     _check_semantics(spec)
@@ -205,43 +245,47 @@ def load_spec(path: str | Path) -> Spec:
 
 
 def _check_semantics(spec: Spec) -> None:
-    """Checks that span several fields (sizes are checked when lowering)."""
+    """Checks that span several fields (sizes are checked when lowering), raising every error."""
+    errors: list[SpecError] = []
+
+    def fail(path: tuple, message: str) -> None:
+        errors.append(spec.error(path, message))
+
     seen: set[str] = set()
     for index, stage in enumerate(spec.stages):
         if stage.name in seen:
-            raise spec.error(("stages", index, "name"), f"duplicate stage name {stage.name!r}")
+            fail(("stages", index, "name"), f"duplicate stage name {stage.name!r}")
         if stage.name in RESERVED_STAGE_NAMES:
-            raise spec.error(("stages", index, "name"), f"{stage.name!r} names a part of every network")
+            fail(("stages", index, "name"), f"{stage.name!r} names a part of every network")
         seen.add(stage.name)
     channels = spec.input.channels
     pre = spec.preprocess
     if isinstance(pre.mean, list) and len(pre.mean) != channels:
-        raise spec.error(("preprocess", "mean"), f"expected {channels} values, got {len(pre.mean)}")
+        fail(("preprocess", "mean"), f"expected {channels} values, got {len(pre.mean)}")
     if len(pre.std) != channels:
-        raise spec.error(("preprocess", "std"), f"expected {channels} values, got {len(pre.std)}")
+        fail(("preprocess", "std"), f"expected {channels} values, got {len(pre.std)}")
     if spec.head.class_names == "imagenet" and spec.head.classes != 1000:
-        raise spec.error(
-            ("head", "class_names"), f"imagenet names 1000 classes; this head has {spec.head.classes}"
-        )
+        fail(("head", "class_names"), f"imagenet names 1000 classes; this head has {spec.head.classes}")
     layers = spec.head.layers
     if layers is not None:
         if not isinstance(layers[-1], HeadDense) or layers[-1].dense != spec.head.classes:
-            raise spec.error(
+            fail(
                 ("head", "layers", len(layers) - 1),
                 f"the last layer must be a dense of {spec.head.classes} units (head.classes)",
             )
         flattens = [index for index, layer in enumerate(layers) if isinstance(layer, HeadFlatten)]
         if spec.head.pool == "none" and not flattens:
-            raise spec.error(("head", "layers"), "without pooling the head needs a flatten layer")
+            fail(("head", "layers"), "without pooling the head needs a flatten layer")
         if len(flattens) > 1:
-            raise spec.error(("head", "layers", flattens[1]), "the head can flatten only once")
+            fail(("head", "layers", flattens[1]), "the head can flatten only once")
     for index, name in enumerate(spec.outputs):
-        level = int(name[1:])
-        if not 2 <= level < 2 + len(spec.stages):
-            raise spec.error(
+        if not 2 <= int(name[1:]) < 2 + len(spec.stages):
+            fail(
                 ("outputs", index),
                 f"{name} is not a stage output; this network has C2..C{len(spec.stages) + 1}",
             )
+    if errors:
+        raise gathered(errors)
 
 
 def load_yaml_mapping(path: Path) -> dict:

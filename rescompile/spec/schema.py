@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from rescompile.errors import SpecError
+from rescompile.options import Initializer
 
 MAX_REPEAT = 1000
 MAX_FILTERS = 65536
@@ -78,6 +79,7 @@ _ROW_JSON_SCHEMA = {
     ],
     "minItems": 2,
     "maxItems": 3,
+    "examples": [[3, 64], [3, 128, 32]],
 }
 """What `_check_row` checks, as JSON Schema (pydantic cannot see inside a validator)."""
 
@@ -210,7 +212,10 @@ class SqueezeExcitation(Strict):
     """Squeeze-and-excitation (Hu et al. 2018): each block's residual scaled per channel by
     sigmoid(fc(relu(fc(global average pool)))), the first fc reducing the channels `ratio` times."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"ratio": 16, "position": "standard"}]})
+
     ratio: Annotated[StrictInt, Field(ge=1, le=MAX_FILTERS)] = 16
+    """The reduction of the gate's first fc (Hu et al.: 16)."""
     position: Literal["standard", "pre", "post"] = "standard"
     """Where in the block (Hu et al. Fig. 5): `standard` on the residual before the sum, `pre` on
     the residual branch's input, `post` after the sum."""
@@ -222,8 +227,22 @@ class StochasticDepth(Strict):
     `linear`: p_l = 1 - l / L * (1 - survival) over the network's L blocks (the paper's rule);
     `uniform`: p_l = survival."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"survival": 0.5, "rule": "linear"}, {"survival": 0.8, "rule": "uniform"}]
+        }
+    )
+
     survival: Annotated[Number, Field(gt=0, le=1)] = 0.5
+    """The last block's survival probability p_L (`linear`) or every block's (`uniform`)."""
     rule: Literal["linear", "uniform"] = "linear"
+
+
+MAX_WIDTH = 64
+"""The largest width multiplier (published ones: k <= 12)."""
+
+
+"""The kernel initializers a spec may name (Keras' names)."""
 
 
 class Options(Strict):
@@ -234,22 +253,30 @@ class Options(Strict):
     shortcut_bn: bool = True
     batchnorm: bool = True
     strided_identity: Literal["project", "maxpool"] = "project"
-    downsample: Literal["first-conv", "3x3"] = "first-conv"
+    downsample: Annotated[Literal["first-conv", "3x3"], Field(examples=["3x3"])] = "first-conv"
+    """Which conv of a downsampling block has the stride: `first-conv` (He et al. 2015: the first
+    1x1 of a bottleneck) or `3x3`, the first spatial conv (torchvision's "v1.5", ResNeXt, ResNet-D)."""
     stride_block: Literal["first", "last"] = "first"
     conv_bias: Literal["none", "all", "unnormalized"] = "none"
     bn_epsilon: Annotated[Number, Field(gt=0, lt=1)] = 1e-5
     bn_momentum: Annotated[Number, Field(gt=0, lt=1)] = 0.9
     weight_decay: Annotated[Number, Field(ge=0, lt=1)] = 0.0
-    initializer: Literal["he_normal", "he_uniform", "glorot_uniform"] = "he_normal"
-    dropout: Annotated[Number, Field(ge=0, lt=1)] = 0.0
-    se: SqueezeExcitation | None = None
-    stochastic_depth: StochasticDepth | None = None
+    initializer: Initializer = "he_normal"
+    dropout: Annotated[Number, Field(ge=0, lt=1, examples=[0.3])] = 0.0
+    """Dropout rate between a block's convolutions, after each inner ReLU (Wide ResNet: 0.3); 0: none."""
+    width: Annotated[StrictInt, Field(ge=1, le=MAX_WIDTH, exclude=True, examples=[2, 10])] = 1
+    """Width multiplier k (Zagoruyko & Komodakis 2016): every block row's filters times k, but for
+    a block's last 1x1 (a bottleneck's expansion keeps the block's output width). WRN-d-k is the
+    CIFAR table with `width: k`; torchvision's wide_resnet50_2 is ResNet-50's with `width: 2`. An
+    integer, as the papers' k: widened filters stay whole and divisible by a row's groups. Applied
+    when the spec is read: a resolved spec (spec.json, a model's record) holds the widened table."""
+    se: Annotated[SqueezeExcitation | None, Field(examples=[{"ratio": 16}])] = None
+    """Squeeze-and-excitation in every block (SE-ResNet)."""
+    stochastic_depth: Annotated[StochasticDepth | None, Field(examples=[{"survival": 0.5}])] = None
     """Drop whole residuals in training (drop-path); vanishes at inference and in ONNX."""
-    avg_down: bool = False
+    avg_down: Annotated[bool, Field(examples=[True])] = False
     """ResNet-D (He et al. 2019): a strided projection shortcut averages `stride` x `stride`
     windows first, then its 1x1 conv has stride 1 (no input is skipped)."""
-    """Squeeze-and-excitation in every block (SE-ResNet)."""
-    """Dropout between a block's convolutions, after each inner ReLU (Wide ResNet: 0.3)."""
 
 
 class Preprocess(Strict):
@@ -332,6 +359,23 @@ class Expect(Strict):
         return self.test_error if dataset == self.test_dataset else None
 
 
+def _widen_stage(stage: object, width: int) -> object:
+    """A stage as written with its rows' filters times `width`, but for a last 1x1 (a bottleneck's
+    expansion); malformed rows are left as they are, for validation to reject."""
+    if not isinstance(stage, dict) or not isinstance(stage.get("block"), list):
+        return stage
+    rows = stage["block"]
+
+    def widen(index: int, row: object) -> object:
+        if not (isinstance(row, list) and len(row) >= 2 and all(type(item) is int for item in row)):
+            return row
+        if index == len(rows) - 1 and row[0] == 1:
+            return row
+        return [row[0], row[1] * width, *row[2:]]
+
+    return {**stage, "block": [widen(index, row) for index, row in enumerate(rows)]}
+
+
 FeatureName = Annotated[str, StringConstraints(pattern=r"^C[1-9]$")]
 
 
@@ -349,6 +393,23 @@ class Spec(Strict):
     preprocess: Preprocess = Preprocess()
     outputs: list[FeatureName] = Field(default_factory=list)
     expect: Expect = Expect()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_width(cls, data: object) -> object:
+        """Widen the table as written by `options.width` (a mapping, as read from a file or JSON)
+        before it is validated, so that a widened row out of range is reported at its line; an
+        invalid width is left for its field to report."""
+        if not isinstance(data, dict) or not isinstance(data.get("options"), dict):
+            return data
+        width = data["options"].get("width", 1)
+        if type(width) is not int or width <= 1 or not isinstance(data.get("stages"), list):
+            return data
+        return {
+            **data,
+            "options": {**data["options"], "width": 1},
+            "stages": [_widen_stage(stage, width) for stage in data["stages"]],
+        }
 
     _file: str = PrivateAttr(default="<spec>")
     _positions: dict[tuple, tuple[str, int]] = PrivateAttr(default_factory=dict)

@@ -9,7 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rescompile.errors import RescompileError
-from rescompile.resources import resource_dir
+from rescompile.resources import recipe_names, resource_dir
 from rescompile.spec.loader import load_yaml_mapping
 
 RECIPES = resource_dir("recipes")
@@ -211,7 +211,7 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe
     if not path.suffix:
         path = RECIPES / f"{name_or_path}.yaml"
         if not path.exists():
-            known = ", ".join(sorted(p.stem for p in RECIPES.glob("*.yaml")))
+            known = ", ".join(recipe_names())
             raise RescompileError(f"--recipe {name_or_path}: unknown recipe (known: {known})")
     tree = load_yaml_mapping(path)
     for assignment in overrides or []:

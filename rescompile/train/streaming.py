@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from rescompile.data.sources import FileSplit, RecordSplit, Split
 from rescompile.errors import RescompileError
+from rescompile.options import EVAL_BATCH
 from rescompile.train import crops
 from rescompile.train.recipe import Augment, Recipe
 from rescompile.train.tfdata import Normalization, Shard, augment_fn, element_seed, training_dataset
@@ -213,16 +214,23 @@ def evaluation_stream(split: Split, transform, batch: int) -> tf.data.Dataset:
     return examples.batch(batch).prefetch(tf.data.AUTOTUNE)
 
 
-def split_scores(model, split: Split, normalization: Normalization, size: int, ten_crop: bool = False):
+def split_scores(
+    model,
+    split: Split,
+    normalization: Normalization,
+    size: int,
+    ten_crop: bool = False,
+    batch: int = EVAL_BATCH,
+):
     """(scores (N, classes), labels (N,)) of every example of a split, streamed: the central crop,
     or with `ten_crop` the softmax averaged over the four corner crops, the center crop and their
-    mirror images (He et al. 2015, Sec. 3.4)."""
+    mirror images (He et al. 2015, Sec. 3.4); `batch` images (crops with `ten_crop`) at a time."""
     import numpy as np
 
     views = 10 if ten_crop else 1
     transform = ten_crop_transform(normalization, size) if ten_crop else eval_transform(normalization, size)
     scores, labels = [], []
-    for images, truth in evaluation_stream(split, transform, 256 // views):
+    for images, truth in evaluation_stream(split, transform, max(1, batch // views)):
         batch = int(truth.shape[0])
         predicted = model.predict_on_batch(tf.reshape(images, [batch * views, size, size, 3]))
         scores.append(np.asarray(predicted, np.float32).reshape(batch, views, -1).mean(axis=1))

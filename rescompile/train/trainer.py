@@ -29,6 +29,7 @@ from rescompile.analysis.memory import require_memory
 from rescompile.errors import Interrupted, RescompileError
 from rescompile.fileio import remove_stale_temporaries, write_text_atomic
 from rescompile.keras_backend.model import apply_l2, restore_seed_states, stages_to_freeze
+from rescompile.options import EVAL_BATCH, PRECISIONS, Precision
 from rescompile.quiet import import_keras_quietly
 from rescompile.spec import load_spec
 from rescompile.train.recipe import Recipe, recipe_differences
@@ -50,9 +51,6 @@ if TYPE_CHECKING:
     from rescompile.train.inputs import Inputs
     from rescompile.train.tfdata import Shard
 
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-EVAL_BATCH = 256
-
 
 @dataclass(kw_only=True)
 class TrainOptions:
@@ -66,7 +64,7 @@ class TrainOptions:
     """A separate evaluation folder or TFRecord glob (image folders and TFRecords only)."""
     strict: bool = False
     """Fail on a truncated or undecodable image instead of skipping it."""
-    precision: str = "float32"
+    precision: Precision = "float32"
     jit: bool = False
     seed: int = 0
     resume: bool = False
@@ -80,6 +78,17 @@ class TrainOptions:
     allow_partial: bool = False
     tensorboard: bool = True
     """TensorBoard event files in RUN_DIR/logs."""
+
+    def __post_init__(self) -> None:
+        """Values out of range are one-line errors naming the option, raised before anything runs."""
+        if self.precision not in PRECISIONS:
+            raise RescompileError(
+                f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
+        if not 0 <= self.seed < 2**31:
+            raise RescompileError(f"--seed must be between 0 and {2**31 - 1}, got {self.seed}")
+        if not 1 <= self.cpu_devices <= 64:
+            raise RescompileError(f"--cpu-devices must be between 1 and 64, got {self.cpu_devices}")
 
 
 def configure_devices(cpu_devices: int) -> None:
@@ -262,10 +271,6 @@ def train(options: TrainOptions, recipe: Recipe | None) -> RunSummary:
     or `options.spec`/`options.data` given then must be the run's."""
     import_keras_quietly()  # a base install is told which extra to add before anything is written
     configure_devices(options.cpu_devices)
-    if options.precision not in PRECISIONS:
-        raise RescompileError(
-            f"--precision must be one of {', '.join(PRECISIONS)}, got {options.precision!r}"
-        )
     if options.jit and options.distribute == "multiworker" and not _has_gpu():
         raise RescompileError(
             "--jit with --distribute multiworker needs GPUs: XLA has no cross-worker collectives on CPU"
@@ -592,7 +597,7 @@ def _finish(run: _Run, model) -> RunSummary:
     """Test accuracy, plots, the final model (no optimizer) and its ONNX export, summary.json."""
     import keras
 
-    from rescompile.keras_backend.build import model_record, save_model
+    from rescompile.keras_backend.model_file import model_record, save_model
     from rescompile.train.plots import plot_curves
 
     inputs, state = run.inputs, run.state
@@ -614,12 +619,9 @@ def _finish(run: _Run, model) -> RunSummary:
     )
     save_model(final.model, run.dir / "model.keras", record)
     if run.options.export_onnx:
-        from rescompile.onnx_backend.emit import ExportOptions
-        from rescompile.onnx_backend.export import onnx_options, write_onnx
+        from rescompile.onnx_backend.export import export_with_record
 
-        write_onnx(
-            final.model, analysis, run.dir / "model.onnx", onnx_options(ExportOptions(), analysis, record)
-        )
+        export_with_record(final.model, analysis, record, run.dir / "model.onnx")
     if run.rows:
         plot_curves(run.rows, run.dir, f"{analysis.spec.name} on {inputs.name}, run {run.dir.name}")
     images_per_second = [float(r["images_per_second"]) for r in run.rows]

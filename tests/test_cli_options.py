@@ -1,0 +1,151 @@
+"""The command line's options: help text that shows its defaults and choices, choice lists that
+agree with the library's, and options that reach the library."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import get_args, get_type_hints
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from rescompile.cli import app
+from rescompile.errors import RescompileError
+
+runner = CliRunner()
+
+
+def _commands() -> dict:
+    """Every command by its path ("train", "experiment gradients"), groups included."""
+    group = get_command(app)
+    commands = {"": group}
+    for name, command in group.commands.items():
+        commands[name] = command
+        for sub, subcommand in getattr(command, "commands", {}).items():
+            commands[f"{name} {sub}"] = subcommand
+    return commands
+
+
+def _help(*args: str) -> str:
+    """`rescompile ARGS --help` as words, the table's borders and line breaks removed."""
+    done = runner.invoke(app, [*args, "--help"], env={"COLUMNS": "240"})
+    assert done.exit_code == 0, done.output
+    return " ".join(done.output.replace("│", " ").split())
+
+
+def test_help_shows_the_defaults_written_in_help_strings() -> None:
+    train, evaluate = _help("train"), _help("evaluate")
+    for text in (train, evaluate):
+        assert "a folder of them) (default: CIFAR through keras.datasets)." in text
+    assert "or YAML file (default: paper)." in train
+    assert "Where to write confusion.png (default: the model's folder)." in evaluate
+    assert "--batch-size <int range> [x>=1] Images per batch" in evaluate
+
+
+def test_no_help_string_holds_square_brackets_that_rich_markup_would_eat() -> None:
+    for name, command in _commands().items():
+        for param in command.params:
+            assert "[" not in (getattr(param, "help", None) or ""), (name, param.name)
+
+
+def test_every_command_summary_is_one_line() -> None:
+    for name, command in _commands().items():
+        summary = (command.help or "").strip().split("\n\n")[0]
+        assert summary and "\n" not in summary, (name, summary)
+
+
+def test_recipe_and_freeze_help_list_their_values() -> None:
+    recipes = sorted(path.stem for path in Path("recipes").glob("*.yaml"))
+    assert {"paper", "imagenet-goyal", "transfer"} <= set(recipes)
+    for command in ("train", "experiment degradation"):
+        assert f"Recipe name ({', '.join(recipes)}) or YAML file" in _help(*command.split())
+    for command in ("train", "build"):
+        text = _help(command)
+        assert "--freeze <backbone|N> Freeze `backbone` (the stem and every stage) or a stage count N" in text
+
+
+def test_choice_lists_and_defaults_agree_with_the_library() -> None:
+    """The CLI's choices are the library's (rescompile/options.py), declared once."""
+    from rescompile import cli
+    from rescompile.analysis.listing import LIST_FORMATS
+    from rescompile.analysis.tables import FORMATS
+    from rescompile.onnx_backend.runtime import LAYOUTS, PROVIDERS
+    from rescompile.options import EVAL_BATCH, GRADIENTS_BATCH, PRECISIONS
+    from rescompile.spec.schema import Options
+
+    assert inspect.signature(cli.evaluate_command).parameters["batch_size"].default == EVAL_BATCH
+    assert inspect.signature(cli.gradients_command).parameters["batch_size"].default == GRADIENTS_BATCH
+
+    assert get_args(cli.Provider) == ("auto", *PROVIDERS)
+    assert get_args(cli.Layout) == LAYOUTS
+    assert get_args(cli.Precision) == PRECISIONS
+    assert get_args(cli.Initializer) == get_args(get_type_hints(Options)["initializer"])
+    assert _choices(cli.table_command, "fmt") == FORMATS
+    assert _choices(cli.list_command, "fmt") == LIST_FORMATS
+
+
+def _choices(command, parameter: str) -> tuple:
+    """The values of a Literal-typed parameter of a command function."""
+    hint = get_type_hints(command, include_extras=True)[parameter]
+    return get_args(get_args(hint)[0])
+
+
+def test_predict_format_json_and_its_hidden_json_alias(tmp_path: Path) -> None:
+    from tests.onnx_helpers import export_spec
+
+    model = tmp_path / "r20.onnx"
+    export_spec("specs/cifar/resnet20.yaml", model)
+    image = tmp_path / "cat.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(image)
+    base = ["predict", str(model), str(image), "--top-k", "2", "--provider", "cpu"]
+    formatted = runner.invoke(app, [*base, "--format", "json"])
+    assert formatted.exit_code == 0, formatted.output
+    results = json.loads(formatted.stdout)
+    assert [r["image"] for r in results] == [str(image)] and len(results[0]["top"]) == 2
+    aliased = runner.invoke(app, [*base, "--json"])
+    assert json.loads(aliased.stdout) == results
+    markdown = runner.invoke(app, base)
+    assert markdown.stdout.splitlines()[0] == str(image) and "%" in markdown.stdout
+    assert "--json" not in _help("predict") and "--format <md|json>" in _help("predict")
+
+
+def test_batch_sizes_reach_evaluate_and_the_gradients_experiment(monkeypatch, tmp_path: Path) -> None:
+    from rescompile.experiments import gradients
+    from rescompile.serve import evaluate
+
+    seen = {}
+
+    def fake_evaluate(model_path: Path, **options: object) -> evaluate.Evaluation:
+        seen["evaluate"] = options
+        return evaluate.Evaluation(0.5, None, np.eye(2, dtype=int), ["a", "b"], "test", tmp_path / "c.png")
+
+    def fake_profile(spec: Path, options: dict | None = None, batch: int = 0) -> gradients.GradientProfile:
+        seen.setdefault("gradients", []).append(batch)
+        return gradients.GradientProfile("n", ["a", "b"], [1.0, 2.0], [1.0, 2.0], "n", "as written", "x")
+
+    monkeypatch.setattr(evaluate, "evaluate", fake_evaluate)
+    monkeypatch.setattr(gradients, "gradient_profile", fake_profile)
+    done = runner.invoke(app, ["evaluate", "run", "--batch-size", "64", "--classes", "100"])
+    assert done.exit_code == 0, done.output
+    assert seen["evaluate"]["batch_size"] == 64 and seen["evaluate"]["classes"] == 100
+    args = ["experiment", "gradients", "specs/cifar/resnet20.yaml", "--out", str(tmp_path)]
+    done = runner.invoke(app, [*args, "--batch-size", "4"])
+    assert done.exit_code == 0, done.output
+    done = runner.invoke(app, args)
+    assert done.exit_code == 0, done.output
+    assert seen["gradients"] == [4, 32]
+
+
+def test_class_names_files_are_read_line_by_line(tmp_path: Path) -> None:
+    from rescompile.data.class_names import read_class_names
+
+    names = tmp_path / "names.txt"
+    names.write_text("  cat \n\ndog\n", encoding="utf-8")
+    assert read_class_names(names) == ["cat", "dog"]
+    with pytest.raises(RescompileError, match=r"^--class-names .*missing\.txt: No such file"):
+        read_class_names(tmp_path / "missing.txt")
