@@ -27,11 +27,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from peak import fma_gflops, matmul_gflops
 from results import record
 
+from rescompile.cpu import cpu_info, int8_note
 from rescompile.data.images import preprocess
 from rescompile.onnx_backend.emit import ExportOptions, export_onnx, keras_weights
 from rescompile.onnx_backend.quantize import quantize
 from rescompile.onnx_backend.runtime import bench_session
-from rescompile.serve.cpu import cpu_info, int8_note
 from tests.keras_helpers import generated_model, randomize_batchnorm
 from tests.synthetic import colour_images
 

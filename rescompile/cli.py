@@ -18,7 +18,7 @@ from rescompile.options import (
     GRADIENTS_BATCH,
     Initializer,
     Layout,
-    Precision,
+    PrecisionChoice,
     Provider,
     ReportFormat,
     TableFormat,
@@ -26,6 +26,13 @@ from rescompile.options import (
 from rescompile.resources import recipe_names
 
 RECIPE_NAMES = recipe_names()
+PrecisionOption = Annotated[
+    PrecisionChoice,
+    typer.Option(
+        help="Training precision; auto: mixed_float16 on tensor-core GPUs, mixed_bfloat16 on CPUs"
+        " with native bfloat16 (AMX, AVX-512 BF16), else float32. A resumed run keeps its own."
+    ),
+]
 
 
 def examples(*lines: str) -> str:
@@ -59,7 +66,10 @@ Freeze = Annotated[
 ]
 RecipeOption = Annotated[
     str | None,
-    typer.Option(help=f"Recipe name ({', '.join(RECIPE_NAMES)}) or YAML file (default: paper)."),
+    typer.Option(
+        help=f"Recipe name ({', '.join(RECIPE_NAMES)}) or YAML file (default: paper).",
+        autocompletion=lambda incomplete: [name for name in RECIPE_NAMES if name.startswith(incomplete)],
+    ),
 ]
 Seed = Annotated[int, typer.Option(help="Random seed (data order, augmentation, initialisation).")]
 Weights = Annotated[
@@ -385,8 +395,16 @@ def train_command(
     epochs: Epochs = None,
     batch_size: BatchSize = None,
     lr: Annotated[float | None, typer.Option(help="Shortcut for --set optimizer.lr=X.")] = None,
-    precision: Annotated[Precision, typer.Option(help="Training precision.")] = "float32",
-    jit: Annotated[bool, typer.Option("--jit", help="XLA-compile the training step.")] = False,
+    precision: PrecisionOption = "auto",
+    jit: Annotated[
+        bool | None,
+        typer.Option(
+            "--jit/--no-jit",
+            help="XLA-compile the training step (default: Keras' auto: on GPUs, off on CPUs and under"
+            " --distribute).",
+            show_default=False,
+        ),
+    ] = None,
     seed: Seed = 0,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out from its own spec, recipe and data.")
@@ -518,6 +536,7 @@ def degradation_command(
     epochs: Epochs = None,
     batch_size: BatchSize = None,
     seed: Seed = 0,
+    precision: PrecisionOption = "auto",
     force: Annotated[
         bool, typer.Option("--force", help="Retrain runs in --out made with another recipe, data or seed.")
     ] = False,
@@ -531,7 +550,9 @@ def degradation_command(
     except ValueError:
         raise RescompileError(f"--depths must be comma-separated integers, got {depths!r}") from None
     chosen_recipe = load_recipe(recipe or "paper", recipe_overrides(set_, epochs, batch_size))
-    result = degradation.run(chosen, data=data, recipe=chosen_recipe, out=out, seed=seed, force=force)
+    result = degradation.run(
+        chosen, data=data, recipe=chosen_recipe, out=out, seed=seed, precision=precision, force=force
+    )
     for run in result["runs"]:
         typer.echo(
             f"{run['kind']:>8}-{run['depth']:<3} train error {run['final_train_error']:.2%}"

@@ -52,7 +52,7 @@ def report() -> list[tuple[str, str, bool]]:
 
 def _cpu() -> tuple[str, str, bool]:
     """The CPU's INT8 flags (VNNI or not) and whether `export --int8` pays on it."""
-    from rescompile.serve.cpu import cpu_info, int8_note
+    from rescompile.cpu import cpu_info, int8_note
 
     info = cpu_info()
     return ("CPU", f"{info.describe()}; {int8_note(info)}", True)

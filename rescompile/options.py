@@ -17,6 +17,9 @@ Layout = Literal["nhwc", "nchw"]
 Precision = Literal["float32", "mixed_float16", "mixed_bfloat16"]
 """Keras mixed-precision policies training accepts."""
 
+PrecisionChoice = Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"]
+"""`train --precision`: a policy, or auto (the fastest correct one here: rescompile/train/compute.py)."""
+
 Initializer = Literal["he_normal", "he_uniform", "glorot_uniform"]
 """Convolution kernel initializers a spec (or an experiment's override) may name."""
 
@@ -28,6 +31,7 @@ ReportFormat = Literal["md", "json"]
 
 LAYOUTS: tuple[str, ...] = get_args(Layout)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
+PRECISION_CHOICES: tuple[str, ...] = get_args(PrecisionChoice)
 
 EVAL_BATCH = 256
 """Images per batch when evaluating (validation, test, `rescompile evaluate`)."""

@@ -75,7 +75,7 @@ def test_choice_lists_and_defaults_agree_with_the_library() -> None:
     from rescompile.analysis.listing import LIST_FORMATS
     from rescompile.analysis.tables import FORMATS
     from rescompile.onnx_backend.runtime import LAYOUTS, PROVIDERS
-    from rescompile.options import EVAL_BATCH, GRADIENTS_BATCH, PRECISIONS
+    from rescompile.options import EVAL_BATCH, GRADIENTS_BATCH, PRECISION_CHOICES
     from rescompile.spec.schema import Options
 
     assert inspect.signature(cli.evaluate_command).parameters["batch_size"].default == EVAL_BATCH
@@ -83,7 +83,7 @@ def test_choice_lists_and_defaults_agree_with_the_library() -> None:
 
     assert get_args(cli.Provider) == ("auto", *PROVIDERS)
     assert get_args(cli.Layout) == LAYOUTS
-    assert get_args(cli.Precision) == PRECISIONS
+    assert get_args(cli.PrecisionChoice) == PRECISION_CHOICES
     assert get_args(cli.Initializer) == get_args(get_type_hints(Options)["initializer"])
     assert _choices(cli.table_command, "fmt") == FORMATS
     assert _choices(cli.list_command, "fmt") == LIST_FORMATS
@@ -149,3 +149,21 @@ def test_class_names_files_are_read_line_by_line(tmp_path: Path) -> None:
     assert read_class_names(names) == ["cat", "dog"]
     with pytest.raises(RescompileError, match=r"^--class-names .*missing\.txt: No such file"):
         read_class_names(tmp_path / "missing.txt")
+
+
+@pytest.mark.parametrize(
+    "words, expected",
+    [
+        ("rescompile export m.keras --layout ", ["nhwc", "nchw"]),
+        ("rescompile train s.yaml --precision ", ["auto", "float32", "mixed_float16", "mixed_bfloat16"]),
+        (
+            "rescompile train s.yaml --recipe imagenet-",
+            ["imagenet-cosine", "imagenet-goyal", "imagenet-paper"],
+        ),
+    ],
+)
+def test_shell_completion_offers_the_choices(words: str, expected: list[str]) -> None:
+    current = len(words.split()) - (not words.endswith(" "))  # the index of the word being completed
+    env = {"_RESCOMPILE_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(current)}
+    done = CliRunner().invoke(app, [], env=env, prog_name="rescompile")
+    assert done.exit_code == 0 and done.output.split() == expected

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rescompile.serve.cpu import CpuInfo, cpu_info, int8_note, parse_cpuinfo
+from rescompile.cpu import CpuInfo, cpu_info, int8_note, parse_cpuinfo
 
 # Trimmed /proc/cpuinfo entries (two processors each; only the first is read).
 ZEN3_AVX2 = """\

@@ -79,6 +79,7 @@ def test_degradation_command_trains_twins_and_report_reads_results(tmp_path: Pat
     done = cli(
         "experiment", "degradation", "--depths", "20,32", "--data", str(tarball), "--epochs", "1",
         "--set", "batch_size=64", "--set", "steps=null", "--recipe", "fast", "--out", str(out),
+        "--precision", "float32",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((out / "results.json").read_text())

@@ -179,7 +179,7 @@ def family_spec(tmp_path_factory) -> Path:
 def _train(spec: Path, tarball: Path, run: Path, *extra: str) -> list[str]:
     return [
         "train", str(spec), "--data", str(tarball), "--out", str(run), "--recipe", "fast", "--epochs", "2",
-        "--batch-size", "50", "--set", "validation=100", "--no-tensorboard", *extra,
+        "--batch-size", "50", "--set", "validation=100", "--no-tensorboard", "--precision", "float32", *extra,
     ]  # fmt: skip
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "rescompile"
 
 LAYERS = [
-    {"errors", "fileio", "quiet", "resources", "progress", "options"},
+    {"errors", "fileio", "quiet", "resources", "progress", "options", "cpu"},
     {"spec"},
     {"ir"},
     {"analysis"},

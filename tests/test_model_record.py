@@ -44,11 +44,12 @@ def run(tmp_path_factory) -> dict:
     done = cli(
         "train", "specs/cifar/resnet20.yaml", "--data", str(root / "data"), "--out", str(run_dir),
         "--recipe", "paper", "--epochs", "1", "--batch-size", "32", "--set", "validation=20",
+        "--precision", "float32",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     probes = [root / "data" / f"class{k}" / name for k in range(3) for name in sorted(
         p.name for p in (root / "data" / f"class{k}").iterdir())[:2]]  # fmt: skip
-    return {"root": root, "run": run_dir, "probes": probes}
+    return {"root": root, "run": run_dir, "probes": probes, "stdout": done.stdout}
 
 
 def test_trained_model_records_the_data_classes_and_the_run_mean(run: dict) -> None:
@@ -62,6 +63,19 @@ def test_trained_model_records_the_data_classes_and_the_run_mean(run: dict) -> N
     assert (
         onnx.load(str(run["run"] / "model.onnx")).graph.output[0].type.tensor_type.shape.dim[1].dim_value == 3
     )
+
+
+def test_the_run_records_its_precision_and_a_resume_keeps_it(run: dict) -> None:
+    state = run["run"] / "state.json"
+    assert json.loads(state.read_text())["precision"] == "float32"
+    assert "; float32 (as asked)" in run["stdout"]
+    before = state.read_bytes()
+    refused = cli("train", "--resume", "--out", str(run["run"]), "--precision", "mixed_float16")
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.strip().splitlines() == [
+        "error: --resume: the run trains in float32, not --precision mixed_float16; drop --precision"
+    ]
+    assert state.read_bytes() == before
 
 
 def test_keras_and_onnx_of_a_run_predict_alike_from_another_directory(run: dict, tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ def train_args(data: Path, out: Path) -> list[str]:
     return [
         sys.executable, "-m", "rescompile", "train", "specs/cifar/resnet20.yaml", "--data", str(data),
         "--epochs", "2", "--batch-size", "32", "--set", "validation=0", "--out", str(out), "--no-tensorboard",
+        "--precision", "float32",
     ]  # fmt: skip
 
 

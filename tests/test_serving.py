@@ -13,11 +13,11 @@ import pytest
 from PIL import Image
 
 from rescompile import __version__
+from rescompile.cpu import cpu_info
 from rescompile.data.images import preprocess
 from rescompile.keras_backend.build import build
 from rescompile.keras_backend.model_file import model_record, save_model
 from rescompile.onnx_backend.runtime import choose_providers
-from rescompile.serve.cpu import cpu_info
 from tests.synthetic import colour_images, write_cifar_batch
 
 keras = pytest.importorskip("keras")

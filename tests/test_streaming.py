@@ -279,6 +279,7 @@ def test_train_on_an_image_folder_then_evaluate_every_image_with_ten_crops(
         (data / split).symlink_to(imagenet_like / split)
     run = tmp_path / "run"
     args = ["specs/cifar/resnet20.yaml", "--data", str(data), "--out", str(run), "--no-tensorboard"]
+    args += ["--precision", "float32"]
     sets = ["batch_size=16", "epochs=1", "evaluation.ten_crop=true", "evaluation.crop_fraction=0.9"]
     done = cli("train", *args, "--recipe", "imagenet-goyal", *(a for s in sets for a in ("--set", s)))
     assert done.returncode == 0, done.stderr[-3000:]

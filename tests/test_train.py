@@ -156,6 +156,8 @@ def _train_args(tarball: Path, out: Path, *extra: str) -> list[str]:
         "validation=100",
         "--set",
         "optimizer.lr=0.05",
+        "--precision",
+        "float32",
         *extra,
     ]
 

@@ -206,7 +206,8 @@ def _shards(pattern: str, option: str) -> list[str]:
 
 def _record_split(pattern: str, option: str) -> RecordSplit:
     shards = _shards(pattern, option)
-    counts = tuple(count_records(Path(s)) for s in shards)
+    with ThreadPoolExecutor(max_workers=16) as pool:  # GZIP shards are decompressed to be counted
+        counts = tuple(pool.map(count_records, map(Path, shards)))
     if not sum(counts):
         raise RescompileError(f"{option} {pattern}: the {len(shards)} shards hold no records")
     return RecordSplit(tuple(shards), counts)

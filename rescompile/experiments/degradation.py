@@ -45,7 +45,7 @@ def _same_settings(run_dir: Path, data: str | None, recipe: Recipe, seed: int) -
 
 
 def _train_or_reuse(
-    spec: Path, run_dir: Path, data: str | None, recipe: Recipe, seed: int, force: bool
+    spec: Path, run_dir: Path, data: str | None, recipe: Recipe, seed: int, precision: str, force: bool
 ) -> None:
     """Train into run_dir; a run with the same settings is reused (resumed if interrupted)."""
     from rescompile.train.trainer import TrainOptions, train
@@ -58,7 +58,9 @@ def _train_or_reuse(
         _same_settings(run_dir, data, recipe, seed)
         if (run_dir / SUMMARY).exists():
             return
-    options = TrainOptions(spec=spec, data=data, out=run_dir, seed=seed, resume=started, export_onnx=False)
+    options = TrainOptions(
+        spec=spec, data=data, out=run_dir, seed=seed, precision=precision, resume=started, export_onnx=False
+    )
     train(options, recipe)
 
 
@@ -160,7 +162,14 @@ def plot(result: dict, path: Path) -> None:
 
 
 def run(
-    depths: list[int], *, data: str | None, recipe: Recipe, out: Path, seed: int = 0, force: bool = False
+    depths: list[int],
+    *,
+    data: str | None,
+    recipe: Recipe,
+    out: Path,
+    seed: int = 0,
+    precision: str = "auto",
+    force: bool = False,
 ) -> dict:
     """Train every twin with the same recipe (test-set curves, as the paper plots), then report."""
     recipe = recipe.model_copy(update={"validation": 0})
@@ -170,7 +179,7 @@ def run(
             steps.advance(
                 f"{kind}-{depth} ({spec.relative_to(library_dir()).as_posix()}) into {out / f'{kind}{depth}'}"
             )
-            _train_or_reuse(spec, out / f"{kind}{depth}", data, recipe, seed, force)
+            _train_or_reuse(spec, out / f"{kind}{depth}", data, recipe, seed, precision, force)
     result = results(depths, out, recipe)
     write_text_atomic(out / "results.json", json.dumps(result, indent=2))
     plot(result, out / "degradation.png")

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rescompile.errors import RescompileError
 from rescompile.fileio import write_text_atomic
+from rescompile.options import Precision
 from rescompile.train.recipe import Recipe
 
 SPEC = "spec.json"
@@ -65,6 +66,8 @@ class RunState(BaseModel):
     """2 once the fine-tune phase (the whole network unfrozen) has begun."""
     phase2_start_step: Count = 0
     seed_states: list[list[int]] = []
+    precision: Precision | None = None
+    """The precision the run trains in (None: recorded before rescompile chose it per machine)."""
     """The model's random generators (dropout, drop-path) after the last epoch, restored on resume."""
 
 

@@ -8,10 +8,12 @@ choice is a stateless function of (seed, epoch, example), so a resumed run sees 
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import tensorflow as tf
 
 from rescompile.data.sources import FileSplit, RecordSplit, Split
+from rescompile.data.tfrecord import compression
 from rescompile.errors import RescompileError
 from rescompile.options import EVAL_BATCH
 from rescompile.train import crops
@@ -137,12 +139,14 @@ def _record_training(
     shards = list(split.shards[shard.index :: shard.count]) if by_file else list(split.shards)
     steps = record_steps(split, global_batch, shard) * shard.replicas
     batch = shard.batch(global_batch)
-    files = tf.constant(shards)
+    files, kinds = _shard_table(shards)
 
     def epoch(index: tf.Tensor) -> tf.data.Dataset:
         order = tf.random.experimental.stateless_shuffle(tf.range(len(shards)), seed=tf.stack([seed, index]))
-        records = tf.data.Dataset.from_tensor_slices(tf.gather(files, order)).interleave(
-            tf.data.TFRecordDataset,
+        records = tf.data.Dataset.from_tensor_slices(
+            (tf.gather(files, order), tf.gather(kinds, order))
+        ).interleave(
+            _shard_records,
             cycle_length=min(16, len(shards)),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
@@ -160,6 +164,17 @@ def _record_training(
         return examples.batch(batch, drop_remainder=True).take(steps)
 
     return tf.data.Dataset.range(first_epoch, 2**31 - 1).flat_map(epoch).prefetch(tf.data.AUTOTUNE)
+
+
+def _shard_table(shards: list[str]) -> tuple[tf.Tensor, tf.Tensor]:
+    """The shards' paths and their compression types ("" or "GZIP", each read from its first bytes:
+    a split may mix plain and GZIP shards)."""
+    return tf.constant(shards), tf.constant([compression(Path(s)) for s in shards])
+
+
+def _shard_records(path: tf.Tensor, kind: tf.Tensor) -> tf.data.Dataset:
+    """One shard's records, decompressed as `kind` says."""
+    return tf.data.TFRecordDataset(path, compression_type=kind)
 
 
 def _window_shuffled(records: tf.data.Dataset, epoch_seed: tf.Tensor) -> tf.data.Dataset:
@@ -183,8 +198,9 @@ def parse_record(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 def check_records(split: RecordSplit, option: str) -> None:
     """Every shard's first record has the two features (one line naming the file and the key)."""
     for shard in split.shards:
+        kind = compression(Path(shard))
         try:
-            first = next(iter(tf.data.TFRecordDataset(shard).take(1)))
+            first = next(iter(_shard_records(shard, kind).take(1)))
             example = tf.train.Example.FromString(first.numpy())
         except Exception as exc:
             message = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
@@ -209,7 +225,9 @@ def evaluation_stream(split: Split, transform, batch: int) -> tf.data.Dataset:
             lambda i: transform(*read(i)), num_parallel_calls=tf.data.AUTOTUNE
         )
     else:
-        records = tf.data.TFRecordDataset(list(split.shards), num_parallel_reads=None)
+        records = tf.data.Dataset.from_tensor_slices(_shard_table(list(split.shards))).flat_map(
+            _shard_records
+        )
         examples = records.map(lambda r: transform(*parse_record(r)), num_parallel_calls=tf.data.AUTOTUNE)
     return examples.batch(batch).prefetch(tf.data.AUTOTUNE)
 

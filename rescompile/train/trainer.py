@@ -29,9 +29,10 @@ from rescompile.analysis.memory import require_memory
 from rescompile.errors import Interrupted, RescompileError
 from rescompile.fileio import remove_stale_temporaries, write_text_atomic
 from rescompile.keras_backend.model import apply_l2, restore_seed_states, stages_to_freeze
-from rescompile.options import EVAL_BATCH, PRECISIONS, Precision
+from rescompile.options import EVAL_BATCH, PRECISION_CHOICES, PrecisionChoice
 from rescompile.quiet import import_keras_quietly
 from rescompile.spec import load_spec
+from rescompile.train.compute import resolve_precision
 from rescompile.train.recipe import Recipe, recipe_differences
 from rescompile.train.run_dir import (
     RECIPE,
@@ -64,8 +65,10 @@ class TrainOptions:
     """A separate evaluation folder or TFRecord glob (image folders and TFRecords only)."""
     strict: bool = False
     """Fail on a truncated or undecodable image instead of skipping it."""
-    precision: Precision = "float32"
-    jit: bool = False
+    precision: PrecisionChoice = "auto"
+    """auto: float16 on tensor-core GPUs, bfloat16 on CPUs that compute it natively, else float32."""
+    jit: bool | None = None
+    """XLA-compile the training step; None: Keras' auto (on GPUs without a distribution strategy)."""
     seed: int = 0
     resume: bool = False
     distribute: str | None = None
@@ -81,9 +84,9 @@ class TrainOptions:
 
     def __post_init__(self) -> None:
         """Values out of range are one-line errors naming the option, raised before anything runs."""
-        if self.precision not in PRECISIONS:
+        if self.precision not in PRECISION_CHOICES:
             raise RescompileError(
-                f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+                f"--precision must be one of {', '.join(PRECISION_CHOICES)}, got {self.precision!r}"
             )
         if not 0 <= self.seed < 2**31:
             raise RescompileError(f"--seed must be between 0 and {2**31 - 1}, got {self.seed}")
@@ -184,7 +187,7 @@ def _length(recipe: Recipe, steps_per_epoch: int) -> tuple[int, int]:
     return epochs, round(recipe.epochs * steps_per_epoch)
 
 
-def _compile(model, recipe: Recipe, optimizer, jit: bool) -> None:
+def _compile(model, recipe: Recipe, optimizer, jit: bool | None) -> None:
     """Cross-entropy with the recipe's label smoothing; top-1 and (over 5 classes) top-5 accuracy."""
     import keras
 
@@ -195,7 +198,7 @@ def _compile(model, recipe: Recipe, optimizer, jit: bool) -> None:
         optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
         metrics=metrics,
-        jit_compile=jit,
+        jit_compile="auto" if jit is None else jit,
     )
 
 
@@ -308,6 +311,9 @@ def _train(options: TrainOptions, recipe: Recipe | None, shard: Shard) -> RunSum
             val_data=recorded_data(options.val_data),
             classes=options.classes,
         )
+    precision, why = resolve_precision(options.precision, state.precision, options.resume)
+    options = dataclasses.replace(options, precision=precision)
+    state = state.model_copy(update={"precision": precision})
     analysis = analyze(spec_path)
     stages_to_freeze(options.freeze, analysis.graph)  # refused before anything is written
     run = _prepare(options, recipe, state, analysis, spec_path, shard)  # bad data: nothing written
@@ -316,7 +322,9 @@ def _train(options: TrainOptions, recipe: Recipe | None, shard: Shard) -> RunSum
         _record(run)
         print(
             f"training {analysis.spec.name} ({spec_path}) on {run.inputs.name}, recipe {recipe.name},"
-            f" into {run_dir}" + (f", resuming after epoch {state.epoch}" if options.resume else ""),
+            f" into {run_dir}"
+            + (f", resuming after epoch {state.epoch}" if options.resume else "")
+            + f"; {precision} ({why})",
             flush=True,
         )
         try:

@@ -1,4 +1,5 @@
-"""What this CPU offers for INT8 inference: its model and the x86 flags that decide whether INT8 pays.
+"""What this CPU offers: its model and the x86 flags that decide whether INT8 inference and bfloat16
+training pay.
 
 onnxruntime's int8 kernels are fastest with VNNI (AVX-512 VNNI, AVX-VNNI) or AMX, which sum in 32
 bits; on AVX2 alone its U8S8 kernels sum pairs of products in 16 bits (VPMADDUBSW), which is why
@@ -18,7 +19,7 @@ CPUINFO = Path("/proc/cpuinfo")
 
 @dataclass(frozen=True)
 class CpuInfo:
-    """The CPU's model name and the flags INT8 speed depends on (False where unknown)."""
+    """The CPU's model name and the flags INT8 and bfloat16 speed depend on (False where unknown)."""
 
     model: str
     avx2: bool = False
@@ -27,6 +28,7 @@ class CpuInfo:
     avx_vnni: bool = False
     avx512_bf16: bool = False
     amx: bool = False
+    amx_bf16: bool = False
     arm_dotprod: bool = False
     flags_known: bool = True
 
@@ -39,7 +41,16 @@ class CpuInfo:
         """One line: model name and the flags present, e.g. `AMD EPYC: avx2 (no VNNI)`."""
         if not self.flags_known:
             return f"{self.model}: flags unknown (no /proc/cpuinfo)"
-        names = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx", "arm_dotprod")
+        names = (
+            "avx2",
+            "avx512f",
+            "avx512_vnni",
+            "avx_vnni",
+            "avx512_bf16",
+            "amx",
+            "amx_bf16",
+            "arm_dotprod",
+        )
         present = [name for name in names if getattr(self, name)]
         flags = " ".join(present) or "none of avx2/avx512/vnni/amx"
         return f"{self.model}: {flags}{'' if self.vnni or self.arm_dotprod else ' (no VNNI)'}"
@@ -63,6 +74,7 @@ def parse_cpuinfo(text: str) -> CpuInfo:
         avx_vnni="avx_vnni" in flags,
         avx512_bf16="avx512_bf16" in flags,
         amx=bool({"amx_int8", "amx_tile"} & flags),
+        amx_bf16="amx_bf16" in flags,
         arm_dotprod="asimddp" in flags,
         flags_known=bool(flags),
     )
