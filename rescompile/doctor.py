@@ -95,8 +95,13 @@ def _tensorflow() -> list[tuple[str, str, bool]]:
     info = tf.sysconfig.get_build_info()
     gpus = tf.config.list_physical_devices("GPU")
     built = f"built for CUDA {info.get('cuda_version', '-')}, cuDNN {info.get('cudnn_version', '-')}"
+    from rescompile.cpu import cpu_info
+    from rescompile.train.compute import auto_precision, gpu_capability
+
+    precision, why = auto_precision(cpu_info(), gpu_capability())
     return [
         ("keras backend", f"keras {keras.__version__}, backend {keras.backend.backend()}", True),
         ("tensorflow", f"{tf.__version__} ({built})", True),
         ("tensorflow GPUs", ", ".join(g.name for g in gpus) or "none (training runs on the CPU)", True),
+        ("train --precision auto", f"{precision}: {why}", True),
     ]

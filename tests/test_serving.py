@@ -18,6 +18,7 @@ from rescompile.data.images import preprocess
 from rescompile.keras_backend.build import build
 from rescompile.keras_backend.model_file import model_record, save_model
 from rescompile.onnx_backend.runtime import choose_providers
+from rescompile.train.compute import auto_precision
 from tests.synthetic import colour_images, write_cifar_batch
 
 keras = pytest.importorskip("keras")
@@ -199,6 +200,8 @@ def test_doctor_reports_packages_providers_and_backend() -> None:
     assert "onnxruntime packages: onnxruntime" in done.stdout
     assert f"rescompile: {__version__} on Python 3." in done.stdout
     assert "CPUExecutionProvider" in done.stdout and "backend tensorflow" in done.stdout
+    expected, _ = auto_precision(cpu_info(), None)  # no GPU on the machines tests run on
+    assert f"train --precision auto: {expected}: " in done.stdout
 
 
 def test_build_with_onnx_writes_both(tmp_path: Path) -> None:

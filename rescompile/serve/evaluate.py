@@ -95,10 +95,12 @@ def _cifar_scores(model, data: str | None, normalization, classes: int, batch_si
 
 def _streamed_scores(model, data: str, normalization, size: int, ten_crop: bool, batch_size: int):
     """Scores and labels of every image of the evaluation split, streamed through tf.data."""
-    from rescompile.data.sources import evaluation_split
-    from rescompile.train.streaming import split_scores
+    from rescompile.data.sources import RecordSplit, evaluation_split
+    from rescompile.train.streaming import check_records, split_scores
 
     split, names, described = evaluation_split(data)
+    if isinstance(split, RecordSplit):
+        check_records(split, "--data")
     return *split_scores(model, split, normalization, size, ten_crop, batch_size), names, described
 
 

@@ -198,9 +198,8 @@ def parse_record(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 def check_records(split: RecordSplit, option: str) -> None:
     """Every shard's first record has the two features (one line naming the file and the key)."""
     for shard in split.shards:
-        kind = compression(Path(shard))
         try:
-            first = next(iter(_shard_records(shard, kind).take(1)))
+            first = next(iter(_shard_records(shard, compression(Path(shard))).take(1)))
             example = tf.train.Example.FromString(first.numpy())
         except Exception as exc:
             message = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
