@@ -482,8 +482,8 @@ def evaluate_command(
     )
     top5 = f", top-5 {result.top5:.2%}" if result.top5 is not None else ""
     typer.echo(
-        f"accuracy {result.accuracy:.2%}{top5} on {int(result.matrix.sum())} images of {result.split}"
-        + (" (10-crop)" if ten_crop else "")
+        f"accuracy {result.accuracy:.2%}{top5} on {int(result.matrix.sum())} images"
+        f" of {printable(result.split)}" + (" (10-crop)" if ten_crop else "")
     )
     typer.echo(confusion_text(result.class_names, result.matrix))
     typer.echo(f"wrote {result.picture}")

@@ -17,7 +17,7 @@ Layout = Literal["nhwc", "nchw"]
 Precision = Literal["float32", "mixed_float16", "mixed_bfloat16"]
 """Keras mixed-precision policies training accepts."""
 
-PrecisionChoice = Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"]
+PrecisionChoice = Literal["auto", Precision]
 """`train --precision`: a policy, or auto (the fastest correct one here: rescompile/train/compute.py)."""
 
 Initializer = Literal["he_normal", "he_uniform", "glorot_uniform"]

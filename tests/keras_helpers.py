@@ -9,7 +9,7 @@ import numpy as np
 from rescompile import ir
 from rescompile.analysis.analyze import Analysis, analyze
 from rescompile.keras_backend.model import load_module, recursion_limit
-from rescompile.keras_backend.printer import RECURSION_PER_LAYER
+from rescompile.keras_backend.printer import needed_recursion_limit
 
 
 def generated_model(spec: str, input_size: int | None = None, seed: int = 0, **kwargs):
@@ -20,7 +20,7 @@ def generated_model(spec: str, input_size: int | None = None, seed: int = 0, **k
     keras.utils.set_random_seed(seed)
     analysis: Analysis = analyze(spec, input_size)
     module = load_module(Path("generated") / f"{analysis.spec.name}.py")
-    with recursion_limit(RECURSION_PER_LAYER * len(analysis.graph.nodes)):
+    with recursion_limit(needed_recursion_limit(analysis.graph) or 0):
         return analysis, module.build(input_shape=analysis.graph.input.shape, **kwargs)
 
 

@@ -141,6 +141,6 @@ def test_check_reports_every_error_of_every_file(tmp_path: Path) -> None:
         f"error: {many}:6: stages[0].repeat: must be at least 1, got -1",
         f"error: {many}:7: stages[1].bogus: unknown field; expected one of: block, name, output, repeat",
         f"error: {EXPECTED['kernel_even.yaml'][0]}",
-        "2 of 3 spec files are invalid",
+        "2 of 3 spec arguments are invalid or missing",
     ]
     assert done.stdout.startswith("ok    specs/cifar/resnet20.yaml"), "the good file is still checked"

@@ -99,5 +99,5 @@ def test_every_argument_is_checked_after_a_missing_one() -> None:
         "tests/bad_specs/output_wrong_twice.yaml:7",
         "tests/bad_specs/output_wrong_twice.yaml:9",
     ]
-    assert errors[4:] == ["3 of 4 spec files are invalid"]
+    assert errors[4:] == ["3 of 4 spec arguments are invalid or missing"]
     assert result.stdout.startswith("ok    specs/cifar/resnet20.yaml"), "the good file is still checked"

@@ -3,10 +3,8 @@ agree with the library's, and options that reach the library."""
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
-from typing import get_args, get_type_hints
 
 import numpy as np
 import pytest
@@ -69,30 +67,36 @@ def test_recipe_and_freeze_help_list_their_values() -> None:
         assert "--freeze <backbone|N> Freeze `backbone` (the stem and every stage) or a stage count N" in text
 
 
-def test_choice_lists_and_defaults_agree_with_the_library() -> None:
-    """The CLI's choices are the library's (rescompile/options.py), declared once."""
-    from rescompile import cli
+def _offered(words: str) -> tuple[str, ...]:
+    """What the command line offers (its shell completion) after `words`, e.g. "train s.yaml
+    --precision " or "train s.yaml --recipe imagenet-"."""
+    current = len(words.split()) + 1 - (not words.endswith(" "))  # the index of the word completed
+    line = f"rescompile {words}"
+    env = {"_RESCOMPILE_COMPLETE": "complete_bash", "COMP_WORDS": line, "COMP_CWORD": str(current)}
+    done = CliRunner().invoke(app, [], env=env, prog_name="rescompile")
+    assert done.exit_code == 0, done.output
+    return tuple(done.output.split())
+
+
+def test_every_choice_the_cli_offers_is_one_the_library_accepts(tmp_path: Path) -> None:
     from rescompile.analysis.listing import LIST_FORMATS
     from rescompile.analysis.tables import FORMATS
     from rescompile.onnx_backend.runtime import LAYOUTS, PROVIDERS
-    from rescompile.options import EVAL_BATCH, GRADIENTS_BATCH, PRECISION_CHOICES
     from rescompile.spec.schema import Options
+    from rescompile.train.trainer import TrainOptions
 
-    assert inspect.signature(cli.evaluate_command).parameters["batch_size"].default == EVAL_BATCH
-    assert inspect.signature(cli.gradients_command).parameters["batch_size"].default == GRADIENTS_BATCH
-
-    assert get_args(cli.Provider) == ("auto", *PROVIDERS)
-    assert get_args(cli.Layout) == LAYOUTS
-    assert get_args(cli.PrecisionChoice) == PRECISION_CHOICES
-    assert get_args(cli.Initializer) == get_args(get_type_hints(Options)["initializer"])
-    assert _choices(cli.table_command, "fmt") == FORMATS
-    assert _choices(cli.list_command, "fmt") == LIST_FORMATS
-
-
-def _choices(command, parameter: str) -> tuple:
-    """The values of a Literal-typed parameter of a command function."""
-    hint = get_type_hints(command, include_extras=True)[parameter]
-    return get_args(get_args(hint)[0])
+    for precision in _offered("train s.yaml --precision "):
+        TrainOptions(out=tmp_path, precision=precision)
+    with pytest.raises(RescompileError, match="--precision must be one of"):
+        TrainOptions(out=tmp_path, precision="float64")
+    assert _offered("experiment degradation --precision ") == _offered("train s.yaml --precision ")
+    for initializer in _offered("experiment gradients --initializer "):
+        assert Options(initializer=initializer).initializer == initializer
+    assert _offered("export m.keras --layout ") == LAYOUTS
+    assert set(_offered("predict m.onnx --provider ")) == set(_offered("bench m.onnx --provider "))
+    assert set(_offered("bench m.onnx --provider ")) == {"auto", *PROVIDERS}
+    assert _offered("table --format ") == FORMATS
+    assert _offered("list --format ") == _offered("predict m.onnx --format ") == LIST_FORMATS
 
 
 def test_predict_format_json_and_its_hidden_json_alias(tmp_path: Path) -> None:
@@ -163,7 +167,4 @@ def test_class_names_files_are_read_line_by_line(tmp_path: Path) -> None:
     ],
 )
 def test_shell_completion_offers_the_choices(words: str, expected: list[str]) -> None:
-    current = len(words.split()) - (not words.endswith(" "))  # the index of the word being completed
-    env = {"_RESCOMPILE_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(current)}
-    done = CliRunner().invoke(app, [], env=env, prog_name="rescompile")
-    assert done.exit_code == 0 and done.output.split() == expected
+    assert list(_offered(words.removeprefix("rescompile "))) == expected

@@ -92,16 +92,17 @@ def check_specs(specs: list[Path] | None, echo: Callable[..., object]) -> int:
             for error in (exc, *getattr(exc, "more", [])):
                 echo(f"error: {printable(str(error))}", err=True)
             continue
-        echo(f"{'ok' if analysis.ok else 'FAIL':4}  {analysis.path}  ({analysis.spec.name})")
+        echo(f"{'ok' if analysis.ok else 'FAIL':4}  {printable(str(analysis.path))}  ({analysis.spec.name})")
         for result in analysis.checks:
             mark = "✓" if result.ok else "✗"
             echo(
                 f"      {mark} {result.metric:<12} computed {thousands(result.computed):>15}"
-                f"  expected {thousands(result.expected):>15}  {result.tolerance:<12} {result.source}"
+                f"  expected {thousands(result.expected):>15}  {result.tolerance:<12}"
+                f" {printable(result.source)}"
             )
         failed += not analysis.ok
     if failed:
         echo(f"{failed} spec(s) do not reproduce their published numbers", err=True)
     if invalid and files > 1:
-        echo(f"{invalid} of {files} spec files are invalid", err=True)
+        echo(f"{invalid} of {files} spec arguments are invalid or missing", err=True)
     return 2 if invalid else 1 if failed else 0

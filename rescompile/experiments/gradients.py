@@ -15,8 +15,6 @@ from rescompile.fileio import write_text_atomic
 from rescompile.options import GRADIENTS_BATCH
 from rescompile.spec import load_spec
 
-"""Random images in the one batch the gradients are taken on, unless told otherwise."""
-
 
 @dataclass
 class GradientProfile:

@@ -12,7 +12,7 @@ from rescompile.analysis.memory import require_memory
 from rescompile.errors import RescompileError
 from rescompile.fileio import remove_stale_temporaries, write_text_atomic
 from rescompile.keras_backend.model_file import model_record, save_model
-from rescompile.keras_backend.printer import RECURSION_PER_LAYER, render_keras
+from rescompile.keras_backend.printer import needed_recursion_limit, render_keras
 from rescompile.spec.schema import MAX_SIZE
 
 
@@ -47,7 +47,7 @@ def build_model(analysis: Analysis, source_path: Path, classes: int | None = Non
 
     module = load_module(source_path)
     features = [name for name in analysis.graph.outputs if name != "output"]
-    with recursion_limit(RECURSION_PER_LAYER * len(analysis.graph.nodes)):
+    with recursion_limit(needed_recursion_limit(analysis.graph) or 0):
         return module.build(
             input_shape=analysis.graph.input.shape,
             classes=classes,

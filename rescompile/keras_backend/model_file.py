@@ -12,7 +12,7 @@ from rescompile.data.class_names import named_class_names
 from rescompile.errors import RescompileError
 from rescompile.fileio import write_atomic
 from rescompile.ir import Dense
-from rescompile.keras_backend.model import recursion_limit
+from rescompile.keras_backend.model import DEEP_MODEL_RECURSION, recursion_limit
 from rescompile.spec.artifact import ModelRecord, Preprocessing, add_to_keras_file, read_keras_record
 from rescompile.spec.library import resolve_spec
 from rescompile.spec.schema import Spec
@@ -62,7 +62,7 @@ def load_keras_model(path: Path):
     import keras
 
     try:
-        with recursion_limit(100_000):  # ResNet-1202 has 4,000 layers
+        with recursion_limit(DEEP_MODEL_RECURSION):
             return keras.saving.load_model(path)
     except Exception as exc:
         raise RescompileError(f"{path}: cannot load Keras model ({exc})") from None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rescompile.errors import RescompileError
+from rescompile.errors import RescompileError, printable
 from rescompile.options import EVAL_BATCH
 
 
@@ -115,6 +115,7 @@ def confusion_text(class_names: list[str], matrix: np.ndarray) -> str:
     each as wide as its widest cell. Past COUNTS_UP_TO classes, a summary instead."""
     from rescompile.train.plots import COUNTS_UP_TO, confusion_summary
 
+    class_names = [printable(name) for name in class_names]  # folder names, shown one line each
     if len(class_names) > COUNTS_UP_TO:
         return confusion_summary(matrix, class_names)
     table = [["true \\ predicted", *class_names]]

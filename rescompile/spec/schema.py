@@ -242,9 +242,6 @@ MAX_WIDTH = 64
 """The largest width multiplier (published ones: k <= 12)."""
 
 
-"""The kernel initializers a spec may name (Keras' names)."""
-
-
 class Options(Strict):
     """The published variants, as switches."""
 
@@ -403,7 +400,7 @@ class Spec(Strict):
         if not isinstance(data, dict) or not isinstance(data.get("options"), dict):
             return data
         width = data["options"].get("width", 1)
-        if type(width) is not int or width <= 1 or not isinstance(data.get("stages"), list):
+        if type(width) is not int or not 1 < width <= MAX_WIDTH or not isinstance(data.get("stages"), list):
             return data
         return {
             **data,

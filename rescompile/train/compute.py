@@ -48,7 +48,9 @@ def resolve_precision(requested: str, recorded: Precision | None, resume: bool) 
     error); `auto` picks for this machine."""
     from rescompile.cpu import cpu_info
 
-    if resume and recorded is not None:
+    if resume and recorded is None:  # recorded before rescompile chose per machine: float32 then
+        return ("float32", "the run's own") if requested == "auto" else (requested, "as asked")  # type: ignore[return-value]
+    if resume:
         if requested not in ("auto", recorded):
             raise RescompileError(
                 f"--resume: the run trains in {recorded}, not --precision {requested}; drop --precision"

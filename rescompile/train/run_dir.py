@@ -66,9 +66,9 @@ class RunState(BaseModel):
     """2 once the fine-tune phase (the whole network unfrozen) has begun."""
     phase2_start_step: Count = 0
     seed_states: list[list[int]] = []
+    """The model's random generators (dropout, drop-path) after the last epoch, restored on resume."""
     precision: Precision | None = None
     """The precision the run trains in (None: recorded before rescompile chose it per machine)."""
-    """The model's random generators (dropout, drop-path) after the last epoch, restored on resume."""
 
 
 class RunSummary(BaseModel):

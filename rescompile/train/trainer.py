@@ -28,7 +28,13 @@ from rescompile.analysis.analyze import Analysis, analyze
 from rescompile.analysis.memory import require_memory
 from rescompile.errors import Interrupted, RescompileError
 from rescompile.fileio import remove_stale_temporaries, write_text_atomic
-from rescompile.keras_backend.model import apply_l2, restore_seed_states, stages_to_freeze
+from rescompile.keras_backend.model import (
+    DEEP_MODEL_RECURSION,
+    apply_l2,
+    recursion_limit,
+    restore_seed_states,
+    stages_to_freeze,
+)
 from rescompile.options import EVAL_BATCH, PRECISION_CHOICES, PrecisionChoice
 from rescompile.quiet import import_keras_quietly
 from rescompile.spec import load_spec
@@ -90,6 +96,8 @@ class TrainOptions:
             )
         if not 0 <= self.seed < 2**31:
             raise RescompileError(f"--seed must be between 0 and {2**31 - 1}, got {self.seed}")
+        if self.resume and self.jit is not None:
+            raise RescompileError("--jit/--no-jit: a resumed run keeps the XLA setting it was compiled with")
         if not 1 <= self.cpu_devices <= 64:
             raise RescompileError(f"--cpu-devices must be between 1 and 64, got {self.cpu_devices}")
 
@@ -482,7 +490,8 @@ def _load_checkpoint(path: Path):
     import keras
 
     try:
-        return keras.saving.load_model(path)
+        with recursion_limit(DEEP_MODEL_RECURSION):
+            return keras.saving.load_model(path)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise RescompileError(f"--resume: {path} is damaged ({first}); start a new run") from None
