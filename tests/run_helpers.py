@@ -17,6 +17,9 @@ def interrupt_after_first_epoch(args: list[str], run: Path, timeout: float = 300
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # a shell's background job inherits SIGINT ignored (and Python then keeps it ignored): give
+        # the run the default, so the test behaves the same however pytest was started
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + timeout
     while time.time() < deadline and not (run / "state.json").exists():
