@@ -64,6 +64,10 @@ def test_degradation_refuses_to_reuse_runs_made_with_other_settings(tmp_path: Pa
         (("--data", str(tarball), "--epochs", "2", "--batch-size", "16"), "other settings (epochs)"),
         (("--data", str(tarball), "--epochs", "1", "--batch-size", "32"), "other settings (batch_size)"),
         (("--data", str(tmp_path), "--epochs", "1", "--batch-size", "16"), "other settings (data"),
+        (
+            ("--data", str(tarball), "--epochs", "1", "--batch-size", "16", "--precision", "mixed_float16"),
+            "other settings (precision (float32))",
+        ),
         (("--data", str(tarball), "--epochs", "1", "--batch-size", "16", "--seed", "3"), "(seed (0))"),
     ):
         done = cli(*base, *extra)

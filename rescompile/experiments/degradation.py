@@ -27,8 +27,8 @@ def twins(depth: int) -> list[tuple[str, Path]]:
     ]
 
 
-def _same_settings(run_dir: Path, data: str | None, recipe: Recipe, seed: int) -> None:
-    """Refuse to reuse a run made with another recipe, data or seed than asked for now."""
+def _same_settings(run_dir: Path, data: str | None, recipe: Recipe, seed: int, precision: str) -> None:
+    """Refuse to reuse a run made with another recipe, data, seed or (asked for) precision."""
     from rescompile.train.trainer import recorded_data
 
     state, stored = read_state(run_dir), read_recipe(run_dir)
@@ -37,6 +37,8 @@ def _same_settings(run_dir: Path, data: str | None, recipe: Recipe, seed: int) -
         changed.append(f"data ({state.data or 'keras.datasets CIFAR'})")
     if state.seed != seed:
         changed.append(f"seed ({state.seed})")
+    if precision != "auto" and precision != (state.precision or "float32"):
+        changed.append(f"precision ({state.precision or 'float32'})")
     if changed:
         raise RescompileError(
             f"{run_dir} was trained with other settings ({', '.join(changed)}): pass --force to retrain,"
@@ -55,7 +57,7 @@ def _train_or_reuse(
         shutil.rmtree(run_dir)
         started = False
     if started:
-        _same_settings(run_dir, data, recipe, seed)
+        _same_settings(run_dir, data, recipe, seed, precision)
         if (run_dir / SUMMARY).exists():
             return
     options = TrainOptions(
