@@ -346,10 +346,11 @@ def predict_command(
         typer.echo(json.dumps(payload, indent=2))
         return
     typer.echo(f"({used})", err=True)
-    for result in results:
-        typer.echo(result.image)
+    for result in results:  # file names and the model's class names: one line each, escapes shown
+        typer.echo(printable(result.image))
         for index, name, probability in result.classes:
-            typer.echo(f"  {probability:7.2%}  {name}" + (f" ({index})" if name != str(index) else ""))
+            shown = printable(name) + (f" ({index})" if name != str(index) else "")
+            typer.echo(f"  {probability:7.2%}  {shown}")
 
 
 @app.command("bench", epilog=examples("rescompile bench resnet50.onnx --batch-size 1,32 --provider cpu"))

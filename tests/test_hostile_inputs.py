@@ -354,6 +354,27 @@ def test_predict_cli_refuses_hostile_models_and_images(tmp_path: Path) -> None:
     assert_one_line_exit_2(done, f"{fifo}: not a regular file")
 
 
+def test_predict_prints_hostile_class_and_file_names_one_line_each(tmp_path: Path) -> None:
+    """A model's class names and an image's file name are shown with their control characters
+    escaped: no terminal escape sequence runs, no name splits into two lines."""
+    from typer.testing import CliRunner
+
+    from rescompile.cli import app
+    from tests.onnx_helpers import export_spec
+
+    hostile = [f"\x1b]0;pwned\x07class{i}\nfake line" for i in range(10)]
+    model = tmp_path / "model.onnx"
+    export_spec("specs/cifar/resnet20.yaml", model, class_names=hostile)
+    image = tmp_path / "cat\x1b[2J.png"
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(image)
+    done = CliRunner().invoke(app, ["predict", str(model), str(image), "--top-k", "3"])
+    assert done.exit_code == 0, done.output
+    lines = done.stdout.splitlines()
+    assert len(lines) == 4 and "\x1b" not in done.stdout and "\x07" not in done.stdout
+    assert lines[0] == str(image).replace("\x1b", "\\x1b")
+    assert all("\\x1b]0;pwned\\x07class" in line and "\\nfake line" in line for line in lines[1:])
+
+
 # --- YAML specs -----------------------------------------------------------------------------
 
 SPEC_BODY = Path("tests/bad_specs/missing_name.yaml").read_text()  # a valid spec but for its name

@@ -26,7 +26,7 @@ import numpy as np
 
 from rescompile.analysis.analyze import Analysis, analyze
 from rescompile.analysis.memory import require_memory
-from rescompile.errors import Interrupted, RescompileError
+from rescompile.errors import Interrupted, RescompileError, printable
 from rescompile.fileio import remove_stale_temporaries, write_text_atomic
 from rescompile.keras_backend.model import (
     DEEP_MODEL_RECURSION,
@@ -328,11 +328,13 @@ def _train(options: TrainOptions, recipe: Recipe | None, shard: Shard) -> RunSum
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(run_dir):
         _record(run)
-        print(
-            f"training {analysis.spec.name} ({spec_path}) on {run.inputs.name}, recipe {recipe.name},"
-            f" into {run_dir}"
-            + (f", resuming after epoch {state.epoch}" if options.resume else "")
-            + f"; {precision} ({why})",
+        print(  # paths, the data's name and the CPU's model name: one line, escapes shown
+            printable(
+                f"training {analysis.spec.name} ({spec_path}) on {run.inputs.name}, recipe {recipe.name},"
+                f" into {run_dir}"
+                + (f", resuming after epoch {state.epoch}" if options.resume else "")
+                + f"; {precision} ({why})"
+            ),
             flush=True,
         )
         try:
