@@ -24,6 +24,14 @@ def write(tmp_path: Path, body: str) -> str:
     return os.path.relpath(spec)
 
 
+def check_errors(tmp_path: Path, body: str) -> tuple[str, list[str]]:
+    """(the spec's name, the lines `check` prints for it), having exited with status 2."""
+    spec = write(tmp_path, body)
+    result = run("check", spec)
+    assert result.exit_code == 2
+    return spec, result.stderr.splitlines()
+
+
 def test_lowering_errors_of_every_stage_and_the_head(tmp_path: Path) -> None:
     spec = write(
         tmp_path,
@@ -49,7 +57,7 @@ def test_lowering_errors_of_every_stage_and_the_head(tmp_path: Path) -> None:
 
 
 def test_semantic_errors_all_reported(tmp_path: Path) -> None:
-    spec = write(
+    spec, errors = check_errors(
         tmp_path,
         "stages:\n"
         "  - {name: conv2, output: 32, block: [[3, 16]], repeat: 1}\n"
@@ -57,9 +65,7 @@ def test_semantic_errors_all_reported(tmp_path: Path) -> None:
         "preprocess: {mean: [0.5, 0.5]}\n"
         "outputs: [C5]\n",
     )
-    result = run("check", spec)
-    assert result.exit_code == 2
-    assert result.stderr.splitlines() == [
+    assert errors == [
         f"error: {spec}:8: stages[1].name: duplicate stage name 'conv2'",
         f"error: {spec}:9: preprocess.mean: expected 3 values, got 2",
         f"error: {spec}:10: outputs[0]: C5 is not a stage output; this network has C2..C3",
@@ -67,16 +73,14 @@ def test_semantic_errors_all_reported(tmp_path: Path) -> None:
 
 
 def test_a_union_reports_its_closest_member_only(tmp_path: Path) -> None:
-    spec = write(
+    spec, errors = check_errors(
         tmp_path,
         "stages:\n"
         "  - {name: conv2, output: 32, block: [[3, 16.5, 2], [3.5, 16]], repeat: 1}\n"
         "preprocess: {scale: x}\n",
     )
-    result = run("check", spec)
-    assert result.exit_code == 2
     # not "[3, 16.5, 2] has more than 2 items", nor "[3.5, 16] lacks its groups", nor "x is no integer"
-    assert result.stderr.splitlines() == [
+    assert errors == [
         f"error: {spec}:7: stages[0].block[0][1]: expected an integer, got 16.5",
         f"error: {spec}:7: stages[0].block[1][0]: expected an integer, got 3.5",
         f"error: {spec}:8: preprocess.scale: expected a number, got 'x'",
