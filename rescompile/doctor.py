@@ -95,10 +95,9 @@ def _tensorflow() -> list[tuple[str, str, bool]]:
     info = tf.sysconfig.get_build_info()
     gpus = tf.config.list_physical_devices("GPU")
     built = f"built for CUDA {info.get('cuda_version', '-')}, cuDNN {info.get('cudnn_version', '-')}"
-    from rescompile.cpu import cpu_info
-    from rescompile.train.compute import auto_precision, gpu_capability
+    from rescompile.train.compute import resolve_precision
 
-    precision, why = auto_precision(cpu_info(), gpu_capability())
+    precision, why = resolve_precision("auto", None, resume=False)
     return [
         ("keras backend", f"keras {keras.__version__}, backend {keras.backend.backend()}", True),
         ("tensorflow", f"{tf.__version__} ({built})", True),

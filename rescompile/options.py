@@ -30,7 +30,6 @@ ReportFormat = Literal["md", "json"]
 """How `list`, `predict` and `bench` print: Markdown or JSON."""
 
 LAYOUTS: tuple[str, ...] = get_args(Layout)
-PRECISIONS: tuple[str, ...] = get_args(Precision)
 PRECISION_CHOICES: tuple[str, ...] = get_args(PrecisionChoice)
 
 EVAL_BATCH = 256

@@ -57,5 +57,5 @@ def test_auto_asks_the_cpu_and_the_gpu(monkeypatch) -> None:
     monkeypatch.setattr(compute, "gpu_capability", lambda: (9, 0))
     assert resolve_precision("auto", None, resume=False)[0] == "mixed_float16"
     monkeypatch.setattr(compute, "gpu_capability", lambda: None)
-    monkeypatch.setattr("rescompile.cpu.cpu_info", lambda: parse_cpuinfo(ZEN4))
+    monkeypatch.setattr(compute, "cpu_info", lambda: parse_cpuinfo(ZEN4))
     assert resolve_precision("auto", None, resume=False)[0] == "mixed_bfloat16"

@@ -72,6 +72,13 @@ def _spec_files(specs: list[Path] | None) -> Iterator[Path | RescompileError]:
             yield from found
 
 
+def _report(exc: RescompileError, echo: Callable[..., object]) -> int:
+    """Print an error and those gathered with it, one line each; returns 1 (one invalid argument)."""
+    for error in (exc, *getattr(exc, "more", [])):
+        echo(f"error: {printable(str(error))}", err=True)
+    return 1
+
+
 def check_specs(specs: list[Path] | None, echo: Callable[..., object]) -> int:
     """`rescompile check`: validate, lower and compare every spec file that `specs` names, a table
     of its published numbers per good file on `echo(text)`, every error of every bad file on
@@ -83,14 +90,13 @@ def check_specs(specs: list[Path] | None, echo: Callable[..., object]) -> int:
     files = failed = invalid = 0
     for path in _spec_files(specs):
         files += 1
+        if isinstance(path, RescompileError):  # an argument that names no file
+            invalid += _report(path, echo)
+            continue
         try:
-            if isinstance(path, RescompileError):
-                raise path  # an argument that names no file is reported as a bad file is
             analysis = analyze(path)
         except RescompileError as exc:
-            invalid += 1
-            for error in (exc, *getattr(exc, "more", [])):
-                echo(f"error: {printable(str(error))}", err=True)
+            invalid += _report(exc, echo)
             continue
         echo(f"{'ok' if analysis.ok else 'FAIL':4}  {printable(str(analysis.path))}  ({analysis.spec.name})")
         for result in analysis.checks:

@@ -12,9 +12,11 @@ from rescompile.data.class_names import named_class_names
 from rescompile.errors import RescompileError
 from rescompile.fileio import write_atomic
 from rescompile.ir import Dense
+from rescompile.ir.lower import lower
 from rescompile.keras_backend.model import DEEP_MODEL_RECURSION, recursion_limit
 from rescompile.spec.artifact import ModelRecord, Preprocessing, add_to_keras_file, read_keras_record
 from rescompile.spec.library import resolve_spec
+from rescompile.spec.loader import load_spec
 from rescompile.spec.schema import Spec
 
 
@@ -108,7 +110,7 @@ def analysis_for_model(model, model_path: Path, spec: Path | None) -> tuple[Anal
 def _classifier_in(model, spec: Path, height: int, channels: int) -> tuple[bool, int | None]:
     """Whether a model made elsewhere has the spec's classifier (the IR names its Dense layer) and
     its class count: (include_top, classes)."""
-    graph = analyze(spec, height, channels).graph
+    graph = lower(load_spec(spec), height, channels)
     head = next((node for node in reversed(graph.nodes) if isinstance(node, Dense)), None)
     present = {layer.name: layer for layer in model.layers}
     if head is None or head.name not in present:

@@ -11,7 +11,7 @@ narrow type natively, XLA where Keras enables it.
 
 from __future__ import annotations
 
-from rescompile.cpu import CpuInfo
+from rescompile.cpu import CpuInfo, cpu_info
 from rescompile.errors import RescompileError
 from rescompile.options import Precision
 
@@ -46,8 +46,6 @@ def gpu_capability() -> tuple[int, int] | None:
 def resolve_precision(requested: str, recorded: Precision | None, resume: bool) -> tuple[Precision, str]:
     """The precision a run trains in: a resumed run keeps its own (an explicit other value is an
     error); `auto` picks for this machine."""
-    from rescompile.cpu import cpu_info
-
     if resume and recorded is None:  # recorded before rescompile chose per machine: float32 then
         return ("float32", "the run's own") if requested == "auto" else (requested, "as asked")  # type: ignore[return-value]
     if resume:

@@ -14,6 +14,7 @@ import tensorflow as tf
 from rescompile.data.datasets import Dataset
 from rescompile.data.sources import FileSplit, RecordSplit, Source, Split
 from rescompile.errors import RescompileError
+from rescompile.options import EVAL_BATCH
 from rescompile.train import streaming
 from rescompile.train.recipe import Recipe
 from rescompile.train.tfdata import (
@@ -199,7 +200,8 @@ def _sample(split: Split, size: int, crop_fraction: float, seed: int) -> np.ndar
     if isinstance(split, FileSplit) and len(split) > NORMALIZATION_SAMPLE:
         pick = np.random.default_rng(seed).choice(len(split), NORMALIZATION_SAMPLE, replace=False)
         split = split.subset(np.sort(pick))
-    images = streaming.evaluation_stream(split, transform, 256).take(-(-NORMALIZATION_SAMPLE // 256))
+    batches = -(-NORMALIZATION_SAMPLE // EVAL_BATCH)
+    images = streaming.evaluation_stream(split, transform, EVAL_BATCH).take(batches)
     return np.concatenate([np.round(x.numpy()).astype(np.uint8) for x, _ in images])[:NORMALIZATION_SAMPLE]
 
 

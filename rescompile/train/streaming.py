@@ -248,9 +248,9 @@ def split_scores(
     transform = ten_crop_transform(normalization, size) if ten_crop else eval_transform(normalization, size)
     scores, labels = [], []
     for images, truth in evaluation_stream(split, transform, max(1, batch // views)):
-        batch = int(truth.shape[0])
-        predicted = model.predict_on_batch(tf.reshape(images, [batch * views, size, size, 3]))
-        scores.append(np.asarray(predicted, np.float32).reshape(batch, views, -1).mean(axis=1))
+        count = int(truth.shape[0])
+        predicted = model.predict_on_batch(tf.reshape(images, [count * views, size, size, 3]))
+        scores.append(np.asarray(predicted, np.float32).reshape(count, views, -1).mean(axis=1))
         labels.append(truth.numpy())
     return np.concatenate(scores), np.concatenate(labels)
 
