@@ -166,7 +166,9 @@ def test_stage_outputs_build_and_export(tmp_path: Path) -> None:
     model = keras.saving.load_model(tmp_path / "cifar_resnet20.keras")
     keras_features = model.predict(x, verbose=0)
     for ours, theirs in zip(onnx_features, keras_features, strict=True):
-        np.testing.assert_allclose(ours, theirs.transpose(0, 3, 1, 2), atol=1e-4)
+        expected = theirs.transpose(0, 3, 1, 2)
+        scale = max(1.0, float(np.abs(expected).max()))  # untrained stage outputs reach ~100
+        assert np.abs(ours - expected).max() < 1e-4 * scale
     again = cli("export", str(tmp_path / "cifar_resnet20.keras"), "-o", str(tmp_path / "again.onnx"))
     assert again.returncode == 0, again.stderr
 
