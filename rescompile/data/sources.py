@@ -17,7 +17,7 @@ import numpy as np
 
 from rescompile.data.class_names import class_names_for
 from rescompile.data.images import image_files, open_regular
-from rescompile.data.tfrecord import count_records
+from rescompile.data.tfrecord import compression, count_records
 from rescompile.errors import RescompileError
 
 TRAIN_NAMES = ("train",)
@@ -42,10 +42,12 @@ class FileSplit:
 
 @dataclass(frozen=True)
 class RecordSplit:
-    """TFRecord shards (sorted) and the number of examples in each."""
+    """TFRecord shards (sorted), the number of examples in each and each one's compression ("" or
+    "GZIP", read from its first bytes: a split may mix plain and GZIP shards)."""
 
     shards: tuple[str, ...]
     counts: tuple[int, ...]
+    compressions: tuple[str, ...]
 
     def __len__(self) -> int:
         return sum(self.counts)
@@ -206,11 +208,12 @@ def _shards(pattern: str, option: str) -> list[str]:
 
 def _record_split(pattern: str, option: str) -> RecordSplit:
     shards = _shards(pattern, option)
+    kinds = tuple(compression(Path(shard)) for shard in shards)
     with ThreadPoolExecutor(max_workers=16) as pool:  # GZIP shards are decompressed to be counted
-        counts = tuple(pool.map(count_records, map(Path, shards)))
+        counts = tuple(pool.map(count_records, map(Path, shards), kinds))
     if not sum(counts):
         raise RescompileError(f"{option} {pattern}: the {len(shards)} shards hold no records")
-    return RecordSplit(tuple(shards), counts)
+    return RecordSplit(tuple(shards), counts, kinds)
 
 
 def _validation_beside(pattern: str) -> str | None:

@@ -65,12 +65,13 @@ def _is_zlib(head: bytes) -> bool:
     return True
 
 
-def count_records(path: Path) -> int:
-    """The number of records in a TFRecord file, plain or GZIP, reading only the 12-byte headers
-    of a plain one (a shard of ImageNet's ~1,250 records is counted in ~1,250 seeks, not by reading
-    its ~140 MB); a GZIP one is decompressed as a stream, holding one buffer at a time."""
+def count_records(path: Path, kind: str | None = None) -> int:
+    """The number of records in a TFRecord file, plain or GZIP (`kind`, read from the file when
+    not given), reading only the 12-byte headers of a plain one (a shard of ImageNet's ~1,250
+    records is counted in ~1,250 seeks, not by reading its ~140 MB); a GZIP one is decompressed as
+    a stream, holding one buffer at a time."""
     try:
-        if compression(path) == "GZIP":
+        if (compression(path) if kind is None else kind) == "GZIP":
             with gzip.open(path, "rb") as stream:
                 return _count(path, stream, end=None)
         with path.open("rb") as handle:

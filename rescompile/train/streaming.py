@@ -8,12 +8,10 @@ choice is a stateless function of (seed, epoch, example), so a resumed run sees 
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import tensorflow as tf
 
 from rescompile.data.sources import FileSplit, RecordSplit, Split
-from rescompile.data.tfrecord import compression
 from rescompile.errors import RescompileError
 from rescompile.options import EVAL_BATCH
 from rescompile.train import crops
@@ -136,10 +134,11 @@ def _record_training(
     at least as many shards as workers, each worker reads its own shards (by file), else every
     worker reads all and keeps every count-th example."""
     by_file = _by_file(split, shard)
-    shards = list(split.shards[shard.index :: shard.count]) if by_file else list(split.shards)
+    mine = slice(shard.index, None, shard.count) if by_file else slice(None)
+    shards = split.shards[mine]
     steps = record_steps(split, global_batch, shard) * shard.replicas
     batch = shard.batch(global_batch)
-    files, kinds = _shard_table(shards)
+    files, kinds = tf.constant(shards), tf.constant(split.compressions[mine])
 
     def epoch(index: tf.Tensor) -> tf.data.Dataset:
         order = tf.random.experimental.stateless_shuffle(tf.range(len(shards)), seed=tf.stack([seed, index]))
@@ -164,12 +163,6 @@ def _record_training(
         return examples.batch(batch, drop_remainder=True).take(steps)
 
     return tf.data.Dataset.range(first_epoch, 2**31 - 1).flat_map(epoch).prefetch(tf.data.AUTOTUNE)
-
-
-def _shard_table(shards: list[str]) -> tuple[tf.Tensor, tf.Tensor]:
-    """The shards' paths and their compression types ("" or "GZIP", each read from its first bytes:
-    a split may mix plain and GZIP shards)."""
-    return tf.constant(shards), tf.constant([compression(Path(s)) for s in shards])
 
 
 def _shard_records(path: tf.Tensor, kind: tf.Tensor) -> tf.data.Dataset:
@@ -197,9 +190,9 @@ def parse_record(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 
 def check_records(split: RecordSplit, option: str) -> None:
     """Every shard's first record has the two features (one line naming the file and the key)."""
-    for shard in split.shards:
+    for shard, kind in zip(split.shards, split.compressions, strict=True):
         try:
-            first = next(iter(_shard_records(shard, compression(Path(shard))).take(1)))
+            first = next(iter(_shard_records(shard, kind).take(1)))
             example = tf.train.Example.FromString(first.numpy())
         except Exception as exc:
             message = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
@@ -224,7 +217,7 @@ def evaluation_stream(split: Split, transform, batch: int) -> tf.data.Dataset:
             lambda i: transform(*read(i)), num_parallel_calls=tf.data.AUTOTUNE
         )
     else:
-        records = tf.data.Dataset.from_tensor_slices(_shard_table(list(split.shards))).flat_map(
+        records = tf.data.Dataset.from_tensor_slices((list(split.shards), list(split.compressions))).flat_map(
             _shard_records
         )
         examples = records.map(lambda r: transform(*parse_record(r)), num_parallel_calls=tf.data.AUTOTUNE)
