@@ -208,12 +208,17 @@ def _shards(pattern: str, option: str) -> list[str]:
 
 def _record_split(pattern: str, option: str) -> RecordSplit:
     shards = _shards(pattern, option)
-    kinds = tuple(compression(Path(shard)) for shard in shards)
     with ThreadPoolExecutor(max_workers=16) as pool:  # GZIP shards are decompressed to be counted
-        counts = tuple(pool.map(count_records, map(Path, shards), kinds))
+        kinds, counts = zip(*pool.map(_framing, map(Path, shards)), strict=True)
     if not sum(counts):
         raise RescompileError(f"{option} {pattern}: the {len(shards)} shards hold no records")
     return RecordSplit(tuple(shards), counts, kinds)
+
+
+def _framing(shard: Path) -> tuple[str, int]:
+    """A shard's compression and record count, its first bytes read once for both."""
+    kind = compression(shard)
+    return kind, count_records(shard, kind)
 
 
 def _validation_beside(pattern: str) -> str | None:
