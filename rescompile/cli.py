@@ -16,6 +16,8 @@ from rescompile.onnx_backend import DEFAULT_CALIBRATION
 from rescompile.options import (
     EVAL_BATCH,
     GRADIENTS_BATCH,
+    CheckFormat,
+    DiffFormat,
     Initializer,
     Layout,
     PrecisionChoice,
@@ -137,11 +139,14 @@ def _analyses(specs: list[Path] | None) -> list:
 
 @app.command("check", epilog=examples("rescompile check specs", "rescompile check resnet50 cifar/resnet110"))
 @friendly
-def check_command(specs: SpecArgs = None) -> None:
-    """Validate and lower specs and compare their counts with the published numbers."""
+def check_command(
+    specs: SpecArgs = None,
+    fmt: Annotated[CheckFormat, typer.Option("--format", help="A text report, or JSON.")] = "text",
+) -> None:
+    """Validate and lower specs and compare their counts with the published numbers and budgets."""
     from rescompile.analysis.check import check_specs
 
-    status = check_specs(specs, typer.echo)
+    status = check_specs(specs, typer.echo, fmt)
     if status:
         raise typer.Exit(status)
 
@@ -171,15 +176,60 @@ def table_command(
     typer.echo(table(_analyses(specs), fmt, per_stage), nl=False)
 
 
-@app.command("diff", epilog=examples("rescompile diff resnet50 resnet101"))
+@app.command(
+    "diff",
+    epilog=examples(
+        "rescompile diff resnet50 resnet50_v1.5",
+        "rescompile diff HEAD~1:specs/resnet50.yaml specs/resnet50.yaml --per-block",
+        "rescompile diff --base origin/main --fail-on 'macs>+2%' --fail-on 'params>0' --format github",
+    ),
+)
 @friendly
-def diff_command(old: Path, new: Path) -> None:
-    """Per-stage deltas of parameters and multiply-adds between two specs."""
-    from rescompile.analysis.analyze import analyze
-    from rescompile.analysis.tables import diff
-    from rescompile.spec.library import resolve_spec
+def diff_command(
+    ctx: typer.Context,
+    operands: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="OLD NEW | PATH...",
+            help="Two specs, folders or library names, each may be REV:PATH (a git revision); with"
+            " --base, the paths to compare (default: the project's spec folder).",
+        ),
+    ] = None,
+    base: Annotated[
+        str | None,
+        typer.Option(
+            "--base", metavar="REV", help="Compare the PATHs at git revision REV with the working tree."
+        ),
+    ] = None,
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-on",
+            metavar="RULE",
+            help="Exit 1 when a change breaks RULE: METRIC OP CHANGE, e.g. 'macs>+2%', 'params>0',"
+            " 'depth!=0' (metrics of `table`; k/M/G or %).",
+        ),
+    ] = None,
+    per_block: Annotated[bool, typer.Option("--per-block", help="Rows per block of changed stages.")] = False,
+    fmt: Annotated[DiffFormat, typer.Option("--format", help="Output format.")] = "md",
+) -> None:
+    """Per-stage deltas of parameters and multiply-adds, stages and networks matched by name; exit
+    1 when a --fail-on rule or a spec's budget is broken."""
+    from typer._click.exceptions import UsageError
 
-    typer.echo(diff(analyze(resolve_spec(old)), analyze(resolve_spec(new))), nl=False)
+    from rescompile.analysis.gate import run_diff
+
+    operands = operands or []
+    if base is None and len(operands) != 2:
+        missing = "OLD" if not operands else "NEW"
+        message = (
+            f"Missing argument '{missing}'." if len(operands) < 2 else "expected two operands, OLD and NEW"
+        )
+        raise UsageError(f"{message} (or --base REV [PATH...])", ctx)
+    text, status = run_diff(operands, base=base, rules=fail_on or [], per_block=per_block, fmt=fmt)
+    typer.echo(text, nl=False)
+    if status:
+        raise typer.Exit(status)
 
 
 @app.command("list", epilog=examples("rescompile list", "rescompile list --format json"))

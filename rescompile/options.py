@@ -26,6 +26,12 @@ Initializer = Literal["he_normal", "he_uniform", "glorot_uniform"]
 TableFormat = Literal["md", "csv", "json"]
 """How `table` prints: Markdown, CSV or JSON."""
 
+DiffFormat = Literal["md", "json", "csv", "github"]
+"""How `diff` prints: Markdown, JSON, CSV, or GitHub workflow commands followed by Markdown."""
+
+CheckFormat = Literal["text", "json"]
+"""How `check` prints: a text report, or JSON."""
+
 ReportFormat = Literal["md", "json"]
 """How `list`, `predict` and `bench` print: Markdown or JSON."""
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rescompile import ir
-from rescompile.analysis.check import CheckResult, check
+from rescompile.analysis.check import BudgetResult, CheckResult, check, check_budget
 from rescompile.analysis.cost import Cost, per_stage, total
 from rescompile.ir.lower import lower
 from rescompile.spec import Spec, load_spec
@@ -24,6 +24,8 @@ class Analysis:
     checks: list[CheckResult]
     compared: bool = True
     """False when the built network is not the one the spec's published numbers describe."""
+    budget: list[BudgetResult] = field(default_factory=list)
+    """The limits of the spec's `budget:` (checked when the network is the spec's own)."""
 
     @property
     def name(self) -> str:
@@ -34,6 +36,11 @@ class Analysis:
     def ok(self) -> bool:
         """True when every published number is reproduced."""
         return all(result.ok for result in self.checks)
+
+    @property
+    def within_budget(self) -> bool:
+        """True when no limit of the spec's budget is broken."""
+        return all(limit.ok for limit in self.budget)
 
 
 def analyze(
@@ -78,4 +85,5 @@ def analyze_spec(
         and outputs in (None, spec.outputs)
     )
     checks = check(spec, cost) if as_published else []
-    return Analysis(spec._file, spec, graph, cost, per_stage(graph), checks, as_published)
+    budget = check_budget(spec, cost) if as_published else []
+    return Analysis(spec._file, spec, graph, cost, per_stage(graph), checks, as_published, budget)

@@ -41,6 +41,11 @@ class Cost:
         return self.weights + self.conv_bias
 
     @property
+    def flops(self) -> int:
+        """Floating-point operations: two per multiply-add (what the papers' "FLOPs" are not)."""
+        return 2 * self.macs
+
+    @property
     def params_total(self) -> int:
         """All parameters including BatchNorm moving statistics (Keras' count_params())."""
         return self.params + self.bn_stats

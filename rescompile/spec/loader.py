@@ -5,13 +5,13 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Protocol, get_args
 
 from pydantic import BaseModel, ValidationError
 
 from rescompile.errors import SpecError, gathered, printable
 from rescompile.spec.schema import HeadDense, HeadFlatten, Spec, located_error
-from rescompile.spec.yamlsrc import LocDict, LocList, load_yaml, positions
+from rescompile.spec.yamlsrc import LocDict, LocList, load_yaml, parse_yaml, positions, read_text
 
 MAX_EXTENDS_DEPTH = 16
 RESERVED_STAGE_NAMES = frozenset({"input", "stem", "head"})
@@ -25,6 +25,33 @@ def _display(path: Path) -> str:
     except (ValueError, OSError):
         text = str(path)
     return printable(text)
+
+
+class SpecFiles(Protocol):
+    """Where spec files are read from: the file system, or a git revision (spec/gitrev.py)."""
+
+    def display(self, path: Any) -> str:
+        """How messages name the file at `path`."""
+
+    def read_text(self, path: Any, display: str) -> str:
+        """The file's text, bounded and decoded."""
+
+    def base(self, path: Any, name: str) -> tuple[Any, bool]:
+        """The file `extends: name` in `path` names, and whether it exists."""
+
+
+class LocalFiles:
+    """Spec files of the file system."""
+
+    def display(self, path: Path) -> str:
+        return _display(path)
+
+    def read_text(self, path: Path, display: str) -> str:
+        return read_text(path, display)
+
+    def base(self, path: Path, name: str) -> tuple[Path, bool]:
+        base_path = (path.parent / name).resolve()
+        return base_path, base_path.exists()
 
 
 def _merge(base: Any, override: Any) -> Any:
@@ -62,13 +89,13 @@ def _named_list(value: Any) -> bool:
     )
 
 
-def _load_tree(path: Path, chain: tuple[Path, ...]) -> LocDict:
+def _load_tree(path: Any, chain: tuple[Any, ...], files: SpecFiles) -> LocDict:
     import errno
 
     from rescompile.spec.yamlsrc import short_repr
 
-    display = _display(path)
-    tree = load_yaml(path, display)
+    display = files.display(path)
+    tree = parse_yaml(files.read_text(path, display), display)
     if not isinstance(tree, LocDict):
         line = getattr(tree, "where", (display, 1))[1]
         raise SpecError(display, line, "", f"expected a mapping of spec fields, got {_kind(tree)}")
@@ -79,8 +106,7 @@ def _load_tree(path: Path, chain: tuple[Path, ...]) -> LocDict:
     if not isinstance(base_name, str) or not base_name.endswith((".yaml", ".yml")):
         raise SpecError(display, line, "extends", f"expected a .yaml file name, got {short_repr(base_name)}")
     try:
-        base_path = (path.parent / base_name).resolve()
-        found = base_path.exists()
+        base_path, found = files.base(path, base_name)
     except (RuntimeError, OSError, ValueError) as exc:  # a symlink loop, a NUL, a name too long...
         loop = isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP
         detail = "symlink loop" if loop else getattr(exc, "strerror", None) or str(exc)
@@ -88,13 +114,13 @@ def _load_tree(path: Path, chain: tuple[Path, ...]) -> LocDict:
             display, line, "extends", f"cannot resolve {short_repr(base_name)} ({detail})"
         ) from None
     if base_path in chain or base_path == path:
-        cycle = " -> ".join(_display(p) for p in (*chain, path, base_path))
+        cycle = " -> ".join(files.display(p) for p in (*chain, path, base_path))
         raise SpecError(display, line, "extends", f"cycle: {cycle}")
     if len(chain) >= MAX_EXTENDS_DEPTH:
         raise SpecError(display, line, "extends", f"extends chain deeper than {MAX_EXTENDS_DEPTH}")
     if not found:
         raise SpecError(display, line, "extends", f"base spec {short_repr(base_name)} not found")
-    return _merge(_load_tree(base_path, (*chain, path)), tree)
+    return _merge(_load_tree(base_path, (*chain, path), files), tree)
 
 
 def _kind(value: Any) -> str:
@@ -222,12 +248,14 @@ def _closest_members(errors: list[dict], start: int = 0) -> list[dict]:
     return [error for error in errors if id(error) in kept]
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Load, merge and validate a spec file, raising SpecError naming file, line and field."""
-    path = Path(path).resolve()
-    tree = _load_tree(path, ())
+def load_spec(path: str | Path | Any, files: SpecFiles | None = None) -> Spec:
+    """Load, merge and validate a spec file (of the file system, or of `files`: a git revision),
+    raising SpecError naming file, line and field."""
+    if files is None:
+        files, path = LocalFiles(), Path(path).resolve()
+    tree = _load_tree(path, (), files)
     where = positions(tree)
-    display = _display(path)
+    display = files.display(path)
     try:
         spec = Spec.model_validate(tree)
     except ValidationError as exc:

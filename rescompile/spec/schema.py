@@ -356,6 +356,39 @@ class Expect(Strict):
         return self.test_error if dataset == self.test_dataset else None
 
 
+class Bound(Strict):
+    """A one-sided limit (or two): the network's count must be at most `max` and at least `min`."""
+
+    max: Annotated[Number, Field(ge=0)] | None = None
+    min: Annotated[Number, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> Bound:
+        if self.max is None and self.min is None:
+            raise ValueError("give max, min or both")
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        return self
+
+
+class Budget(Strict):
+    """Limits the compiled network must stay within, checked by `check` and `diff` ("over budget"):
+    unlike `expect:` they are one-sided, so a cheaper network is within a `max`. Metrics as in
+    `rescompile table`: `params`, `params_total`, `macs`, `flops` (2 x macs), `activations`
+    (values of every layer's output, per image), `depth`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"macs": {"max": 4.2e9}, "params": {"max": 26e6}}]}
+    )
+
+    params: Bound | None = None
+    params_total: Bound | None = None
+    macs: Bound | None = None
+    flops: Bound | None = None
+    activations: Bound | None = None
+    depth: Bound | None = None
+
+
 def _widen_stage(stage: object, width: int) -> object:
     """A stage as written with its rows' filters times `width`, but for a last 1x1 (a bottleneck's
     expansion); malformed rows are left as they are, for validation to reject."""
@@ -390,6 +423,7 @@ class Spec(Strict):
     preprocess: Preprocess = Preprocess()
     outputs: list[FeatureName] = Field(default_factory=list)
     expect: Expect = Expect()
+    budget: Budget = Budget()
 
     @model_validator(mode="before")
     @classmethod

@@ -24,11 +24,16 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader that also reads YAML 1.2 floats such as `3.8e9` (PyYAML wants `3.8e+9`)."""
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
+class _FastLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The same on libyaml, where PyYAML has it: ten times faster on the files it accepts."""
+
+
+_YAML12_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+0123456789"))
+_FastLoader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+0123456789"))
+
+_UNPRINTABLE = yaml.reader.Reader.NON_PRINTABLE
+"""Characters that PyYAML's Python reader refuses (libyaml's accepts some of them)."""
 
 
 class LocDict(dict):
@@ -129,7 +134,7 @@ class _Builder:
         return value
 
 
-def _read_text(path: Path, display: str) -> str:
+def read_text(path: Path, display: str) -> str:
     """The file as text, refusing before reading what is not a regular file of at most MAX_BYTES
     (a FIFO or /dev/zero would never end), and what is not UTF-8 or holds NUL bytes."""
     try:
@@ -142,14 +147,24 @@ def _read_text(path: Path, display: str) -> str:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):
             raise SpecError(display, None, "", "not a regular file")
-        if info.st_size > MAX_BYTES:
-            raise SpecError(display, None, "", f"file too large ({info.st_size} bytes, at most {MAX_BYTES})")
+        check_size(info.st_size, display)
         try:
             data = handle.read(MAX_BYTES + 1)
         except OSError as exc:
             raise SpecError(display, None, "", f"cannot read file ({exc.strerror or exc})") from None
     if len(data) > MAX_BYTES:
         raise SpecError(display, None, "", f"file too large (over {MAX_BYTES} bytes)")
+    return decode_text(data, display)
+
+
+def check_size(size: int, display: str) -> None:
+    """Refuse a spec file of more than MAX_BYTES before reading it."""
+    if size > MAX_BYTES:
+        raise SpecError(display, None, "", f"file too large ({size} bytes, at most {MAX_BYTES})")
+
+
+def decode_text(data: bytes, display: str) -> str:
+    """The bytes of a spec file as text: UTF-8 without NUL bytes, else one error naming the line."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -161,10 +176,10 @@ def _read_text(path: Path, display: str) -> str:
     return text
 
 
-def _check_depth(text: str, display: str) -> None:
+def _check_depth(text: str, display: str, loader_class: type = _Loader) -> None:
     """Refuse nesting deeper than MAX_DEPTH from the event stream, before composing: PyYAML's
     composer recurses once per level and 5,000 brackets would exhaust Python's stack."""
-    loader = _Loader(text)  # reads the text at once: a ReaderError here is the caller's to report
+    loader = loader_class(text)  # reads the text at once: a ReaderError here is the caller's to report
     depth = 0
     try:
         while loader.check_event():
@@ -185,12 +200,27 @@ def _one_line(text: str, limit: int = 200) -> str:
 
 
 def load_yaml(path: Path, display: str) -> Any:
-    """Load one YAML document safely; errors name `display` and the line."""
-    text = _read_text(path, display)
+    """Load one YAML file safely; errors name `display` and the line."""
+    return parse_yaml(read_text(path, display), display)
+
+
+def parse_yaml(text: str, display: str) -> Any:
+    """Parse one YAML document safely; errors name `display` and the line. A file is read with
+    libyaml where PyYAML has it, and read again in Python when that fails, so that every error
+    is worded the one way."""
+    if not _UNPRINTABLE.search(text):
+        try:
+            return _parse(text, display, _FastLoader)
+        except (SpecError, yaml.YAMLError, RecursionError, ValueError, TypeError):
+            pass
+    return _parse(text, display, _Loader)
+
+
+def _parse(text: str, display: str, loader_class: type) -> Any:
     loader = None
     try:
-        _check_depth(text, display)
-        loader = _Loader(text)
+        _check_depth(text, display, loader_class)
+        loader = loader_class(text)
         node = loader.get_single_node()
         if node is None:
             raise SpecError(display, None, "", "file is empty, expected a spec mapping")
