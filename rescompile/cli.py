@@ -213,8 +213,10 @@ def diff_command(
     per_block: Annotated[bool, typer.Option("--per-block", help="Rows per block of changed stages.")] = False,
     fmt: Annotated[DiffFormat, typer.Option("--format", help="Output format.")] = "md",
 ) -> None:
-    """Per-stage deltas of parameters and multiply-adds, stages and networks matched by name; exit
-    1 when a --fail-on rule or a spec's budget is broken."""
+    """Per-stage deltas of parameters and multiply-adds between specs, folders or git revisions.
+
+    Stages and networks are matched by name; exit 1 when a --fail-on rule or a spec's budget is
+    broken."""
     from typer._click.exceptions import UsageError
 
     from rescompile.analysis.gate import run_diff

@@ -57,12 +57,13 @@ def onnx_model(tmp_path_factory) -> Path:
         ("check", "specs/cifar/resnet20.yaml", "specs/resnet50.yaml"),
         ("table", "specs/cifar", "--format", "csv"),
         ("diff", "specs/resnet50.yaml", "specs/resnet101.yaml"),
+        ("diff", "--base", "HEAD", "--fail-on", "macs>+2%", "--format", "github"),
         ("list", "--format", "json"),
         ("schema",),
         ("doctor",),
         ("generate", "--check"),
     ],
-    ids=lambda args: args[0],
+    ids=lambda args: " ".join(args[:2]),
 )
 def test_compiler_commands_need_no_tensorflow(args: tuple[str, ...]) -> None:
     done = light(*args)
