@@ -314,3 +314,11 @@ def test_the_readme_workflow_runs_in_a_pull_request_checkout(repo: Path) -> None
     assert job() == [0, 0]
     (repo / "specs" / "deep.yaml").write_text(DEEP.replace("repeat: 3", "repeat: 4"))  # depth +2
     assert job() == [0, 1]
+
+
+def test_the_json_schema_describes_budgets() -> None:
+    schema = json.loads(run("schema").output)
+    budget = schema["$defs"]["Budget"]
+    assert "over budget" in budget["description"] and budget["additionalProperties"] is False
+    assert set(budget["properties"]) == {"params", "params_total", "macs", "flops", "activations", "depth"}
+    assert set(schema["$defs"]["Bound"]["properties"]) == {"max", "min"}
