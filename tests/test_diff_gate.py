@@ -322,3 +322,19 @@ def test_the_json_schema_describes_budgets() -> None:
     assert "over budget" in budget["description"] and budget["additionalProperties"] is False
     assert set(budget["properties"]) == {"params", "params_total", "macs", "flops", "activations", "depth"}
     assert set(schema["$defs"]["Bound"]["properties"]) == {"max", "min"}
+
+
+def test_the_project_spec_folder_and_a_subfolder_working_directory(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (repo / "specs").rename(repo / "models")
+    (repo / "pyproject.toml").write_text('[tool.rescompile]\nspecs = "models"\n')
+    commit(repo, "specs live in models/")
+    (repo / "models" / "small.yaml").write_text(SMALL.replace("repeat: 2", "repeat: 3"))
+    document = diff_json("--base", "HEAD")  # no PATH: the project's spec folder
+    assert {n["name"]: n["status"] for n in document["networks"]} == {"small": "changed", "deep": "unchanged"}
+    assert run("diff", "HEAD:small", "models/small.yaml").exit_code == 0  # a library name, in models/
+    monkeypatch.chdir(repo / "models")
+    inside = diff_json("--base", "HEAD", ".")
+    assert {n["name"]: n["status"] for n in inside["networks"]} == {"small": "changed", "deep": "unchanged"}
+    assert inside["networks"][0]["old_file"].startswith("HEAD:models/")
