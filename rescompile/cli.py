@@ -228,7 +228,9 @@ def diff_command(
             f"Missing argument '{missing}'." if len(operands) < 2 else "expected two operands, OLD and NEW"
         )
         raise UsageError(f"{message} (or --base REV [PATH...])", ctx)
-    text, status = run_diff(operands, base=base, rules=fail_on or [], per_block=per_block, fmt=fmt)
+    text, warnings, status = run_diff(operands, base=base, rules=fail_on or [], per_block=per_block, fmt=fmt)
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
     typer.echo(text, nl=False)
     if status:
         raise typer.Exit(status)

@@ -338,3 +338,25 @@ def test_the_project_spec_folder_and_a_subfolder_working_directory(
     inside = diff_json("--base", "HEAD", ".")
     assert {n["name"]: n["status"] for n in inside["networks"]} == {"small": "changed", "deep": "unchanged"}
     assert inside["networks"][0]["old_file"].startswith("HEAD:models/")
+
+
+def test_an_old_spec_that_this_change_fixes_is_left_out_with_a_warning(repo: Path) -> None:
+    small = repo / "specs" / "small.yaml"
+    small.write_text(SMALL.replace("repeat: 2", "repeat: [2]"))
+    commit(repo, "a broken spec lands")
+    small.write_text(SMALL)  # the fix under review
+    done = subprocess.run(
+        [sys.executable, "-m", "rescompile", "diff", "--base", "HEAD", "--format", "json"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert {n["name"]: n["status"] for n in document["networks"]} == {"small": "added", "deep": "unchanged"}
+    assert document["warnings"] == [line.removeprefix("warning: ") for line in done.stderr.splitlines()]
+    assert len(document["warnings"]) == 1 and document["warnings"][0].startswith("HEAD:specs/small.yaml:4:")
+    broken_new = run("diff", "--base", "HEAD", "specs/deep.yaml", "specs/small.yaml")
+    assert broken_new.exit_code == 0
+    small.write_text(SMALL.replace("repeat: 2", "repeat: [2]"))
+    assert run("diff", "--base", "HEAD").exit_code == 2  # the new side must be valid

@@ -175,17 +175,32 @@ def _analyze(ref: SpecRef, memo: dict[str, Analysis]) -> Analysis:
     return replace(memo[key], path=spec._file, spec=spec)
 
 
-def compare(pairs: list[tuple[Operand | None, Operand | None]], per_block: bool = False) -> list[NetworkDiff]:
-    """The networks of each pair of operands compared: two single files with each other, anything
-    else by name."""
+def _old_side(operand: Operand, memo: dict[str, Analysis], warnings: list[str]) -> list[Analysis]:
+    """The old side of a comparison by name: a spec that no longer loads there (one this change
+    may be fixing) is left out with a warning rather than failing the comparison."""
+    side = []
+    for ref in operand.refs:
+        try:
+            side.append(_analyze(ref, memo))
+        except RescompileError as exc:
+            warnings.append(f"{printable(str(exc))} (the old side's spec is invalid: left out)")
+    return side
+
+
+def compare(
+    pairs: list[tuple[Operand | None, Operand | None]], per_block: bool = False, by_name: bool = False
+) -> tuple[list[NetworkDiff], list[str]]:
+    """The networks of each pair of operands compared: two single files with each other (unless
+    `by_name`), anything else by name; and the warnings about old specs left out. An invalid new
+    spec is an error."""
     memo: dict[str, Analysis] = {}
-    networks = []
+    networks: list[NetworkDiff] = []
+    warnings: list[str] = []
     for old, new in pairs:
-        old_side = [_analyze(ref, memo) for ref in old.refs] if old else []
         new_side = [_analyze(ref, memo) for ref in new.refs] if new else []
-        if old and new and not old.folder and not new.folder:
-            matched = list(zip(old_side, new_side, strict=True))
+        if old and new and not (by_name or old.folder or new.folder):
+            matched = [(_analyze(old.refs[0], memo), new_side[0])]
         else:
-            matched = pair_by_name(old_side, new_side)
+            matched = pair_by_name(_old_side(old, memo, warnings) if old else [], new_side)
         networks += [diff_networks(a, b, per_block) for a, b in matched]
-    return networks
+    return networks, warnings

@@ -119,7 +119,7 @@ def _part_json(part: PartDiff) -> dict:
     return record
 
 
-def as_json(networks: list[NetworkDiff], breaches: list[Breach]) -> str:
+def as_json(networks: list[NetworkDiff], breaches: list[Breach], warnings: list[str]) -> str:
     """`{"networks": [...], "breaches": [...]}` (README's "Diffs in CI" documents the fields)."""
     document = {
         "networks": [
@@ -147,6 +147,7 @@ def as_json(networks: list[NetworkDiff], breaches: list[Breach]) -> str:
             }
             for b in breaches
         ],
+        "warnings": warnings,
     }
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 

@@ -12,17 +12,19 @@ from rescompile.spec.operands import base_operands, operand
 
 def run_diff(
     operands: list[str], *, base: str | None, rules: list[str], per_block: bool, fmt: str
-) -> tuple[str, int]:
-    """The report of `diff` in `fmt` and its exit status: 1 when a budget is broken, else 0
-    (errors raise RescompileError: exit 2). Rules are checked before anything is read."""
+) -> tuple[str, list[str], int]:
+    """The report of `diff` in `fmt`, its warnings (old specs left out) and its exit status: 1 when
+    a budget is broken, else 0 (errors raise RescompileError: exit 2). Rules are checked before
+    anything is read."""
     parsed = [parse_rule(rule) for rule in rules]
-    pairs = (
-        base_operands(base, operands) if base is not None else [(operand(operands[0]), operand(operands[1]))]
-    )
-    networks = compare(pairs, per_block)
+    if base is not None:
+        pairs = base_operands(base, operands)
+    else:
+        pairs = [(operand(operands[0]), operand(operands[1]))]
+    networks, warnings = compare(pairs, per_block, by_name=base is not None)
     breaches = rule_breaches(networks, parsed) + spec_breaches(networks)
     if fmt == "json":
-        text = as_json(networks, breaches)
+        text = as_json(networks, breaches, warnings)
     elif fmt == "csv":
         text = as_csv(networks)
     elif fmt == "github":
@@ -30,7 +32,7 @@ def run_diff(
         _append_step_summary(markdown(networks, breaches))
     else:
         text = markdown(networks, breaches)
-    return text, 1 if breaches else 0
+    return text, warnings, 1 if breaches else 0
 
 
 def _append_step_summary(text: str) -> None:

@@ -25,7 +25,9 @@ MAX_TREE_ENTRIES = 1_000_000
 def split_operand(text: str) -> tuple[str, str] | None:
     """`HEAD~1:specs/x.yaml` -> ("HEAD~1", "specs/x.yaml"); None when `text` is an existing path or
     holds no colon (a path of the working tree)."""
-    if ":" not in text or Path(text).exists():
+    from rescompile.spec.library import exists
+
+    if ":" not in text or exists(Path(text)):
         return None
     rev, _, path = text.partition(":")
     return (rev, path) if rev else None

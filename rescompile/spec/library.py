@@ -22,7 +22,8 @@ def library_specs(library: Path | None = None) -> list[Path]:
     return sorted(found, key=lambda path: path.relative_to(library).as_posix())
 
 
-def _exists(path: Path) -> bool:
+def exists(path: Path) -> bool:
+    """Whether `path` exists; False for a name the system cannot even look up (NUL, too long)."""
     try:
         return path.exists()
     except (OSError, ValueError):  # a name too long, a NUL byte...
@@ -63,7 +64,7 @@ def resolve_spec(text: str | Path) -> Path:
     path relative to the library (`resnet50`, `cifar/resnet56`, with or without .yaml) or by its
     network name (`cifar_resnet56`)."""
     given = Path(text)
-    if _exists(given) and not given.is_dir():
+    if exists(given) and not given.is_dir():
         return given
     text = str(text)
     library = library_dir()
@@ -74,7 +75,7 @@ def resolve_spec(text: str | Path) -> Path:
     key = text.removesuffix(".yaml")
     if key in names:
         return names[key]
-    if _exists(given):  # a folder: let the command say it is not a spec file
+    if exists(given):  # a folder: let the command say it is not a spec file
         return given
     from rescompile.spec.yamlsrc import short_repr
 
@@ -96,11 +97,11 @@ def resolve_spec_args(paths: list[Path] | None) -> list[Path]:
     resolved = []
     for path in paths:
         folder = library / path
-        if _exists(path):
+        if exists(path):
             resolved.append(path)
         elif path == Path("specs"):  # the repository's library, outside the repository
             resolved.append(library)
-        elif _exists(folder) and folder.is_dir() and folder.resolve().is_relative_to(library.resolve()):
+        elif exists(folder) and folder.is_dir() and folder.resolve().is_relative_to(library.resolve()):
             resolved.append(folder)
         else:
             resolved.append(resolve_spec(path))

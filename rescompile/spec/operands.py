@@ -10,6 +10,7 @@ from typing import Any
 
 from rescompile.errors import RescompileError, printable
 from rescompile.spec.gitrev import GitRevision, split_operand
+from rescompile.spec.library import exists
 from rescompile.spec.loader import LocalFiles, SpecFiles
 
 
@@ -100,7 +101,7 @@ def base_operands(rev: str, paths: list[str]) -> list[tuple[Operand | None, Oper
     pairs = []
     for text in paths or [project_spec_folder()]:
         old = revision_operand(revision, text)
-        new = local_operand(text) if Path(text).exists() else None
+        new = local_operand(text) if exists(Path(text)) else None
         if old is None and new is None:
             raise RescompileError(f"{printable(text)}: not found at revision {printable(rev)} nor here")
         pairs.append((old, new))
