@@ -144,7 +144,7 @@ def check_command(
     fmt: Annotated[CheckFormat, typer.Option("--format", help="A text report, or JSON.")] = "text",
 ) -> None:
     """Validate and lower specs and compare their counts with the published numbers and budgets."""
-    from rescompile.analysis.check import check_specs
+    from rescompile.commands.check import check_specs
 
     status = check_specs(specs, typer.echo, fmt)
     if status:
@@ -219,7 +219,7 @@ def diff_command(
     broken."""
     from typer._click.exceptions import UsageError
 
-    from rescompile.analysis.gate import run_diff
+    from rescompile.commands.diff import run_diff
 
     operands = operands or []
     if base is None and len(operands) != 2:

@@ -19,7 +19,7 @@ LAYERS = [
     {"train"},
     {"serve"},
     {"experiments"},
-    {"generate", "doctor", "cli", "__main__", "__init__"},
+    {"commands", "generate", "doctor", "cli", "__main__", "__init__"},
 ]
 LAYER_OF = {part: index for index, layer in enumerate(LAYERS) for part in layer}
 

@@ -1,4 +1,4 @@
-"""The CI gate `rescompile diff`: operands resolved, networks compared, budgets checked, printed."""
+"""`rescompile diff`, the CI gate: operands resolved, networks compared, budgets checked, printed."""
 
 from __future__ import annotations
 
