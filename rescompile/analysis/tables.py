@@ -1,4 +1,4 @@
-"""Tables of costs (Markdown via jinja2 templates, CSV, JSON) and per-stage diffs."""
+"""Tables of costs (Markdown via jinja2 templates, CSV, JSON)."""
 
 from __future__ import annotations
 
@@ -174,35 +174,3 @@ def table(analyses: list[Analysis], fmt: str = "md", per_stage: bool = False) ->
     writer.writeheader()
     writer.writerows(records)
     return out.getvalue()
-
-
-def _delta(old: int, new: int) -> str:
-    change = new - old
-    percent = f" ({change / old:+.1%})" if old else ""
-    return f"{change:+,}{percent}"
-
-
-def _diff_row(name: str, old: Cost, new: Cost) -> str:
-    return (
-        f"| {name} | {old.params:,} | {new.params:,} | {_delta(old.params, new.params)} "
-        f"| {si(old.macs)} | {si(new.macs)} | {_delta(old.macs, new.macs)} |"
-    )
-
-
-def diff(old: Analysis, new: Analysis) -> str:
-    """Per-stage deltas of params and MACs between two specs, stages aligned by position."""
-    old_rows, new_rows = stage_rows(old), stage_rows(new)
-    lines = [
-        f"{old.spec.name} -> {new.spec.name}",
-        "",
-        "| stage | params old | params new | Δ params | MACs old | MACs new | Δ MACs |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    zero = StageRow("-", "", 0, Cost())
-    for index in range(max(len(old_rows), len(new_rows))):
-        a = old_rows[index] if index < len(old_rows) else zero
-        b = new_rows[index] if index < len(new_rows) else zero
-        name = a.name if a.name == b.name else f"{a.name} / {b.name}"
-        lines.append(_diff_row(name, a.cost, b.cost))
-    lines.append(_diff_row("**total**", old.cost, new.cost))
-    return "\n".join(lines) + "\n"
