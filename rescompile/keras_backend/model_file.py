@@ -13,7 +13,8 @@ from rescompile.errors import RescompileError
 from rescompile.fileio import write_atomic
 from rescompile.ir import Dense
 from rescompile.ir.lower import lower
-from rescompile.keras_backend.model import DEEP_MODEL_RECURSION, recursion_limit
+from rescompile.keras_backend.archive import keras_load_recursion_limit
+from rescompile.keras_backend.model import recursion_limit
 from rescompile.spec.artifact import ModelRecord, Preprocessing, add_to_keras_file, read_keras_record
 from rescompile.spec.library import resolve_spec
 from rescompile.spec.loader import load_spec
@@ -58,13 +59,12 @@ def save_model(model, path: Path, record: ModelRecord) -> None:
 
 
 def load_keras_model(path: Path):
-    """Load a .keras file with a clear error on failure."""
-    if not path.is_file():
-        raise RescompileError(f"{path}: file not found")
+    """Load a .keras file, checked first (keras_load_recursion_limit), with a clear error on failure."""
+    limit = keras_load_recursion_limit(path)
     import keras
 
     try:
-        with recursion_limit(DEEP_MODEL_RECURSION):
+        with recursion_limit(limit):
             return keras.saving.load_model(path)
     except Exception as exc:
         raise RescompileError(f"{path}: cannot load Keras model ({exc})") from None

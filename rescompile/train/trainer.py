@@ -28,8 +28,8 @@ from rescompile.analysis.analyze import Analysis, analyze
 from rescompile.analysis.memory import require_memory
 from rescompile.errors import Interrupted, RescompileError, printable
 from rescompile.fileio import remove_stale_temporaries, write_text_atomic
+from rescompile.keras_backend.archive import keras_load_recursion_limit
 from rescompile.keras_backend.model import (
-    DEEP_MODEL_RECURSION,
     apply_l2,
     recursion_limit,
     restore_seed_states,
@@ -492,7 +492,11 @@ def _load_checkpoint(path: Path):
     import keras
 
     try:
-        with recursion_limit(DEEP_MODEL_RECURSION):
+        limit = keras_load_recursion_limit(path)
+    except RescompileError as exc:
+        raise RescompileError(f"--resume: {exc}; start a new run") from None
+    try:
+        with recursion_limit(limit):
             return keras.saving.load_model(path)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]

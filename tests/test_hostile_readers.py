@@ -1,0 +1,153 @@
+"""Every reader of a user file bounded (issue 19): hostile .keras archives, compressed data and
+TFRecords give one line and exit 2, in bounded memory and time. Bombs are built by streaming
+zeros at run time, never stored."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from rescompile.errors import RescompileError
+from rescompile.keras_backend.archive import (
+    MAX_CONFIG_BYTES,
+    MAX_CONFIG_DEPTH,
+    MAX_LAYERS,
+    RECURSION_PER_LAYER,
+    keras_load_recursion_limit,
+)
+from tests.test_hostile_inputs import CORPUS, assert_one_line_exit_2
+
+MiB = 2**20
+
+
+def cli_peak(*args: str, timeout: float = 180) -> tuple[subprocess.CompletedProcess, int]:
+    """Run the CLI in a child process: its result and the peak RSS (bytes) of the children so far
+    (RUSAGE_CHILDREN holds the largest child's peak, so each call's bound covers this child)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "rescompile", *args], capture_output=True, text=True, timeout=timeout
+    )
+    return done, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+
+
+def keras_zip(path: Path, config: str | bytes, **members: bytes) -> Path:
+    """A .keras-shaped zip archive: config.json, metadata.json, weights and any extra members."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("config.json", config)
+        archive.writestr("metadata.json", '{"keras_version": "3.0.0"}')
+        archive.writestr("model.weights.h5", b"\x89HDF\r\n\x1a\n")
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def functional(layers: int) -> str:
+    """A functional model config with `layers` layers (only their count matters here)."""
+    entries = [{"class_name": "ReLU", "name": f"relu{i}", "config": {}} for i in range(layers)]
+    return json.dumps({"class_name": "Functional", "config": {"name": "m", "layers": entries}})
+
+
+def refused(path: Path) -> str:
+    with pytest.raises(RescompileError) as caught:
+        keras_load_recursion_limit(path)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(f"{path}: "), message
+    return message[len(f"{path}: ") :]
+
+
+# --- class 1: .keras nesting, layer count, names, truncation --------------------------------
+
+
+def test_recursion_limit_follows_the_layers_in_the_file(tmp_path: Path) -> None:
+    default = sys.getrecursionlimit()
+    assert keras_load_recursion_limit(keras_zip(tmp_path / "small.keras", functional(3))) == default
+    deep = keras_load_recursion_limit(keras_zip(tmp_path / "deep.keras", functional(4208)))
+    assert deep == RECURSION_PER_LAYER * 4208
+    nested = {"class_name": "Functional", "config": {"layers": [json.loads(functional(100)), {}]}}
+    limit = keras_load_recursion_limit(keras_zip(tmp_path / "nested.keras", json.dumps(nested)))
+    assert limit == max(default, RECURSION_PER_LAYER * 102)
+    assert sys.getrecursionlimit() == default
+
+
+def test_deeply_nested_and_oversized_configs_are_one_line(tmp_path: Path) -> None:
+    deep = keras_zip(tmp_path / "deep.keras", '{"config": ' + "[" * 99_000 + "]" * 99_000 + "}")
+    assert refused(deep) == f"config.json nests deeper than {MAX_CONFIG_DEPTH} levels"
+    many = keras_zip(tmp_path / "many.keras", functional(MAX_LAYERS + 1))
+    assert (
+        refused(many)
+        == f"config.json describes {MAX_LAYERS + 1:,} layers, more than 5,000 (ResNet-1202 has 4,208)"
+    )
+    big = keras_zip(tmp_path / "big.keras", b" " * (MAX_CONFIG_BYTES + 10))
+    assert refused(big) == f"config.json is larger than {MAX_CONFIG_BYTES:,} bytes, more than a Keras config"
+    assert refused(keras_zip(tmp_path / "list.keras", "[1, 2]")) == "config.json is not a Keras model config"
+    assert refused(keras_zip(tmp_path / "bad.keras", "{oops")).startswith("config.json is not valid JSON (")
+
+
+def test_truncated_and_foreign_archives_are_one_line(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    whole = keras_zip(tmp_path / "whole.keras", functional(3)).read_bytes()
+    cut = tmp_path / "cut.keras"
+    cut.write_bytes(whole[: len(whole) // 2])
+    assert refused(cut) == "not a readable .keras file (truncated, or not a zip archive)"
+    assert refused(tmp_path / "missing.keras") == "file not found"
+    assert refused(tmp_path) == "not a regular file"
+    for name in ("../evil.txt", "/etc/evil", "assets/../../evil", "..\\evil", "C:evil"):
+        path = keras_zip(tmp_path / "escape.keras", functional(3), **{name: b"x"})
+        assert refused(path) == f"archive member '{name}' points outside the archive"
+    with zipfile.ZipFile(tmp_path / "bare.keras", "w") as archive:
+        archive.writestr("model.weights.h5", b"")
+    assert refused(tmp_path / "bare.keras") == "no config.json in the archive (not a Keras model file)"
+    assert capfd.readouterr().err == ""  # no zipfile warnings
+
+
+def test_deep_config_through_the_cli_is_one_line_not_a_crash(tmp_path: Path) -> None:
+    """Loading under a raised recursion limit once turned this file into SIGSEGV (exit 139)."""
+    deep = keras_zip(tmp_path / "deep.keras", '{"config": ' + "[" * 99_000 + "]" * 99_000 + "}")
+    done, _ = cli_peak("predict", str(deep), str(CORPUS / "grey16.png"))
+    assert_one_line_exit_2(done, f"{deep}: config.json nests deeper than {MAX_CONFIG_DEPTH} levels")
+    escape = keras_zip(tmp_path / "escape.keras", functional(3), **{"../evil.txt": b"x"})
+    done, _ = cli_peak("export", str(escape), "-o", str(tmp_path / "out.onnx"))
+    assert_one_line_exit_2(done, f"{escape}: archive member '../evil.txt' points outside the archive")
+    assert not (tmp_path / "out.onnx").exists() and not (tmp_path.parent / "evil.txt").exists()
+
+
+def test_a_real_model_loads_under_the_limit_its_layers_need(tmp_path: Path) -> None:
+    pytest.importorskip("keras")
+    from rescompile.keras_backend.model_file import load_keras_model
+    from tests.keras_helpers import generated_model
+
+    _, model = generated_model("specs/cifar/resnet20.yaml")
+    model.save(tmp_path / "m.keras")
+    limit = keras_load_recursion_limit(tmp_path / "m.keras")
+    assert limit == max(sys.getrecursionlimit(), RECURSION_PER_LAYER * len(model.layers))
+    assert len(load_keras_model(tmp_path / "m.keras").layers) == len(model.layers)
+
+
+# --- class 2: decompression budgets -----------------------------------------------------------
+
+
+def zero_member(archive: zipfile.ZipFile, name: str, size: int) -> None:
+    """A member of `size` zero bytes, deflated as it streams (never held in memory)."""
+    block, info = bytes(MiB), zipfile.ZipInfo(name)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    with archive.open(info, "w", force_zip64=True) as member:
+        for _ in range(size // MiB):
+            member.write(block)
+
+
+@pytest.mark.slow
+def test_keras_config_bomb_is_refused_in_bounded_memory(tmp_path: Path) -> None:
+    """1 GiB of zeros deflated into ~1 MB: refused from the declared sizes, never inflated."""
+    bomb = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        zero_member(archive, "config.json", 1024 * MiB)
+        archive.writestr("model.weights.h5", b"")
+    assert bomb.stat().st_size < 4 * MiB
+    done, peak = cli_peak("predict", str(bomb), str(CORPUS / "grey16.png"))
+    assert_one_line_exit_2(done)
+    assert "refusing a possible decompression bomb" in done.stderr
+    assert peak < 1024 * MiB, peak
