@@ -4,15 +4,18 @@ zeros at run time, never stored."""
 
 from __future__ import annotations
 
+import io
 import json
 import resource
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from rescompile.data.datasets import BATCH_BYTES, MAX_ARCHIVE_BYTES, MAX_ARCHIVE_MEMBERS, load_cifar
 from rescompile.errors import RescompileError
 from rescompile.keras_backend.archive import (
     MAX_CONFIG_BYTES,
@@ -151,3 +154,63 @@ def test_keras_config_bomb_is_refused_in_bounded_memory(tmp_path: Path) -> None:
     assert_one_line_exit_2(done)
     assert "refusing a possible decompression bomb" in done.stderr
     assert peak < 1024 * MiB, peak
+
+
+def zero_tarball(path: Path, members: dict[str, int]) -> Path:
+    """A .tar.gz of zero-filled members (name -> size), streamed from /dev/zero."""
+    with tarfile.open(path, "w:gz", compresslevel=1) as archive, open("/dev/zero", "rb") as zeros:
+        for name, size in members.items():
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = size
+            archive.addfile(info, zeros)
+    return path
+
+
+def test_cifar_members_are_bounded_by_what_a_cifar_member_holds(tmp_path: Path) -> None:
+    big = zero_tarball(tmp_path / "big.tar.gz", {"batches.meta": 100, "data_batch_1": BATCH_BYTES + 1})
+    with pytest.raises(RescompileError) as caught:
+        load_cifar(big)
+    assert str(caught.value) == (
+        f"--data {big}: cifar-10-batches-py/data_batch_1 has {BATCH_BYTES + 1:,} bytes,"
+        f" more than a CIFAR data_batch_1 member ({BATCH_BYTES:,})"
+    )
+    twice = tmp_path / "twice.tar.gz"
+    with tarfile.open(twice, "w:gz") as archive:
+        for _ in range(2):
+            info = tarfile.TarInfo("test_batch")
+            info.size = 0
+            archive.addfile(info, io.BytesIO())
+    with pytest.raises(RescompileError, match=r": test_batch appears twice in the archive$"):
+        load_cifar(twice)
+    many = tmp_path / "many.tar"
+    with tarfile.open(many, "w") as archive:
+        for index in range(MAX_ARCHIVE_MEMBERS + 1):
+            archive.addfile(tarfile.TarInfo(f"x{index}"), io.BytesIO())
+    with pytest.raises(
+        RescompileError, match=rf": more than {MAX_ARCHIVE_MEMBERS} members, more than a CIFAR"
+    ):
+        load_cifar(many)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    with (folder / "test_batch").open("wb") as handle:
+        handle.truncate(BATCH_BYTES + 1)  # sparse
+    with pytest.raises(
+        RescompileError, match=r"test_batch: 33,554,433 bytes, more than a CIFAR test_batch member"
+    ):
+        load_cifar(folder)
+
+
+@pytest.mark.slow
+def test_cifar_zero_bomb_is_refused_in_bounded_memory_and_the_run_dir_untouched(tmp_path: Path) -> None:
+    """Members of a plausible size each, 600 MiB of zeros in all (~0.6 MB): refused once the
+    stream passes what a CIFAR archive decompresses to, without holding it."""
+    sizes = {f"junk{i}": 100 * MiB for i in range(6)}
+    bomb = zero_tarball(tmp_path / "bomb.tar.gz", {**sizes, "data_batch_1": BATCH_BYTES})
+    run = tmp_path / "run"
+    done, peak = cli_peak("train", "specs/cifar/resnet20.yaml", "--out", str(run), "--data", str(bomb))
+    assert_one_line_exit_2(
+        done,
+        f"--data {bomb}: decompresses to more than {MAX_ARCHIVE_BYTES:,} bytes, more than a CIFAR archive",
+    )
+    assert peak < 1536 * MiB, peak
+    assert not run.exists()
