@@ -4,9 +4,11 @@ zeros at run time, never stored."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import resource
+import struct
 import subprocess
 import sys
 import tarfile
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from rescompile.data.datasets import BATCH_BYTES, MAX_ARCHIVE_BYTES, MAX_ARCHIVE_MEMBERS, load_cifar
+from rescompile.data.tfrecord import GZIP_FLOOR, MAX_GZIP_EXPANSION, count_records
 from rescompile.errors import RescompileError
 from rescompile.keras_backend.archive import (
     MAX_CONFIG_BYTES,
@@ -213,4 +216,84 @@ def test_cifar_zero_bomb_is_refused_in_bounded_memory_and_the_run_dir_untouched(
         f"--data {bomb}: decompresses to more than {MAX_ARCHIVE_BYTES:,} bytes, more than a CIFAR archive",
     )
     assert peak < 1536 * MiB, peak
+    assert not run.exists()
+
+
+def masked_crc32c(data: bytes) -> int:
+    """TFRecord's checksum, bit by bit (an independent reference to the reader's table)."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 * (crc & 1))
+    crc ^= 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def framed(data: bytes) -> bytes:
+    """One TFRecord record: length, its masked CRC, the data, the data's masked CRC."""
+    length = struct.pack("<Q", len(data))
+    return length + struct.pack("<I", masked_crc32c(length)) + data + struct.pack("<I", masked_crc32c(data))
+
+
+def gzip_shard(path: Path, chunk: bytes, repeats: int) -> Path:
+    """A GZIP TFRecord shard holding `chunk` `repeats` times, compressed as it is written."""
+    with gzip.open(path, "wb") as stream:
+        for _ in range(repeats):
+            stream.write(chunk)
+    return path
+
+
+def test_reference_crc32c_is_the_castagnoli_checksum() -> None:
+    crc = masked_crc32c(b"123456789") - 0xA282EAD8 & 0xFFFFFFFF
+    assert ((crc << 15) | (crc >> 17)) & 0xFFFFFFFF == 0xE3069283  # the CRC-32C check value
+
+
+def test_gzip_tfrecords_of_zeros_or_empty_records_are_refused_at_once(tmp_path: Path) -> None:
+    zeros = gzip_shard(tmp_path / "zeros", bytes(MiB), 64)  # was 4 M "records" of length 0
+    with pytest.raises(RescompileError) as caught:
+        count_records(zeros)
+    assert str(caught.value) == (
+        f"{zeros}: not a TFRecord file, or damaged (record 0: its length's checksum does not match)"
+    )
+    plain = tmp_path / "plain"
+    plain.write_bytes(framed(b"image") + bytes(64))
+    with pytest.raises(RescompileError, match=r"\(record 1: its length's checksum does not match\)$"):
+        count_records(plain)
+    empty = gzip_shard(tmp_path / "empty", framed(b"") * 1000, 1)
+    with pytest.raises(RescompileError) as caught:
+        count_records(empty)
+    assert str(caught.value) == f"{empty}: record 0 is empty (a record holds an encoded image)"
+    good = gzip_shard(tmp_path / "good", framed(b"x" * 100) * 7, 3)
+    assert count_records(good) == 21
+
+
+def test_gzip_tfrecord_amplification_is_refused_within_its_budget(tmp_path: Path) -> None:
+    """Well-framed records of zeros: 116 MB decompressed from ~0.4 MB, refused once the count
+    passes what a shard of that size can hold."""
+    block = framed(bytes(100)) * 9000  # ~1 MB
+    bomb = gzip_shard(tmp_path / "train-00000-of-00001", block, 112)
+    budget = GZIP_FLOOR + MAX_GZIP_EXPANSION * bomb.stat().st_size
+    assert len(block) * 112 > 2 * budget
+    with pytest.raises(RescompileError) as caught:
+        count_records(bomb)
+    assert str(caught.value) == (
+        f"{bomb}: decompresses to more than {budget:,} bytes ({MAX_GZIP_EXPANSION}x its size"
+        f" and {GZIP_FLOOR // MiB} MiB), more than a TFRecord shard holds"
+    )
+
+
+@pytest.mark.slow
+def test_gzip_tfrecord_bomb_through_train_is_one_line_without_a_hang(tmp_path: Path) -> None:
+    """A 2 MB shard of zeros once counted as ~134 M empty records for minutes."""
+    data = tmp_path / "data"
+    data.mkdir()
+    gzip_shard(data / "train-00000-of-00001", bytes(MiB), 2048)
+    gzip_shard(data / "validation-00000-of-00001", framed(b"x" * 100), 1)
+    run = tmp_path / "run"
+    done, _ = cli_peak(
+        "train", "specs/cifar/resnet20.yaml", "--out", str(run), "--data", str(data), timeout=120
+    )
+    assert_one_line_exit_2(done)
+    assert "train-00000-of-00001: not a TFRecord file, or damaged (record 0:" in done.stderr
     assert not run.exists()
