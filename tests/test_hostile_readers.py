@@ -15,7 +15,9 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from rescompile.data.datasets import BATCH_BYTES, MAX_ARCHIVE_BYTES, MAX_ARCHIVE_MEMBERS, load_cifar
 from rescompile.data.tfrecord import GZIP_FLOOR, MAX_GZIP_EXPANSION, count_records
@@ -297,3 +299,74 @@ def test_gzip_tfrecord_bomb_through_train_is_one_line_without_a_hang(tmp_path: P
     assert_one_line_exit_2(done)
     assert "train-00000-of-00001: not a TFRecord file, or damaged (record 0:" in done.stderr
     assert not run.exists()
+
+
+# --- class 4: TFRecord labels range-checked ---------------------------------------------------
+
+
+def labelled_shard(path: Path, labels: list[int]) -> Path:
+    """A plain TFRecord shard of 12x10 JPEGs in the TF model garden's layout, with these labels."""
+    tf = pytest.importorskip("tensorflow")
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for label in labels:
+            encoded = io.BytesIO()
+            Image.new("RGB", (12, 10), (200, 30, 30)).save(encoded, format="JPEG")
+            feature = {
+                "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded.getvalue()])),
+                "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+            }
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    return path
+
+
+@pytest.mark.parametrize("bad", [-1, 10, 2**40])
+def test_tfrecord_labels_out_of_range_stop_training_and_evaluation(tmp_path: Path, bad: int) -> None:
+    tf = pytest.importorskip("tensorflow")
+    from rescompile.data.sources import RecordSplit, open_source
+    from rescompile.train import streaming
+    from rescompile.train.recipe import load_recipe
+    from rescompile.train.tfdata import Normalization, Shard
+
+    labelled_shard(tmp_path / "train-00000-of-00002", list(range(10)) * 2)
+    shard = labelled_shard(tmp_path / "train-00001-of-00002", [1, 2, 3, bad, 4, 5, 6, 7, 8, 9] * 2)
+    labelled_shard(tmp_path / "validation-00000-of-00001", [0, 1, 2, bad])
+    source = open_source(str(tmp_path), None, 10, seed=0, strict=False)
+    identity = Normalization(1.0, np.zeros(1, np.float32), np.ones(1, np.float32))
+    recipe = load_recipe("imagenet-goyal", ["batch_size=8"])
+    training = streaming.streamed_training(source.train, recipe, identity, 16, 0, 0, Shard(), False, 10)
+    with pytest.raises(RescompileError) as caught, streaming.labels_checked(10):
+        list(training.take(5))  # an epoch: every record
+    assert str(caught.value) == f"{shard}: record 3 has label {bad}, outside 0..9 (the model has 10 classes)"
+    transform = streaming.eval_transform(identity, 16)
+    with pytest.raises(RescompileError) as caught, streaming.labels_checked(10):
+        list(streaming.evaluation_stream(source.test, transform, 3, 10))
+    assert str(caught.value) == (
+        f"{tmp_path / 'validation-00000-of-00001'}: record 3 has label {bad}, outside 0..9"
+        " (the model has 10 classes)"
+    )
+    clean = RecordSplit((str(tmp_path / "train-00000-of-00002"),), (20,), ("",))
+    labels = [y for _, y in streaming.evaluation_stream(clean, transform, 8, 10)]
+    assert all(y.dtype == tf.int32 for y in labels)
+    assert np.concatenate(labels).tolist() == list(range(10)) * 2
+
+
+def test_evaluate_refuses_a_label_past_the_models_classes(tmp_path: Path) -> None:
+    pytest.importorskip("keras")
+    from typer.testing import CliRunner
+
+    from rescompile.cli import app
+
+    runner = CliRunner()
+    built = runner.invoke(
+        app, ["build", "resnet18", "--input-size", "32", "--classes", "10", "--out", str(tmp_path)]
+    )
+    assert built.exit_code == 0, built.output
+    shard = labelled_shard(tmp_path / "validation-00000-of-00001", [0, 9, 10, 3])
+    done = runner.invoke(
+        app, ["evaluate", str(tmp_path / "resnet18.keras"), "--data", str(tmp_path / "validation-*")]
+    )
+    assert done.exit_code == 2, done.output
+    assert done.stderr.strip().splitlines() == [
+        f"error: {shard}: record 2 has label 10, outside 0..9 (the model has 10 classes)"
+    ]
+    assert not (tmp_path / "confusion.png").exists()

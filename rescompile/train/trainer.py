@@ -544,16 +544,19 @@ def _fit(run: _Run, model, strategy, recorder, start: int, stop: int, callbacks:
         import keras
 
         callbacks = [*callbacks, keras.callbacks.TensorBoard(log_dir=str(run.dir / "logs"))]
-    model.fit(
-        train_data,
-        epochs=stop,
-        initial_epoch=start,
-        steps_per_epoch=run.steps_per_epoch,
-        validation_data=run.one_hot(run.inputs.validation(EVAL_BATCH)),
-        callbacks=[*callbacks, recorder],
-        verbose=1 if sys.stdout.isatty() else 2,
-        shuffle=False,
-    )
+    from rescompile.train.streaming import labels_checked
+
+    with labels_checked(len(run.inputs.class_names)):
+        model.fit(
+            train_data,
+            epochs=stop,
+            initial_epoch=start,
+            steps_per_epoch=run.steps_per_epoch,
+            validation_data=run.one_hot(run.inputs.validation(EVAL_BATCH)),
+            callbacks=[*callbacks, recorder],
+            verbose=1 if sys.stdout.isatty() else 2,
+            shuffle=False,
+        )
     if recorder.nan_step is not None:
         kept = (
             f"the last good checkpoint (epoch {run.state.epoch}) is kept in {run.dir}"
