@@ -16,7 +16,9 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 from rescompile.data.datasets import BATCH_BYTES, MAX_ARCHIVE_BYTES, MAX_ARCHIVE_MEMBERS, load_cifar
@@ -370,3 +372,60 @@ def test_evaluate_refuses_a_label_past_the_models_classes(tmp_path: Path) -> Non
         f"error: {shard}: record 2 has label 10, outside 0..9 (the model has 10 classes)"
     ]
     assert not (tmp_path / "confusion.png").exists()
+
+
+# --- class 7: recursion on user-shaped structures ---------------------------------------------
+
+
+def gemm_model(path: Path, nodes: list) -> Path:
+    """input (1, 4) -> Gemm with a 4x3 weight -> `nodes` (which end in `output`)."""
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3])
+    weight = numpy_helper.from_array(np.ones((4, 3), np.float32), "w")
+    gemm = helper.make_node("Gemm", ["input", "w"], ["g"], name="gemm")
+    graph = helper.make_graph([gemm, *nodes], "g", [x], [y], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_recount_walks_a_long_identity_chain_and_refuses_a_cycle(tmp_path: Path) -> None:
+    from rescompile.onnx_backend.recount import recount
+
+    chain = [helper.make_node("Identity", [f"t{i}" if i else "g"], [f"t{i + 1}"]) for i in range(5000)]
+    long = gemm_model(tmp_path / "long.onnx", [*chain, helper.make_node("Relu", ["t5000"], ["output"])])
+    short = gemm_model(tmp_path / "short.onnx", [helper.make_node("Relu", ["g"], ["output"])])
+    assert recount(long).cost == recount(short).cost  # Gemm + Relu: one layer, through the chain
+    cycle = [
+        helper.make_node("QuantizeLinear", ["c2", "g"], ["c1"], name="q"),
+        helper.make_node("DequantizeLinear", ["c1", "g"], ["c2"], name="d"),
+        helper.make_node("Relu", ["c2"], ["output"]),
+    ]
+    path = gemm_model(tmp_path / "cycle.onnx", cycle)
+    with pytest.raises(RescompileError) as caught:
+        recount(path)
+    assert str(caught.value) == (
+        f"{path}: QuantizeLinear q reads c2 before any node computes it"
+        " (the graph is not in topological order, or has a cycle)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        (
+            "a." * 5000 + "b=1",
+            "--set " + "a." * 30 + "...: 5001 levels of keys; recipe fields nest at most 8",
+        ),
+        ("augment=" + "[" * 5000, "--set augment: the value nests more than 8 levels"),
+        ("augment.crop=" + "{a: " * 3000, "--set augment.crop: the value nests more than 8 levels"),
+    ],
+)
+def test_set_keys_and_values_are_bounded_in_depth(assignment: str, message: str) -> None:
+    from rescompile.train.recipe import load_recipe
+
+    with pytest.raises(RescompileError) as caught:
+        load_recipe("paper", [assignment])
+    assert str(caught.value) == message
+    assert load_recipe("paper", ["augment.erasing={p: 0.5}"]).augment.erasing.p == 0.5
