@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import resource
 import struct
 import subprocess
@@ -31,7 +32,7 @@ from rescompile.keras_backend.archive import (
     RECURSION_PER_LAYER,
     keras_load_recursion_limit,
 )
-from tests.test_hostile_inputs import CORPUS, assert_one_line_exit_2
+from tests.test_hostile_inputs import CORPUS, assert_one_line_exit_2, onnx_model
 
 MiB = 2**20
 
@@ -429,3 +430,161 @@ def test_set_keys_and_values_are_bounded_in_depth(assignment: str, message: str)
         load_recipe("paper", [assignment])
     assert str(caught.value) == message
     assert load_recipe("paper", ["augment.erasing={p: 0.5}"]).augment.erasing.p == 0.5
+
+
+# --- class 5: records that disagree with their model -----------------------------------------
+
+
+def tiny_keras(path: Path, **record: object) -> Path:
+    """An 8x8x3 -> 3-class Keras model saved with a record as a hostile file would carry it
+    (written as JSON, unchecked; fields overridden by `record`)."""
+    keras = pytest.importorskip("keras")
+
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)), name="tiny")
+    model.save(path)
+    fields = {"spec": {}, "input_size": 8, "channels": 3, "classes": 3, **record}
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("rescompile.json", json.dumps(fields))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"classes": 5}, "its record says 5 classes, but the model's classifier has 3"),
+        ({"input_size": 16}, "its record says the input is (16, 16, 3), but the model takes (8, 8, 3)"),
+        (
+            {"channels": 1, "preprocess": {"mean": [0], "std": [1]}},
+            "its record says the input is (8, 8, 1), but the model takes (8, 8, 3)",
+        ),
+        (
+            {"preprocess": {"mean": np.zeros((4, 4, 3)).tolist()}},
+            "damaged rescompile record (record: Value error,"
+            " preprocess.mean has shape (4, 4, 3); the input image is (8, 8, 3))",
+        ),
+        (
+            {"preprocess": {"std": [1, 2]}},  # neither 1, 3 (RGB) nor one per channel
+            "damaged rescompile record (record: Value error, preprocess.std has 2 values for 3 channels)",
+        ),
+        (
+            {"preprocess": {"mean": [[[1, 2, 3]], [[1, 2]]]}},
+            "damaged rescompile record (record: Value error, preprocess.mean is a ragged array)",
+        ),
+        (
+            {"class_names": ["a", "b"]},
+            "damaged rescompile record (record: Value error, 2 class names for 3 classes)",
+        ),
+    ],
+)
+def test_a_record_that_disagrees_with_its_model_is_one_line(
+    tmp_path: Path, record: dict, message: str
+) -> None:
+    from rescompile.keras_backend.model_file import analysis_for_model, load_keras_model
+
+    path = tiny_keras(tmp_path / "tiny.keras", **record)
+    model = load_keras_model(path)
+    with pytest.raises(RescompileError) as caught:
+        analysis_for_model(model, path, None)
+    assert str(caught.value) == f"{path}: {message}"
+
+
+def test_predict_and_export_refuse_a_record_claiming_more_classes(tmp_path: Path) -> None:
+    path = tiny_keras(tmp_path / "tiny.keras", classes=1000)
+    message = f"{path}: its record says 1000 classes, but the model's classifier has 3"
+    assert_one_line_exit_2(cli_peak("predict", str(path), str(CORPUS / "grey16.png"))[0], message)
+    out = tmp_path / "tiny.onnx"
+    assert_one_line_exit_2(cli_peak("export", str(path), "-o", str(out))[0], message)
+    assert not out.exists()
+
+
+# --- class 6: resources sized from a graph ----------------------------------------------------
+
+
+def test_footprint_counts_the_tensors_alive_at_once(tmp_path: Path) -> None:
+    from rescompile.onnx_backend.footprint import footprint
+
+    image = 64 * 64 * 3 * 4  # bytes of one float32 sample
+    identity = onnx_model(tmp_path / "identity.onnx", shape=["batch", 64, 64, 3])
+    assert footprint(identity, (64, 64, 3)) == (0, 2 * image)  # input and output
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", "h", "w", 3])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, None)
+    relus = [helper.make_node("Relu", [f"t{i}" if i else "input"], [f"t{i + 1}"]) for i in range(9)]
+    graph = helper.make_graph([*relus, helper.make_node("Relu", ["t9"], ["output"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "chain.onnx")
+    # ten nodes in a row: each frees its input once it has run, so two tensors at most are alive
+    assert footprint(tmp_path / "chain.onnx", (64, 64, 3)) == (0, 2 * image)
+
+
+def test_bench_and_predict_refuse_a_batch_that_cannot_fit(tmp_path: Path) -> None:
+    """A 1 KB graph with a fixed 4096x4096 input once used 17.7 GB at --batch-size 1,8."""
+    from rescompile.analysis.memory import available_bytes
+
+    big = onnx_model(tmp_path / "big.onnx", shape=["batch", 4096, 4096, 3], props={})
+    done, peak = cli_peak("bench", str(big), "--batch-size", "1,4096", "--provider", "cpu")
+    assert_one_line_exit_2(done)
+    per_image = 2 * 4096 * 4096 * 3 * 4
+    line = done.stderr.strip()
+    assert (
+        f"{big}: a batch of 4096 needs about " in line
+        and f"({per_image:,} bytes of tensors per image" in line
+    )
+    fits = int(re.search(r"--batch-size (\d+) fits$", line)[1])
+    assert 1 <= fits * per_image <= available_bytes() * 1.2 < 4096 * per_image
+    assert peak < 1024 * MiB, peak
+    many = [str(CORPUS / "grey16.png")] * 4096
+    done, _ = cli_peak("predict", str(big), *many, "--provider", "cpu")
+    assert_one_line_exit_2(done)
+    assert re.search(r"; pass at most \d+ images at once$", done.stderr.strip())
+
+
+# --- class 8: resume trusts only what agrees with the run's own files ------------------------
+
+
+@pytest.mark.slow  # trains one short epoch (~1 minute on 2 cores)
+def test_resume_checks_state_json_against_the_run_and_leaves_a_finished_run_alone(tmp_path: Path) -> None:
+    from tests.synthetic import write_cifar_tarball, write_image_folder
+
+    tarball = write_cifar_tarball(tmp_path / "cifar-10-python.tar.gz", train=128, test=32)
+    run = tmp_path / "run"
+    args = ["--data", str(tarball), "--recipe", "fast", "--batch-size", "32", "--epochs", "1"]
+    trained, _ = cli_peak(
+        "train", "specs/cifar/resnet20.yaml", "--out", str(run), *args, "--set", "validation=0"
+    )
+    assert trained.returncode == 0, trained.stderr[-2000:]
+
+    def files() -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+
+    finished = files()
+    done, _ = cli_peak("train", "--resume", "--out", str(run))
+    assert_one_line_exit_2(
+        done,
+        f"--resume: {run} has finished (its summary.json is written): nothing to resume;"
+        " train into another --out",
+    )
+    assert files() == finished
+    (run / "summary.json").unlink()  # as if killed before the summary: resumable, if state.json is true
+    state = json.loads((run / "state.json").read_text())
+    hostile = {**state, "epoch": 1000, "step": 10**9}
+    (run / "state.json").write_text(json.dumps(hostile))
+    before = files()
+    done, _ = cli_peak("train", "--resume", "--out", str(run))
+    assert_one_line_exit_2(
+        done,
+        f"--resume: {run / 'state.json'} says epoch 1000, step 1000000000, past the end of the run's recipe"
+        f" (epoch 1, step {128 // 32}); start a new run",
+    )
+    assert files() == before
+    folder = write_image_folder(tmp_path / "three", 120, size=(32, 32), classes=3)
+    (run / "state.json").write_text(json.dumps({**state, "data": str(folder), "classes": 3}))
+    before = files()
+    done, _ = cli_peak("train", "--resume", "--out", str(run))
+    assert_one_line_exit_2(
+        done,
+        f"--resume: {run / 'checkpoint.keras'} classifies 10 classes, but the run's data ({folder}) has 3;"
+        " start a new run",
+    )
+    assert files() == before

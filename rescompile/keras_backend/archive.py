@@ -39,6 +39,11 @@ def _refuse(path: Path, message: str) -> RescompileError:
 def keras_load_recursion_limit(path: Path) -> int:
     """Check the .keras file at `path` and return the recursion limit loading it needs; a file
     that is missing, truncated, hostile or too large is a one-line error naming it."""
+    return max(sys.getrecursionlimit(), RECURSION_PER_LAYER * _layer_count(path, read_keras_config(path)))
+
+
+def read_keras_config(path: Path) -> dict:
+    """The config.json of the .keras file at `path`, its archive, size and nesting checked."""
     if not path.exists():
         raise _refuse(path, "file not found")
     if not path.is_file():
@@ -55,7 +60,36 @@ def keras_load_recursion_limit(path: Path) -> int:
         raise _refuse(path, f"not a readable .keras file ({exc})") from None
     if len(raw) > MAX_CONFIG_BYTES:
         raise _refuse(path, f"{CONFIG} is larger than {MAX_CONFIG_BYTES:,} bytes, more than a Keras config")
-    return max(sys.getrecursionlimit(), RECURSION_PER_LAYER * _layer_count(path, raw))
+    try:
+        config = pydantic_core.from_json(raw)
+    except ValueError as exc:
+        if "recursion limit" in str(exc):
+            raise _refuse(path, f"{CONFIG} nests deeper than {MAX_CONFIG_DEPTH} levels") from None
+        raise _refuse(path, f"{CONFIG} is not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise _refuse(path, f"{CONFIG} is not a Keras model config")
+    return config
+
+
+def interface(config: dict) -> tuple[tuple | None, int | None]:
+    """(input shape without the batch, units of the output Dense layer) of a functional model's
+    config with one input and one output; None for either where the config has another form."""
+    body = config.get("config")
+    layers = body.get("layers") if isinstance(body, dict) else None
+    if not isinstance(layers, list):
+        return None, None
+    by_name = {layer.get("name"): layer for layer in layers if isinstance(layer, dict)}
+
+    def field(end: str, key: str):
+        named = body.get(end)
+        layer = by_name.get(named[0]) if isinstance(named, list) and named else None
+        options = layer.get("config") if isinstance(layer, dict) else None
+        return options.get(key) if isinstance(options, dict) else None
+
+    shape, units = field("input_layers", "batch_shape"), field("output_layers", "units")
+    return (tuple(shape[1:]) if isinstance(shape, list) else None), (
+        units if isinstance(units, int) else None
+    )
 
 
 def _check_members(path: Path, members: list[zipfile.ZipInfo]) -> None:
@@ -79,16 +113,8 @@ def _check_members(path: Path, members: list[zipfile.ZipInfo]) -> None:
         )
 
 
-def _layer_count(path: Path, raw: bytes) -> int:
-    """The layers a Keras config describes (nested models' included), its nesting bounded."""
-    try:
-        config = pydantic_core.from_json(raw)
-    except ValueError as exc:
-        if "recursion limit" in str(exc):
-            raise _refuse(path, f"{CONFIG} nests deeper than {MAX_CONFIG_DEPTH} levels") from None
-        raise _refuse(path, f"{CONFIG} is not valid JSON ({exc})") from None
-    if not isinstance(config, dict):
-        raise _refuse(path, f"{CONFIG} is not a Keras model config")
+def _layer_count(path: Path, config: dict) -> int:
+    """The layers a Keras config describes (nested models' included), at most MAX_LAYERS."""
     layers, pending = 0, [config]
     while pending:
         item = pending.pop()

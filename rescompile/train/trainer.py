@@ -28,7 +28,7 @@ from rescompile.analysis.analyze import Analysis, analyze
 from rescompile.analysis.memory import require_memory
 from rescompile.errors import Interrupted, RescompileError, printable
 from rescompile.fileio import remove_stale_temporaries, write_text_atomic
-from rescompile.keras_backend.archive import keras_load_recursion_limit
+from rescompile.keras_backend.archive import interface, keras_load_recursion_limit, read_keras_config
 from rescompile.keras_backend.model import (
     apply_l2,
     recursion_limit,
@@ -370,6 +370,11 @@ def _resumed(options: TrainOptions, recipe: Recipe | None) -> tuple[RunState, Re
     for name in RUN_FILES:
         remove_stale_temporaries(run_dir, name)
     state = read_state(run_dir)
+    if (run_dir / SUMMARY).is_file():
+        raise RescompileError(
+            f"--resume: {run_dir} has finished (its {SUMMARY} is written): nothing to resume;"
+            " train into another --out"
+        )
     stored = read_recipe(run_dir)
     checkpoint = run_dir / "checkpoint.keras"
     if not checkpoint.is_file():
@@ -472,11 +477,39 @@ def _prepare(
             f" pass --batch-size {max(1, inputs.train_count // 4)}"
         )
     epochs, total_steps = _length(recipe, steps_per_epoch)
+    if options.resume:
+        _check_resumed_state(options.out, state, epochs, total_steps, inputs)
     keras.utils.set_random_seed(state.seed)
     keras.mixed_precision.set_global_policy(options.precision)
     return _Run(
         options, recipe, state, spec_path, analysis, inputs, strategy, steps_per_epoch, epochs, total_steps
     )
+
+
+def _check_resumed_state(run_dir: Path, state: RunState, epochs: int, total_steps: int, inputs) -> None:
+    """A resumed run's state.json against the run's own recipe (its length), its data (classes
+    and image size) and its checkpoint, before anything is written."""
+    checkpoint = run_dir / "checkpoint.keras"
+    try:
+        shape, classes = interface(read_keras_config(checkpoint))
+    except RescompileError as exc:
+        raise RescompileError(f"--resume: {exc}; start a new run") from None
+    data = state.data or "keras.datasets CIFAR"
+    if classes is not None and classes != len(inputs.class_names):
+        raise RescompileError(
+            f"--resume: {checkpoint} classifies {classes} classes, but the run's data ({data})"
+            f" has {len(inputs.class_names)}; start a new run"
+        )
+    if shape is not None and tuple(shape[:2]) != (inputs.image_size, inputs.image_size):
+        raise RescompileError(
+            f"--resume: {checkpoint} takes {shape[0]}x{shape[1]} images, but the run's data ({data})"
+            f" is read at {inputs.image_size}x{inputs.image_size}; start a new run"
+        )
+    if state.epoch > epochs or state.step > total_steps:
+        raise RescompileError(
+            f"--resume: {run_dir / STATE} says epoch {state.epoch}, step {state.step}, past the end of"
+            f" the run's recipe (epoch {epochs}, step {total_steps}); start a new run"
+        )
 
 
 def _record(run: _Run) -> None:
