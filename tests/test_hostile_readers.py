@@ -555,36 +555,25 @@ def test_resume_checks_state_json_against_the_run_and_leaves_a_finished_run_alon
     )
     assert trained.returncode == 0, trained.stderr[-2000:]
 
-    def files() -> dict[str, bytes]:
-        return {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    def refused_untouched(message: str) -> None:
+        before = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+        assert_one_line_exit_2(cli_peak("train", "--resume", "--out", str(run))[0], message)
+        assert {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
-    finished = files()
-    done, _ = cli_peak("train", "--resume", "--out", str(run))
-    assert_one_line_exit_2(
-        done,
+    refused_untouched(
         f"--resume: {run} has finished (its summary.json is written): nothing to resume;"
-        " train into another --out",
+        " train into another --out"
     )
-    assert files() == finished
     (run / "summary.json").unlink()  # as if killed before the summary: resumable, if state.json is true
     state = json.loads((run / "state.json").read_text())
-    hostile = {**state, "epoch": 1000, "step": 10**9}
-    (run / "state.json").write_text(json.dumps(hostile))
-    before = files()
-    done, _ = cli_peak("train", "--resume", "--out", str(run))
-    assert_one_line_exit_2(
-        done,
+    (run / "state.json").write_text(json.dumps({**state, "epoch": 1000, "step": 10**9}))
+    refused_untouched(
         f"--resume: {run / 'state.json'} says epoch 1000, step 1000000000, past the end of the run's recipe"
-        f" (epoch 1, step {128 // 32}); start a new run",
+        f" (epoch 1, step {128 // 32}); start a new run"
     )
-    assert files() == before
     folder = write_image_folder(tmp_path / "three", 120, size=(32, 32), classes=3)
     (run / "state.json").write_text(json.dumps({**state, "data": str(folder), "classes": 3}))
-    before = files()
-    done, _ = cli_peak("train", "--resume", "--out", str(run))
-    assert_one_line_exit_2(
-        done,
+    refused_untouched(
         f"--resume: {run / 'checkpoint.keras'} classifies 10 classes, but the run's data ({folder}) has 3;"
-        " start a new run",
+        " start a new run"
     )
-    assert files() == before
