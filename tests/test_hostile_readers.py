@@ -337,11 +337,11 @@ def test_tfrecord_labels_out_of_range_stop_training_and_evaluation(tmp_path: Pat
     identity = Normalization(1.0, np.zeros(1, np.float32), np.ones(1, np.float32))
     recipe = load_recipe("imagenet-goyal", ["batch_size=8"])
     training = streaming.streamed_training(source.train, recipe, identity, 16, 0, 0, Shard(), False, 10)
-    with pytest.raises(RescompileError) as caught, streaming.labels_checked(10):
+    with pytest.raises(RescompileError) as caught, streaming.data_errors(10):
         list(training.take(5))  # an epoch: every record
     assert str(caught.value) == f"{shard}: record 3 has label {bad}, outside 0..9 (the model has 10 classes)"
     transform = streaming.eval_transform(identity, 16)
-    with pytest.raises(RescompileError) as caught, streaming.labels_checked(10):
+    with pytest.raises(RescompileError) as caught, streaming.data_errors(10):
         list(streaming.evaluation_stream(source.test, transform, 3, 10))
     assert str(caught.value) == (
         f"{tmp_path / 'validation-00000-of-00001'}: record 3 has label {bad}, outside 0..9"
@@ -576,4 +576,77 @@ def test_resume_checks_state_json_against_the_run_and_leaves_a_finished_run_alon
     refused_untouched(
         f"--resume: {run / 'checkpoint.keras'} classifies 10 classes, but the run's data ({folder}) has 3;"
         " start a new run"
+    )
+
+
+# --- class 3: every image stream skips and counts bad files ------------------------------------
+
+
+def corrupt_mid_file_png(path: Path) -> Path:
+    """A 64x64 noise PNG with bytes in the middle of its image data overwritten: its signature,
+    header and IEND are intact, so only decoding finds the damage."""
+    pixels = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = b"\x00" * 64
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_bombs_and_mid_file_damage_are_skipped_by_every_stream_or_fail_strict_in_one_line(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("tensorflow")
+    from rescompile.data.sources import open_source
+    from rescompile.train import streaming
+    from rescompile.train.inputs import open_inputs
+    from rescompile.train.recipe import load_recipe
+    from tests.synthetic import write_image_folder
+
+    root = write_image_folder(tmp_path / "data", 60, size=(40, 40), classes=3)
+    for label in range(3):
+        (root / f"class{label}" / "bomb.png").write_bytes((CORPUS / "bomb.png").read_bytes())
+        corrupt_mid_file_png(root / f"class{label}" / "zz_corrupt.png")
+    source = open_source(str(root), None, 3, seed=0, strict=False)
+    assert sorted(Path(p).name for p in source.skipped) == ["bomb.png"] * 3  # found from headers
+    recipe = load_recipe("fast", ["batch_size=8", "validation=0"])  # normalize: per-channel (a sample)
+    inputs = open_inputs(str(root), None, 3, recipe, 0, {}, 32, strict=False)
+    transform = streaming.eval_transform(inputs.normalization, 32)
+    decoded = sum(int(y.shape[0]) for _, y in inputs.test(8))  # the test stream, as training's
+    decoded += sum(int(y.shape[0]) for _, y in streaming.evaluation_stream(inputs.train, transform, 8, 3))
+    assert decoded == len(inputs.train) + len(inputs.source.test) - 3  # the three corrupt files
+    strict = streaming.evaluation_stream(inputs.train, transform, 64, 3, strict=True)
+    with pytest.raises(RescompileError) as caught, streaming.data_errors(3):
+        list(strict)
+    assert str(caught.value).startswith("--strict: an image failed to decode (Invalid PNG data")
+    assert str(caught.value).endswith("); without --strict it is skipped")
+    with pytest.raises(RescompileError) as caught:
+        open_source(str(root), None, 3, seed=0, strict=True)
+    assert str(caught.value).startswith(
+        "--strict: "
+    ) and "bomb.png is truncated or not a PNG/JPEG image, or claims more than 89,478,485 pixels" in str(
+        caught.value
+    )
+
+
+def test_evaluate_skips_and_counts_bombs_and_damaged_images(tmp_path: Path) -> None:
+    pytest.importorskip("keras")
+    from typer.testing import CliRunner
+
+    from rescompile.cli import app
+    from tests.synthetic import write_image_folder
+
+    runner = CliRunner()
+    built = runner.invoke(
+        app, ["build", "resnet18", "--input-size", "32", "--classes", "3", "--out", str(tmp_path)]
+    )
+    assert built.exit_code == 0, built.output
+    root = write_image_folder(tmp_path / "data", 12, size=(40, 40), classes=3)
+    (root / "class0" / "bomb.png").write_bytes((CORPUS / "bomb.png").read_bytes())
+    corrupt_mid_file_png(root / "class1" / "corrupt.png")
+    done = runner.invoke(app, ["evaluate", str(tmp_path / "resnet18.keras"), "--data", str(root)])
+    assert done.exit_code == 0, done.output
+    assert done.stdout.splitlines()[0].endswith(
+        f"on 12 images of {root} (1 unreadable images skipped) (1 images failed to decode and were skipped)"
     )

@@ -105,7 +105,7 @@ def streamed_training(
     classes: int,
 ) -> tf.data.Dataset:
     """Batches of augmented training examples, epoch after epoch, for this worker's shard (a
-    TFRecord label outside 0..classes-1 fails it: labels_checked reports where)."""
+    TFRecord label outside 0..classes-1 fails it: data_errors reports where)."""
     transform = train_transform(recipe, normalization, size)
     if isinstance(split, FileSplit):
         read = _file_examples(split)
@@ -211,7 +211,7 @@ def parse_record(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 def _checked_labels(classes: int):
     """A map over batches of (images, int64 labels, shards, positions) -> (images, int32 labels)
     that fails on the first label outside 0..classes-1, naming its shard and record (for
-    labels_checked to report): never cast first, where 2**40 would wrap to a valid 0."""
+    data_errors to report): never cast first, where 2**40 would wrap to a valid 0."""
 
     def check(images: tf.Tensor, labels: tf.Tensor, shards: tf.Tensor, positions: tf.Tensor):
         bad = (labels < 0) | (labels >= classes)
@@ -233,19 +233,29 @@ def _checked_labels(classes: int):
     return check
 
 
+DECODING = re.compile(r"Decode\w*|ExtractJpegShape|decompression bomb")
+
+
 @contextlib.contextmanager
-def labels_checked(classes: int) -> Iterator[None]:
-    """Report a TFRecord label out of range (from _checked_labels) as one line naming the shard
-    and the record."""
+def data_errors(classes: int) -> Iterator[None]:
+    """Report, as one line, a TFRecord label out of range (from _checked_labels, naming the shard
+    and the record) and an image that failed to decode in a --strict stream (which otherwise
+    skips it)."""
     try:
         yield
     except tf.errors.InvalidArgumentError as exc:
-        found = re.search(f"{LABEL_MARK}(.*?){LABEL_MARK}", str(exc), re.DOTALL)
-        if found is None:
-            raise
-        raise RescompileError(
-            f"{printable(found[1])}, outside 0..{classes - 1} (the model has {classes} classes)"
-        ) from None
+        text = str(exc)
+        found = re.search(f"{LABEL_MARK}(.*?){LABEL_MARK}", text, re.DOTALL)
+        if found is not None:
+            raise RescompileError(
+                f"{printable(found[1])}, outside 0..{classes - 1} (the model has {classes} classes)"
+            ) from None
+        if "IteratorGetNext" in text and DECODING.search(text):
+            detail = text.split("}} ", 1)[-1].splitlines()[0][:200]
+            raise RescompileError(
+                f"--strict: an image failed to decode ({printable(detail)}); without --strict it is skipped"
+            ) from None
+        raise
 
 
 def check_records(split: RecordSplit, option: str) -> None:
@@ -269,14 +279,19 @@ def check_records(split: RecordSplit, option: str) -> None:
                 )
 
 
-def evaluation_stream(split: Split, transform, batch: int, classes: int) -> tf.data.Dataset:
-    """Every example of a split, in order, through `transform`, batched (a TFRecord label
-    outside 0..classes-1 fails it: labels_checked reports where)."""
+def evaluation_stream(
+    split: Split, transform, batch: int, classes: int, strict: bool = False
+) -> tf.data.Dataset:
+    """Every example of a split, in order, through `transform`, batched; an image that fails to
+    decode is skipped, as in training (with `strict`, it stops the stream). A TFRecord label
+    outside 0..classes-1 fails it: data_errors reports where."""
     if isinstance(split, FileSplit):
         read = _file_examples(split)
         examples = tf.data.Dataset.range(len(split)).map(
             lambda i: transform(*read(i)), num_parallel_calls=tf.data.AUTOTUNE
         )
+        if not strict:
+            examples = examples.ignore_errors(log_warning=True)
     else:
         records = tf.data.Dataset.from_tensor_slices((list(split.shards), list(split.compressions))).flat_map(
             _shard_records
@@ -285,6 +300,8 @@ def evaluation_stream(split: Split, transform, batch: int, classes: int) -> tf.d
             lambda record, *where: (*transform(*parse_record(record)), *where),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
+        if not strict:
+            examples = examples.ignore_errors(log_warning=True)
         return examples.batch(batch).map(_checked_labels(classes)).prefetch(tf.data.AUTOTUNE)
     return examples.batch(batch).prefetch(tf.data.AUTOTUNE)
 
@@ -305,7 +322,7 @@ def split_scores(
     views, classes = 10 if ten_crop else 1, int(model.output_shape[-1])
     transform = ten_crop_transform(normalization, size) if ten_crop else eval_transform(normalization, size)
     scores, labels = [], []
-    with labels_checked(classes):
+    with data_errors(classes):
         for images, truth in evaluation_stream(split, transform, max(1, batch // views), classes):
             count = int(truth.shape[0])
             predicted = model.predict_on_batch(tf.reshape(images, [count * views, size, size, 3]))

@@ -577,9 +577,9 @@ def _fit(run: _Run, model, strategy, recorder, start: int, stop: int, callbacks:
         import keras
 
         callbacks = [*callbacks, keras.callbacks.TensorBoard(log_dir=str(run.dir / "logs"))]
-    from rescompile.train.streaming import labels_checked
+    from rescompile.train.streaming import data_errors
 
-    with labels_checked(len(run.inputs.class_names)):
+    with data_errors(len(run.inputs.class_names)):
         model.fit(
             train_data,
             epochs=stop,
