@@ -353,21 +353,24 @@ def test_tfrecord_labels_out_of_range_stop_training_and_evaluation(tmp_path: Pat
     assert np.concatenate(labels).tolist() == list(range(10)) * 2
 
 
-def test_evaluate_refuses_a_label_past_the_models_classes(tmp_path: Path) -> None:
+def evaluate_resnet18(folder: Path, classes: int, data: Path):
+    """`rescompile evaluate` (in process) of a ResNet-18 for 32x32 images and `classes` classes,
+    built into `folder`."""
     pytest.importorskip("keras")
     from typer.testing import CliRunner
 
     from rescompile.cli import app
 
     runner = CliRunner()
-    built = runner.invoke(
-        app, ["build", "resnet18", "--input-size", "32", "--classes", "10", "--out", str(tmp_path)]
-    )
+    args = ["build", "resnet18", "--input-size", "32", "--classes", str(classes), "--out", str(folder)]
+    built = runner.invoke(app, args)
     assert built.exit_code == 0, built.output
+    return runner.invoke(app, ["evaluate", str(folder / "resnet18.keras"), "--data", str(data)])
+
+
+def test_evaluate_refuses_a_label_past_the_models_classes(tmp_path: Path) -> None:
     shard = labelled_shard(tmp_path / "validation-00000-of-00001", [0, 9, 10, 3])
-    done = runner.invoke(
-        app, ["evaluate", str(tmp_path / "resnet18.keras"), "--data", str(tmp_path / "validation-*")]
-    )
+    done = evaluate_resnet18(tmp_path, 10, tmp_path / "validation-*")
     assert done.exit_code == 2, done.output
     assert done.stderr.strip().splitlines() == [
         f"error: {shard}: record 2 has label 10, outside 0..9 (the model has 10 classes)"
@@ -631,21 +634,12 @@ def test_bombs_and_mid_file_damage_are_skipped_by_every_stream_or_fail_strict_in
 
 
 def test_evaluate_skips_and_counts_bombs_and_damaged_images(tmp_path: Path) -> None:
-    pytest.importorskip("keras")
-    from typer.testing import CliRunner
-
-    from rescompile.cli import app
     from tests.synthetic import write_image_folder
 
-    runner = CliRunner()
-    built = runner.invoke(
-        app, ["build", "resnet18", "--input-size", "32", "--classes", "3", "--out", str(tmp_path)]
-    )
-    assert built.exit_code == 0, built.output
     root = write_image_folder(tmp_path / "data", 12, size=(40, 40), classes=3)
     (root / "class0" / "bomb.png").write_bytes((CORPUS / "bomb.png").read_bytes())
     corrupt_mid_file_png(root / "class1" / "corrupt.png")
-    done = runner.invoke(app, ["evaluate", str(tmp_path / "resnet18.keras"), "--data", str(root)])
+    done = evaluate_resnet18(tmp_path, 3, root)
     assert done.exit_code == 0, done.output
     assert done.stdout.splitlines()[0].endswith(
         f"on 12 images of {root} (1 unreadable images skipped) (1 images failed to decode and were skipped)"
