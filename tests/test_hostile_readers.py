@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import re
 import resource
 import struct
@@ -644,3 +645,50 @@ def test_evaluate_skips_and_counts_bombs_and_damaged_images(tmp_path: Path) -> N
     assert done.stdout.splitlines()[0].endswith(
         f"on 12 images of {root} (1 unreadable images skipped) (1 images failed to decode and were skipped)"
     )
+
+
+# --- class 9: TF_CONFIG naming unreachable workers ---------------------------------------------
+
+
+def tf_config(cluster: list[str], index: int) -> dict[str, str]:
+    config = {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}}
+    return {**os.environ, "TF_CONFIG": json.dumps(config), "CUDA_VISIBLE_DEVICES": ""}
+
+
+def test_tasks_wait_for_each_other_then_go_on(tmp_path: Path) -> None:
+    from tests.test_multiworker import free_ports
+
+    cluster = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    code = "from rescompile.train.cluster import wait_for_cluster; wait_for_cluster(60); print('ready')"
+    first = subprocess.Popen(
+        [sys.executable, "-c", code], env=tf_config(cluster, 0), stdout=subprocess.PIPE, text=True
+    )
+    second = subprocess.run(
+        [sys.executable, "-c", code], env=tf_config(cluster, 1), capture_output=True, text=True, timeout=90
+    )
+    assert second.returncode == 0 and second.stdout.splitlines()[-1] == "ready", second.stderr
+    assert first.communicate(timeout=90)[0].splitlines()[-1] == "ready"
+
+
+def test_an_unreachable_worker_is_one_line_after_the_timeout(tmp_path: Path) -> None:
+    from tests.test_multiworker import free_ports
+
+    cluster = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    run = tmp_path / "run"
+    args = ["train", "specs/cifar/resnet20.yaml", "--out", str(run), "--distribute", "multiworker"]
+    done = subprocess.run(
+        [sys.executable, "-m", "rescompile", *args, "--worker-timeout", "2"],
+        env=tf_config(cluster, 0),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert_one_line_exit_2(
+        done,
+        f"--distribute multiworker: {cluster[1]} not reachable after 2 s (--worker-timeout);"
+        " start every task of TF_CONFIG or check its addresses",
+    )
+    assert done.stdout.splitlines() == [
+        f"waiting up to 2 s (--worker-timeout) for the other tasks of TF_CONFIG: {cluster[1]}"
+    ]
+    assert not run.exists()

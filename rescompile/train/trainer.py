@@ -87,6 +87,8 @@ class TrainOptions:
     allow_partial: bool = False
     tensorboard: bool = True
     """TensorBoard event files in RUN_DIR/logs."""
+    worker_timeout: float = 300.0
+    """Seconds `--distribute multiworker` waits for the other tasks of TF_CONFIG to be reachable."""
 
     def __post_init__(self) -> None:
         """Values out of range are one-line errors naming the option, raised before anything runs."""
@@ -100,6 +102,10 @@ class TrainOptions:
             raise RescompileError("--jit/--no-jit: a resumed run keeps the XLA setting it was compiled with")
         if not 1 <= self.cpu_devices <= 64:
             raise RescompileError(f"--cpu-devices must be between 1 and 64, got {self.cpu_devices}")
+        if not 0 < self.worker_timeout <= 86_400:
+            raise RescompileError(
+                f"--worker-timeout must be in (0, 86400] seconds, got {self.worker_timeout}"
+            )
 
 
 def configure_devices(cpu_devices: int) -> None:
@@ -287,6 +293,10 @@ def train(options: TrainOptions, recipe: Recipe | None) -> RunSummary:
             "--jit with --distribute multiworker needs GPUs: XLA has no cross-worker collectives on CPU"
         )
     shard = worker_shard(options.distribute)
+    if shard.count > 1:
+        from rescompile.train.cluster import wait_for_cluster
+
+        wait_for_cluster(options.worker_timeout)
     if shard.index == 0:
         return _train(options, recipe, shard)
     # Only the chief writes the run directory; another worker writes to a scratch copy of it.
