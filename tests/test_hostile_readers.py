@@ -692,3 +692,19 @@ def test_an_unreachable_worker_is_one_line_after_the_timeout(tmp_path: Path) -> 
         f"waiting up to 2 s (--worker-timeout) for the other tasks of TF_CONFIG: {cluster[1]}"
     ]
     assert not run.exists()
+
+
+def test_train_strict_stops_on_a_damaged_image_in_one_line_before_writing_the_run(tmp_path: Path) -> None:
+    """The normalisation sample decodes the training images before the run directory exists."""
+    from tests.synthetic import write_image_folder
+
+    root = tmp_path / "data"
+    write_image_folder(root / "train", 40, size=(40, 40), classes=2)
+    write_image_folder(root / "val", 10, size=(40, 40), classes=2)
+    corrupt_mid_file_png(root / "train" / "class0" / "corrupt.png")
+    run = tmp_path / "run"
+    args = ["train", "specs/cifar/resnet20.yaml", "--out", str(run), "--data", str(root), "--recipe", "fast"]
+    done, _ = cli_peak(*args, "--batch-size", "8", "--set", "validation=0", "--strict")
+    assert_one_line_exit_2(done)
+    assert done.stderr.startswith("error: --strict: an image failed to decode (Invalid PNG data")
+    assert not run.exists()
