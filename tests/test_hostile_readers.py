@@ -708,3 +708,24 @@ def test_train_strict_stops_on_a_damaged_image_in_one_line_before_writing_the_ru
     assert_one_line_exit_2(done)
     assert done.stderr.startswith("error: --strict: an image failed to decode (Invalid PNG data")
     assert not run.exists()
+
+
+def test_resume_from_a_deeply_nested_checkpoint_is_one_line(tmp_path: Path) -> None:
+    """`train --resume` loads checkpoint.keras: a hostile one is refused as export's and predict's are."""
+    from rescompile.spec import load_spec
+    from rescompile.train.recipe import load_recipe
+    from rescompile.train.run_dir import write_spec
+    from tests.synthetic import write_cifar_tarball
+
+    tarball = write_cifar_tarball(tmp_path / "cifar-10-python.tar.gz", train=64, test=16)
+    run = tmp_path / "run"
+    run.mkdir()
+    write_spec(run, load_spec(Path("specs/cifar/resnet20.yaml")).model_dump(mode="json"))
+    (run / "recipe.json").write_text(load_recipe("fast", ["batch_size=16", "validation=0"]).model_dump_json())
+    (run / "state.json").write_text(json.dumps({"seed": 0, "epoch": 1, "step": 4, "data": str(tarball)}))
+    keras_zip(run / "checkpoint.keras", '{"config": ' + "[" * 99_000 + "]" * 99_000 + "}")
+    done, _ = cli_peak("train", "--resume", "--out", str(run))
+    assert_one_line_exit_2(
+        done,
+        f"--resume: {run / 'checkpoint.keras'}: config.json nests deeper than 200 levels; start a new run",
+    )
