@@ -474,6 +474,12 @@ def train_command(
     memory_check: MemoryCheck = True,
     allow_partial: AllowPartial = False,
     tensorboard: Annotated[bool, typer.Option(help="Write TensorBoard logs to RUN_DIR/logs.")] = True,
+    worker_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds --distribute multiworker waits for the other TF_CONFIG tasks to be reachable."
+        ),
+    ] = 300.0,
 ) -> None:
     """Train a spec with a recipe; checkpoint every epoch; export the final model to ONNX."""
     from rescompile.spec.library import resolve_spec
@@ -500,6 +506,7 @@ def train_command(
         check_memory=memory_check,
         allow_partial=allow_partial,
         tensorboard=tensorboard,
+        worker_timeout=worker_timeout,
     )
     overrides = recipe_overrides(set_, epochs, batch_size, lr)
     chosen = (

@@ -492,8 +492,16 @@ def test_broken_cifar_tarballs_are_one_line(tmp_path: Path) -> None:
         f"--data {corrupt}: not a readable CIFAR tarball"
         " (Error -3 while decompressing data: invalid block type)"
     )
+    garbled = tmp_path / "garbled.tar.gz"
+    garbled.write_bytes(bytes.fromhex("1f8b08000000000000ff") + b"\xff" * 64)
+    with pytest.raises(RescompileError) as caught:
+        load_cifar(garbled)
+    assert str(caught.value) == (
+        f"--data {garbled}: not a readable CIFAR tarball"
+        " (Error -3 while decompressing data: invalid block type)"
+    )
     unknown = tmp_path / "unknown.tar.gz"
-    unknown.write_bytes(bytes.fromhex("1f8b08000000000000ff") + b"\xff" * 64)
+    unknown.write_bytes(b"hello world" * 100)
     with pytest.raises(RescompileError) as caught:
         load_cifar(unknown)
     assert str(caught.value) == (

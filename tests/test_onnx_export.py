@@ -11,7 +11,8 @@ import onnxruntime as ort
 import pytest
 
 from rescompile import ir
-from rescompile.keras_backend.model import DEEP_MODEL_RECURSION, recursion_limit
+from rescompile.keras_backend.archive import RECURSION_PER_LAYER
+from rescompile.keras_backend.model import recursion_limit
 from rescompile.onnx_backend.emit import ExportOptions, export_onnx, keras_weights
 from rescompile.onnx_backend.recount import recount
 from rescompile.spec.library import find_specs
@@ -64,7 +65,7 @@ def _feature_layer(graph: ir.Graph) -> str:
 
 def _reference(model, x: np.ndarray, feature: str) -> tuple[np.ndarray, np.ndarray, tuple, tuple]:
     """Keras' final feature map and probabilities, and their sensitivity at fp32 and fp16 rounding."""
-    with recursion_limit(DEEP_MODEL_RECURSION):  # Keras walks ResNet-1202's graph recursively
+    with recursion_limit(RECURSION_PER_LAYER * len(model.layers)):  # Keras walks the graph recursively
         pooled = keras.Model(model.input, [model.get_layer(feature).output, model.output])
     features, probabilities = pooled.predict(x, verbose=0)
     fp32 = _sensitivity(pooled, x, features, probabilities, 2.0**-23)

@@ -181,7 +181,7 @@ def test_streamed_epochs_are_exact_on_resume_and_worker_shards_make_the_global_b
 
     def stream(first_epoch: int, shard: Shard | None = None):
         return streaming.streamed_training(
-            source.train, recipe, IDENTITY, size, 5, first_epoch, shard or Shard(), strict=False
+            source.train, recipe, IDENTITY, size, 5, first_epoch, shard or Shard(), strict=False, classes=10
         )
 
     steps = 120 // 16

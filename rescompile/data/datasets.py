@@ -79,12 +79,24 @@ class Dataset:
 CIFAR_MEMBERS = frozenset(
     {*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta", "train", "test", "meta"}
 )
-MAX_MEMBER_BYTES = 1 << 30  # the largest CIFAR member (CIFAR-100 train) is 155 MB
+BATCH_BYTES = 32 * 2**20
+"""A CIFAR batch of 10,000 images (CIFAR-10's data and test batches, CIFAR-100's test) is 30.7 MB."""
+MEMBER_BYTES = {"train": 160 * 2**20, "batches.meta": 2**20, "meta": 2**20}
+"""CIFAR-100's train member holds 50,000 images (155 MB); the meta members hold class names."""
+MAX_ARCHIVE_BYTES = 512 * 2**20
+"""What an archive may decompress to in all: the CIFAR-10 and -100 tarballs hold ~185 MB."""
+MAX_ARCHIVE_MEMBERS = 64
+
+
+def _member_budget(name: str) -> int:
+    return MEMBER_BYTES.get(name, BATCH_BYTES)
 
 
 def _cifar_members(path: Path) -> dict[str, bytes]:
     """Member base name -> bytes of the CIFAR members (CIFAR_MEMBERS), from a CIFAR tarball or an
-    extracted folder; a truncated or corrupt archive is a one-line error."""
+    extracted folder; a truncated, corrupt or oversized archive is a one-line error. A tarball is
+    read as a stream, each member's size checked against what a CIFAR member holds before it is
+    read, and the whole against MAX_ARCHIVE_BYTES before anything is skipped."""
     if path.is_dir():
         try:
             return {
@@ -101,27 +113,51 @@ def _cifar_members(path: Path) -> dict[str, bytes]:
     if not path.is_file():
         raise RescompileError(f"--data {path}: not a regular file or a folder")
     try:
-        with tarfile.open(path, "r:*") as archive:
-            members = {}
-            for member in archive.getmembers():
-                if member.isfile() and Path(member.name).name in CIFAR_MEMBERS:
-                    if member.size > MAX_MEMBER_BYTES:
-                        raise RescompileError(
-                            f"--data {path}: {member.name} has {member.size} bytes, "
-                            f"more than a CIFAR member ({MAX_MEMBER_BYTES})"
-                        )
-                    members[Path(member.name).name] = archive.extractfile(member).read()  # type: ignore[union-attr]
+        with tarfile.open(path, "r|*") as archive:
+            members: dict[str, bytes] = {}
+            for count, member in enumerate(archive, start=1):
+                name = Path(member.name).name
+                _check_member(path, member, count, archive.offset)
+                if member.isfile() and name in CIFAR_MEMBERS:
+                    if name in members:
+                        raise RescompileError(f"--data {path}: {name} appears twice in the archive")
+                    members[name] = archive.extractfile(member).read()  # type: ignore[union-attr]
             return members
     except (tarfile.TarError, OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:
-        unknown = str(exc).startswith("file could not be opened")  # tarfile lists each method tried
-        detail = "not a tar, tar.gz, tar.bz2 or tar.xz archive" if unknown else _one_line(exc)
+        unknown = isinstance(exc, tarfile.ReadError) and str(exc) in _UNKNOWN_FORMAT
+        detail = (
+            "not a tar, tar.gz, tar.bz2 or tar.xz archive" if unknown else _one_line(exc.__cause__ or exc)
+        )
         raise RescompileError(f"--data {path}: not a readable CIFAR tarball ({detail})") from None
 
 
+_UNKNOWN_FORMAT = {"invalid header", "empty file", "bad checksum"}
+
+
+def _check_member(path: Path, member: tarfile.TarInfo, count: int, offset: int) -> None:
+    """Refuse an archive whose next member would pass a CIFAR member's size or the whole budget."""
+    name = Path(member.name).name
+    if count > MAX_ARCHIVE_MEMBERS:
+        raise RescompileError(
+            f"--data {path}: more than {MAX_ARCHIVE_MEMBERS} members, more than a CIFAR archive"
+        )
+    if name in CIFAR_MEMBERS and member.size > _member_budget(name):
+        raise RescompileError(
+            f"--data {path}: {member.name} has {member.size:,} bytes,"
+            f" more than a CIFAR {name} member ({_member_budget(name):,})"
+        )
+    if offset + member.size > MAX_ARCHIVE_BYTES:
+        raise RescompileError(
+            f"--data {path}: decompresses to more than {MAX_ARCHIVE_BYTES:,} bytes, more than a CIFAR archive"
+        )
+
+
 def _read_member(path: Path) -> bytes:
-    size = path.stat().st_size
-    if size > MAX_MEMBER_BYTES:
-        raise RescompileError(f"--data {path}: {size} bytes, more than a CIFAR member ({MAX_MEMBER_BYTES})")
+    size, budget = path.stat().st_size, _member_budget(path.name)
+    if size > budget:
+        raise RescompileError(
+            f"--data {path}: {size:,} bytes, more than a CIFAR {path.name} member ({budget:,})"
+        )
     return path.read_bytes()
 
 

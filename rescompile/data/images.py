@@ -13,6 +13,8 @@ import numpy as np
 from rescompile.errors import RescompileError
 
 SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+MAX_PIXELS = 89_478_485
+"""Pillow's MAX_IMAGE_PIXELS: an image whose header claims more is refused as a decompression bomb."""
 
 
 def read_image(path: Path, size: int, crop: float = 1.0) -> np.ndarray:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from rescompile.data.class_names import class_names_for
-from rescompile.data.images import image_files, open_regular
+from rescompile.data.images import MAX_PIXELS, image_files, open_regular
 from rescompile.data.tfrecord import compression, count_records
 from rescompile.errors import RescompileError
 
@@ -156,20 +156,38 @@ def _class_folders(root: Path, option: str, expected: list[str] | None = None) -
 
 def image_is_complete(path: str) -> bool:
     """A cheap check of a file's first and last bytes: a JPEG starts with SOI and ends with EOI
-    (trailing padding allowed), a PNG has its signature and ends with IEND. It catches the common
-    damage (truncated downloads, empty or non-image files) without decoding."""
+    (trailing padding allowed), a PNG has its signature and ends with IEND, and neither's header
+    claims more than MAX_PIXELS (a decompression bomb). It catches the common damage (truncated
+    downloads, empty or non-image files) without decoding; damage in the middle of a file is
+    found by decoding, where every stream skips the image (or, with --strict, stops)."""
     try:
         with open_regular(path) as handle:  # a FIFO or device named *.jpg is refused, not waited on
-            head = handle.read(8)
+            head = handle.read(24)
             handle.seek(max(0, os.fstat(handle.fileno()).st_size - 64))
             tail = handle.read().rstrip(b"\x00\n\r ")
+            if head.startswith(b"\xff\xd8"):
+                return tail.endswith(b"\xff\xd9") and _jpeg_pixels(handle) <= MAX_PIXELS
     except (OSError, RescompileError):
         return False
-    if head.startswith(b"\xff\xd8"):
-        return tail.endswith(b"\xff\xd9")
-    if head == b"\x89PNG\r\n\x1a\n":
-        return tail[-8:-4] == b"IEND"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        pixels = int.from_bytes(head[16:20], "big") * int.from_bytes(head[20:24], "big")
+        return tail[-8:-4] == b"IEND" and pixels <= MAX_PIXELS
     return False
+
+
+def _jpeg_pixels(handle) -> int:
+    """Width x height from a JPEG's frame header (SOFn), found by hopping over the segments
+    before it; 0 where there is none in the first 64 segments (decoding then decides)."""
+    handle.seek(2)
+    for _ in range(64):
+        segment = handle.read(4)
+        if len(segment) < 4 or segment[0] != 0xFF:
+            return 0
+        if 0xC0 <= segment[1] <= 0xCF and segment[1] not in (0xC4, 0xC8, 0xCC):
+            frame = handle.read(5)
+            return int.from_bytes(frame[1:3], "big") * int.from_bytes(frame[3:5], "big")
+        handle.seek(int.from_bytes(segment[2:], "big") - 2, os.SEEK_CUR)
+    return 0
 
 
 def readable(split: FileSplit, strict: bool, option: str) -> tuple[FileSplit, list[str]]:
@@ -180,7 +198,8 @@ def readable(split: FileSplit, strict: bool, option: str) -> tuple[FileSplit, li
     bad = [split.files[i] for i in np.flatnonzero(~complete)]
     if bad and strict:
         raise RescompileError(
-            f"--strict: {bad[0]} is truncated or not a PNG/JPEG image ({len(bad)} such files)"
+            f"--strict: {bad[0]} is truncated or not a PNG/JPEG image, or claims more than"
+            f" {MAX_PIXELS:,} pixels ({len(bad)} such files)"
         )
     if len(bad) == len(split):
         raise RescompileError(f"{option}: none of the {len(bad)} image files is readable, e.g. {bad[0]}")

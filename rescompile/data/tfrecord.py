@@ -65,15 +65,23 @@ def _is_zlib(head: bytes) -> bool:
     return True
 
 
+GZIP_FLOOR = 16 * 2**20
+MAX_GZIP_EXPANSION = 32
+"""A GZIP shard may decompress to GZIP_FLOOR + MAX_GZIP_EXPANSION times its size: records of
+encoded images barely compress, and deflate reaches ~1,000x only on data such as zeros."""
+
+
 def count_records(path: Path, kind: str | None = None) -> int:
     """The number of records in a TFRecord file, plain or GZIP (`kind`, read from the file when
     not given), reading only the 12-byte headers of a plain one (a shard of ImageNet's ~1,250
-    records is counted in ~1,250 seeks, not by reading its ~140 MB); a GZIP one is decompressed as
-    a stream, holding one buffer at a time."""
+    records is counted in ~1,250 seeks, not by reading its ~140 MB) and checking each length's
+    checksum; a GZIP one is decompressed as a stream, holding one buffer at a time, within a
+    budget of what a shard of its size can hold."""
     try:
         if (compression(path) if kind is None else kind) == "GZIP":
+            budget = GZIP_FLOOR + MAX_GZIP_EXPANSION * path.stat().st_size
             with gzip.open(path, "rb") as stream:
-                return _count(path, stream, end=None)
+                return _count(path, stream, end=None, budget=budget)
         with path.open("rb") as handle:
             return _count(path, handle, end=path.stat().st_size)
     except EOFError:
@@ -84,15 +92,28 @@ def count_records(path: Path, kind: str | None = None) -> int:
         raise RescompileError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
-def _count(path: Path, handle: BinaryIO, end: int | None) -> int:
+def _count(path: Path, handle: BinaryIO, end: int | None, budget: int | None = None) -> int:
     """Records counted header by header, seeking past each record's data and footer; `end` is
-    the file's size, or None for a decompressed stream, whose seek stops where the stream does."""
+    the file's size, or None for a decompressed stream, whose seek stops where the stream does
+    and which may not pass `budget` bytes."""
     count, offset = 0, 0
     while header := handle.read(HEADER):
         if len(header) < HEADER:
             raise RescompileError(f"{path}: truncated TFRecord (a partial header at byte {offset})")
         (length,) = struct.unpack("<Q", header[:8])
+        if struct.unpack("<I", header[8:])[0] != _masked_crc32c(header[:8]):
+            raise RescompileError(
+                f"{path}: not a TFRecord file, or damaged"
+                f" (record {count}: its length's checksum does not match)"
+            )
+        if length == 0:
+            raise RescompileError(f"{path}: record {count} is empty (a record holds an encoded image)")
         offset += HEADER + length + FOOTER
+        if budget is not None and offset > budget:
+            raise RescompileError(
+                f"{path}: decompresses to more than {budget:,} bytes ({MAX_GZIP_EXPANSION}x its size"
+                f" and {GZIP_FLOOR // 2**20} MiB), more than a TFRecord shard holds"
+            )
         if (end is not None and offset > end) or handle.seek(offset) < offset:
             raise RescompileError(f"{path}: truncated TFRecord (record {count} ends past the file)")
         count += 1

@@ -17,10 +17,6 @@ from rescompile.errors import RescompileError
 KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet"
 
 
-DEEP_MODEL_RECURSION = 100_000
-"""A recursion limit enough to load any library model (ResNet-1202: 4,208 layers)."""
-
-
 @contextlib.contextmanager
 def recursion_limit(limit: int) -> Iterator[None]:
     """Python's recursion limit raised for a while, then restored. Keras walks a model's layer graph

@@ -13,7 +13,8 @@ from rescompile.errors import RescompileError
 from rescompile.fileio import write_atomic
 from rescompile.ir import Dense
 from rescompile.ir.lower import lower
-from rescompile.keras_backend.model import DEEP_MODEL_RECURSION, recursion_limit
+from rescompile.keras_backend.archive import keras_load_recursion_limit
+from rescompile.keras_backend.model import recursion_limit
 from rescompile.spec.artifact import ModelRecord, Preprocessing, add_to_keras_file, read_keras_record
 from rescompile.spec.library import resolve_spec
 from rescompile.spec.loader import load_spec
@@ -58,13 +59,12 @@ def save_model(model, path: Path, record: ModelRecord) -> None:
 
 
 def load_keras_model(path: Path):
-    """Load a .keras file with a clear error on failure."""
-    if not path.is_file():
-        raise RescompileError(f"{path}: file not found")
+    """Load a .keras file, checked first (keras_load_recursion_limit), with a clear error on failure."""
+    limit = keras_load_recursion_limit(path)
     import keras
 
     try:
-        with recursion_limit(DEEP_MODEL_RECURSION):
+        with recursion_limit(limit):
             return keras.saving.load_model(path)
     except Exception as exc:
         raise RescompileError(f"{path}: cannot load Keras model ({exc})") from None
@@ -88,6 +88,8 @@ def analysis_for_model(model, model_path: Path, spec: Path | None) -> tuple[Anal
     """The IR and record of a Keras model: from the record it carries, or from `spec` (which wins;
     for models made elsewhere, e.g. keras.applications, whose layer names the spec follows)."""
     record = read_keras_record(model_path)
+    if record is not None:
+        check_record(record, model, model_path)
     if spec is None:
         if record is None:
             raise RescompileError(
@@ -105,6 +107,21 @@ def analysis_for_model(model, model_path: Path, spec: Path | None) -> tuple[Anal
     if analysis.spec.name != model.name:
         raise RescompileError(f"{spec} describes {analysis.spec.name}, but the model is {model.name}")
     return analysis, record or model_record(analysis, include_top)
+
+
+def check_record(record: ModelRecord, model, path: Path) -> None:
+    """The record against the model it travels with: the input's size and channels, and the
+    classifier's class count (the record checks its own preprocessing and class names)."""
+    takes = tuple(model.input.shape[1:])
+    says = (record.input_size, record.input_size, record.channels)
+    if takes != says:
+        raise RescompileError(f"{path}: its record says the input is {says}, but the model takes {takes}")
+    if record.include_top and record.classes is not None and len(model.outputs) == 1:
+        classes = model.outputs[0].shape[-1]
+        if classes != record.classes:
+            raise RescompileError(
+                f"{path}: its record says {record.classes} classes, but the model's classifier has {classes}"
+            )
 
 
 def _classifier_in(model, spec: Path, height: int, channels: int) -> tuple[bool, int | None]:

@@ -140,7 +140,15 @@ class _Graph:
         self.sizes = {init.name: int(np.prod(init.dims)) for init in graph.initializer}
         self.producer = {}
         self.consumers: dict[str, list] = {}
+        known = {"", *self.sizes, *(value.name for value in graph.input)}
         for node in graph.node:
+            missing = [name for name in node.input if name not in known]
+            if missing:
+                raise RescompileError(
+                    f"{path}: {node.op_type} {node.name or node.output[0]} reads {missing[0]} before any node"
+                    " computes it (the graph is not in topological order, or has a cycle)"
+                )
+            known.update(node.output)
             for output in node.output:
                 self.producer[output] = node
             for name in node.input:
@@ -169,14 +177,17 @@ class _Graph:
         return self.sizes[name]
 
     def users(self, tensor: str) -> list:
-        """The nodes that consume `tensor`, looking through PLUMBING nodes."""
-        found = []
-        for user in self.consumers.get(tensor, []):
-            if user.op_type in PLUMBING:
-                for output in user.output:
-                    found.extend(self.users(output))
-            else:
-                found.append(user)
+        """The nodes that consume `tensor`, looking through PLUMBING nodes (iteratively: a chain
+        of thousands of them, or a cycle, is walked once)."""
+        found, pending, seen = [], [tensor], {tensor}
+        while pending:
+            for user in self.consumers.get(pending.pop(), []):
+                if user.op_type not in PLUMBING:
+                    found.append(user)
+                    continue
+                fresh = [output for output in user.output if output not in seen]
+                seen.update(fresh)
+                pending.extend(fresh)
         return found
 
     def first_of_pair(self, node) -> bool:

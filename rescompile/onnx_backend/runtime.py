@@ -313,7 +313,7 @@ def bench_session(
     run, input_shape: tuple[int, ...], batch: int, seconds: float, warmup: int, min_runs: int = 10
 ) -> BenchRow:
     """Time `run(x)` on random batches: warm-up, then at least `seconds` and `min_runs` runs."""
-    x = np.random.default_rng(0).uniform(0, 1, (batch, *input_shape)).astype(np.float32)
+    x = np.random.default_rng(0).random((batch, *input_shape), dtype=np.float32)  # never float64 first
     for _ in range(warmup):
         run(x)
     latencies = []

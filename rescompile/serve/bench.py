@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from rescompile.errors import RescompileError
+from rescompile.onnx_backend.footprint import require_batch_memory
 from rescompile.onnx_backend.runtime import (
     BenchRow,
     bench_session,
@@ -43,6 +44,7 @@ class Bench:
         if self.geometry.batch is not None and set(sizes) != {self.geometry.batch}:
             exactly = self.geometry.batch
             raise RescompileError(f"{model}: takes batches of exactly {exactly}; pass --batch-size {exactly}")
+        require_batch_memory(model, max(sizes), self.geometry.sample_shape, "--batch-size {} fits")
 
     def rows(self, seconds: float, warmup: int) -> Iterator[BenchRow]:
         """Time every batch size in turn (at least `seconds` each, after `warmup` runs)."""

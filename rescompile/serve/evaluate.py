@@ -101,7 +101,10 @@ def _streamed_scores(model, data: str, normalization, size: int, ten_crop: bool,
     split, names, described = evaluation_split(data)
     if isinstance(split, RecordSplit):
         check_records(split, "--data")
-    return *split_scores(model, split, normalization, size, ten_crop, batch_size), names, described
+    scores, labels = split_scores(model, split, normalization, size, ten_crop, batch_size)
+    if len(labels) < len(split):
+        described += f" ({len(split) - len(labels)} images failed to decode and were skipped)"
+    return scores, labels, names, described
 
 
 def _run_name(model_path: Path) -> str:

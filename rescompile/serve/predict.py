@@ -8,6 +8,7 @@ import numpy as np
 
 from rescompile.data.images import preprocess, read_image
 from rescompile.errors import RescompileError
+from rescompile.onnx_backend.footprint import require_batch_memory
 from rescompile.onnx_backend.runtime import (
     Prediction,
     input_geometry,
@@ -24,6 +25,7 @@ def _onnx(model: Path, images: list[Path], provider: str) -> tuple[np.ndarray, l
     geometry = input_geometry(session, meta, model, rgb=True)
     if geometry.batch not in (None, len(images)):
         raise RescompileError(f"{model}: takes batches of exactly {geometry.batch} images, got {len(images)}")
+    require_batch_memory(model, len(images), geometry.sample_shape, "pass at most {} images at once")
     batch = preprocess(
         np.stack(
             [read_image(path, geometry.size, meta.get("preprocess", {}).get("crop", 1.0)) for path in images]

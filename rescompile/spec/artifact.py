@@ -12,7 +12,8 @@ import zipfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rescompile.errors import RescompileError
 from rescompile.spec.schema import MAX_SIZE, FeatureName, Number
@@ -50,6 +51,26 @@ class ModelRecord(BaseModel):
     outputs: list[FeatureName] = Field(default_factory=list)
     preprocess: Preprocessing = Preprocessing()
     class_names: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelRecord:
+        """Class names one per class; a mean and std that broadcast to one input image."""
+        if self.class_names and self.classes is not None and len(self.class_names) != self.classes:
+            raise ValueError(f"{len(self.class_names)} class names for {self.classes} classes")
+        image = (self.input_size, self.input_size, self.channels)
+        for field in ("mean", "std"):
+            value = getattr(self.preprocess, field)
+            if value == "per-pixel":
+                continue
+            try:
+                shape = np.asarray(value, np.float64).shape
+            except ValueError:
+                raise ValueError(f"preprocess.{field} is a ragged array") from None
+            if len(shape) == 1 and shape[0] not in (1, 3, self.channels):  # 3: a spec's RGB values
+                raise ValueError(f"preprocess.{field} has {shape[0]} values for {self.channels} channels")
+            if len(shape) > 1 and shape not in ((1, 1, self.channels), image):
+                raise ValueError(f"preprocess.{field} has shape {shape}; the input image is {image}")
+        return self
 
 
 def record_from_text(text: str, source: str) -> ModelRecord:

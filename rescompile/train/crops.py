@@ -16,10 +16,8 @@ import math
 
 import tensorflow as tf
 
+from rescompile.data.images import MAX_PIXELS
 from rescompile.train.recipe import Crop
-
-MAX_PIXELS = 89_478_485
-"""Pillow's MAX_IMAGE_PIXELS, the limit `predict` refuses decompression bombs at."""
 
 REFERENCE_CROP = 224.0
 """The crop size the scale-jitter range is stated for (He et al.: 224 out of 256..480)."""

@@ -149,7 +149,9 @@ class StreamInputs:
         if recipe.normalize == "spec":
             normalization = Normalization.from_preprocess(spec_preprocess)
         else:
-            sample = _sample(train, size, recipe.evaluation.crop_fraction, seed)
+            sample = _sample(
+                train, size, recipe.evaluation.crop_fraction, seed, len(source.class_names), strict
+            )
             normalization = fit_normalization(sample, recipe.normalize, spec_preprocess)
         normalization = dataclasses.replace(normalization, crop=recipe.evaluation.crop_fraction)
         return cls(source, train, held_out, size, normalization, strict, notes)
@@ -173,12 +175,20 @@ class StreamInputs:
 
     def training(self, recipe: Recipe, seed: int, first_epoch: int, shard: Shard) -> tf.data.Dataset:
         return streaming.streamed_training(
-            self.train, recipe, self.normalization, self.image_size, seed, first_epoch, shard, self.strict
+            self.train,
+            recipe,
+            self.normalization,
+            self.image_size,
+            seed,
+            first_epoch,
+            shard,
+            self.strict,
+            len(self.class_names),
         )
 
     def _evaluation(self, split: Split, batch: int) -> tf.data.Dataset:
         transform = streaming.eval_transform(self.normalization, self.image_size)
-        return streaming.evaluation_stream(split, transform, batch)
+        return streaming.evaluation_stream(split, transform, batch, len(self.class_names), self.strict)
 
     def validation(self, batch: int) -> tf.data.Dataset:
         return self._evaluation(self.held_out, batch)
@@ -193,7 +203,9 @@ class StreamInputs:
         return streaming.top_k_accuracy(scores, labels, 1), streaming.top_k_accuracy(scores, labels, 5)
 
 
-def _sample(split: Split, size: int, crop_fraction: float, seed: int) -> np.ndarray:
+def _sample(
+    split: Split, size: int, crop_fraction: float, seed: int, classes: int, strict: bool
+) -> np.ndarray:
     """Up to NORMALIZATION_SAMPLE training images, evaluation-cropped, as uint8 arrays."""
     identity = Normalization(1.0, np.zeros(1, np.float32), np.ones(1, np.float32), crop=crop_fraction)
     transform = streaming.eval_transform(identity, size)
@@ -201,8 +213,11 @@ def _sample(split: Split, size: int, crop_fraction: float, seed: int) -> np.ndar
         pick = np.random.default_rng(seed).choice(len(split), NORMALIZATION_SAMPLE, replace=False)
         split = split.subset(np.sort(pick))
     batches = -(-NORMALIZATION_SAMPLE // EVAL_BATCH)
-    images = streaming.evaluation_stream(split, transform, EVAL_BATCH).take(batches)
-    return np.concatenate([np.round(x.numpy()).astype(np.uint8) for x, _ in images])[:NORMALIZATION_SAMPLE]
+    images = streaming.evaluation_stream(split, transform, EVAL_BATCH, classes, strict).take(batches)
+    with streaming.data_errors(classes):
+        return np.concatenate([np.round(x.numpy()).astype(np.uint8) for x, _ in images])[
+            :NORMALIZATION_SAMPLE
+        ]
 
 
 def open_inputs(

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rescompile.errors import RescompileError
+from rescompile.errors import RescompileError, printable
 from rescompile.resources import recipe_names, resource_dir
 from rescompile.spec.loader import load_yaml_mapping
 
@@ -164,22 +164,44 @@ class Recipe(_Strict):
     finetune: FineTune | None = None
 
 
+MAX_SET_DEPTH = 8
+"""Levels a `--set` key may name (recipe fields nest three deep, e.g. augment.crop.scale)."""
+
+
 def _apply(tree: dict, assignment: str) -> None:
     """Apply `a.b.c=value` (value parsed as YAML) to a nested dict."""
     if "=" not in assignment:
         raise RescompileError(f"--set {assignment!r}: expected key=value, e.g. optimizer.lr=0.05")
     key, raw = assignment.split("=", 1)
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        value = raw
+    value = _set_value(key, raw)
     node = tree
     parts = key.strip().split(".")
+    if len(parts) > MAX_SET_DEPTH:
+        raise RescompileError(
+            f"--set {printable(key[:60])}...: {len(parts)} levels of keys;"
+            f" recipe fields nest at most {MAX_SET_DEPTH}"
+        )
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise RescompileError(f"--set {key}: {part} is not a group of fields")
     node[parts[-1]] = value
+
+
+def _set_value(key: str, raw: str) -> object:
+    """A `--set` value parsed as YAML (text where it is not YAML), its nesting counted from the
+    parser's events (which do not recurse) before it is built."""
+    try:
+        depth = 0
+        for event in yaml.parse(raw, Loader=yaml.SafeLoader):
+            depth += isinstance(event, yaml.CollectionStartEvent) - isinstance(event, yaml.CollectionEndEvent)
+            if depth > MAX_SET_DEPTH:
+                raise RescompileError(
+                    f"--set {printable(key[:60])}: the value nests more than {MAX_SET_DEPTH} levels"
+                )
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
 
 
 def recipe_differences(recipe: Recipe, other: Recipe) -> list[str]:

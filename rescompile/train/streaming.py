@@ -7,12 +7,15 @@ choice is a stateless function of (seed, epoch, example), so a resumed run sees 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import re
+from collections.abc import Iterator
 
 import tensorflow as tf
 
 from rescompile.data.sources import FileSplit, RecordSplit, Split
-from rescompile.errors import RescompileError
+from rescompile.errors import RescompileError, printable
 from rescompile.options import EVAL_BATCH
 from rescompile.train import crops
 from rescompile.train.recipe import Augment, Recipe
@@ -25,6 +28,7 @@ FEATURES = {
     LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
 }
 SHUFFLE_WINDOW = 1024
+LABEL_MARK = "@rescompile-label@"
 
 
 def train_transform(recipe: Recipe, normalization: Normalization, size: int):
@@ -98,8 +102,10 @@ def streamed_training(
     first_epoch: int,
     shard: Shard,
     strict: bool,
+    classes: int,
 ) -> tf.data.Dataset:
-    """Batches of augmented training examples, epoch after epoch, for this worker's shard."""
+    """Batches of augmented training examples, epoch after epoch, for this worker's shard (a
+    TFRecord label outside 0..classes-1 fails it: data_errors reports where)."""
     transform = train_transform(recipe, normalization, size)
     if isinstance(split, FileSplit):
         read = _file_examples(split)
@@ -111,7 +117,7 @@ def streamed_training(
         return training_dataset(
             len(split), load, recipe.batch_size, seed, first_epoch, shard, skip_errors=not strict
         )
-    return _record_training(split, transform, recipe.batch_size, seed, first_epoch, shard, strict)
+    return _record_training(split, transform, recipe.batch_size, seed, first_epoch, shard, strict, classes)
 
 
 def _by_file(split: RecordSplit, shard: Shard) -> bool:
@@ -128,7 +134,14 @@ def record_steps(split: RecordSplit, global_batch: int, shard: Shard) -> int:
 
 
 def _record_training(
-    split: RecordSplit, transform, global_batch: int, seed: int, first_epoch: int, shard: Shard, strict: bool
+    split: RecordSplit,
+    transform,
+    global_batch: int,
+    seed: int,
+    first_epoch: int,
+    shard: Shard,
+    strict: bool,
+    classes: int,
 ) -> tf.data.Dataset:
     """Shards interleaved in an order drawn per epoch, shuffled within windows of records. With
     at least as many shards as workers, each worker reads its own shards (by file), else every
@@ -154,20 +167,24 @@ def _record_training(
             records = records.shard(shard.count, shard.index)
         records = _window_shuffled(records, tf.cast(seed, tf.int64) * 7919 + index)
         examples = records.enumerate().map(
-            lambda position, record: transform(*parse_record(record), element_seed(seed, index, position)),
+            lambda position, item: (
+                *transform(*parse_record(item[0]), element_seed(seed, index, position)),
+                *item[1:],
+            ),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
-        if not strict:
+        if not strict:  # a record that fails to decode is skipped; a bad label is checked after
             examples = examples.ignore_errors(log_warning=True)
-        return examples.batch(batch, drop_remainder=True).take(steps)
+        return examples.batch(batch, drop_remainder=True).map(_checked_labels(classes)).take(steps)
 
     return tf.data.Dataset.range(first_epoch, 2**31 - 1).flat_map(epoch).prefetch(tf.data.AUTOTUNE)
 
 
 def _shard_records(path: tf.Tensor, kind: tf.Tensor) -> tf.data.Dataset:
-    """One shard's records, decompressed as `kind` says."""
-    return tf.data.TFRecordDataset(path, compression_type=kind)
+    """One shard's records, decompressed as `kind` says, each as (record, shard, its position)."""
+    records = tf.data.TFRecordDataset(path, compression_type=kind).enumerate()
+    return records.map(lambda position, record: (record, path, position))
 
 
 def _window_shuffled(records: tf.data.Dataset, epoch_seed: tf.Tensor) -> tf.data.Dataset:
@@ -175,24 +192,77 @@ def _window_shuffled(records: tf.data.Dataset, epoch_seed: tf.Tensor) -> tf.data
     function of (epoch seed, window): the same order on every run and resume, without the
     stateful buffer of Dataset.shuffle (whose seed cannot depend on the epoch inside the graph)."""
     windows = records.batch(SHUFFLE_WINDOW).enumerate()
-    return windows.map(
-        lambda window, block: tf.random.experimental.stateless_shuffle(
-            block, seed=tf.stack([epoch_seed, window])
+
+    def shuffled(window: tf.Tensor, block: tuple) -> tuple:
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(tf.shape(block[0])[0]), seed=tf.stack([epoch_seed, window])
         )
-    ).unbatch()
+        return tuple(tf.gather(part, order) for part in block)
+
+    return windows.map(shuffled).unbatch()
 
 
 def parse_record(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """(encoded image, label) of a tf.train.Example in the TF model garden's ImageNet layout."""
+    """(encoded image, int64 label) of a tf.train.Example in the TF model garden's ImageNet layout."""
     parsed = tf.io.parse_single_example(record, FEATURES)
-    return parsed[IMAGE_KEY], tf.cast(parsed[LABEL_KEY], tf.int32)
+    return parsed[IMAGE_KEY], parsed[LABEL_KEY]
+
+
+def _checked_labels(classes: int):
+    """A map over batches of (images, int64 labels, shards, positions) -> (images, int32 labels)
+    that fails on the first label outside 0..classes-1, naming its shard and record (for
+    data_errors to report): never cast first, where 2**40 would wrap to a valid 0."""
+
+    def check(images: tf.Tensor, labels: tf.Tensor, shards: tf.Tensor, positions: tf.Tensor):
+        bad = (labels < 0) | (labels >= classes)
+        first = tf.argmax(tf.cast(bad, tf.int32))
+        where = tf.strings.join(
+            [
+                LABEL_MARK,
+                shards[first],
+                ": record ",
+                tf.strings.as_string(positions[first]),
+                " has label ",
+                tf.strings.as_string(labels[first]),
+                LABEL_MARK,
+            ]
+        )
+        with tf.control_dependencies([tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [where])]):
+            return tf.identity(images), tf.cast(labels, tf.int32)
+
+    return check
+
+
+DECODING = re.compile(r"Decode\w*|ExtractJpegShape|decompression bomb")
+
+
+@contextlib.contextmanager
+def data_errors(classes: int) -> Iterator[None]:
+    """Report, as one line, a TFRecord label out of range (from _checked_labels, naming the shard
+    and the record) and an image that failed to decode in a --strict stream (which otherwise
+    skips it)."""
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as exc:
+        text = str(exc)
+        found = re.search(f"{LABEL_MARK}(.*?){LABEL_MARK}", text, re.DOTALL)
+        if found is not None:
+            raise RescompileError(
+                f"{printable(found[1])}, outside 0..{classes - 1} (the model has {classes} classes)"
+            ) from None
+        if "IteratorGetNext" in text and DECODING.search(text):
+            detail = text.split("}} ", 1)[-1].splitlines()[0][:200]
+            raise RescompileError(
+                f"--strict: an image failed to decode ({printable(detail)}); without --strict it is skipped"
+            ) from None
+        raise
 
 
 def check_records(split: RecordSplit, option: str) -> None:
     """Every shard's first record has the two features (one line naming the file and the key)."""
     for shard, kind in zip(split.shards, split.compressions, strict=True):
         try:
-            first = next(iter(_shard_records(shard, kind).take(1)))
+            first, *_ = next(iter(_shard_records(shard, kind).take(1)))
             example = tf.train.Example.FromString(first.numpy())
         except Exception as exc:
             message = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
@@ -209,18 +279,30 @@ def check_records(split: RecordSplit, option: str) -> None:
                 )
 
 
-def evaluation_stream(split: Split, transform, batch: int) -> tf.data.Dataset:
-    """Every example of a split, in order, through `transform`, batched."""
+def evaluation_stream(
+    split: Split, transform, batch: int, classes: int, strict: bool = False
+) -> tf.data.Dataset:
+    """Every example of a split, in order, through `transform`, batched; an image that fails to
+    decode is skipped, as in training (with `strict`, it stops the stream). A TFRecord label
+    outside 0..classes-1 fails it: data_errors reports where."""
     if isinstance(split, FileSplit):
         read = _file_examples(split)
         examples = tf.data.Dataset.range(len(split)).map(
             lambda i: transform(*read(i)), num_parallel_calls=tf.data.AUTOTUNE
         )
+        if not strict:
+            examples = examples.ignore_errors(log_warning=True)
     else:
         records = tf.data.Dataset.from_tensor_slices((list(split.shards), list(split.compressions))).flat_map(
             _shard_records
         )
-        examples = records.map(lambda r: transform(*parse_record(r)), num_parallel_calls=tf.data.AUTOTUNE)
+        examples = records.map(
+            lambda record, *where: (*transform(*parse_record(record)), *where),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        if not strict:
+            examples = examples.ignore_errors(log_warning=True)
+        return examples.batch(batch).map(_checked_labels(classes)).prefetch(tf.data.AUTOTUNE)
     return examples.batch(batch).prefetch(tf.data.AUTOTUNE)
 
 
@@ -237,14 +319,15 @@ def split_scores(
     mirror images (He et al. 2015, Sec. 3.4); `batch` images (crops with `ten_crop`) at a time."""
     import numpy as np
 
-    views = 10 if ten_crop else 1
+    views, classes = 10 if ten_crop else 1, int(model.output_shape[-1])
     transform = ten_crop_transform(normalization, size) if ten_crop else eval_transform(normalization, size)
     scores, labels = [], []
-    for images, truth in evaluation_stream(split, transform, max(1, batch // views)):
-        count = int(truth.shape[0])
-        predicted = model.predict_on_batch(tf.reshape(images, [count * views, size, size, 3]))
-        scores.append(np.asarray(predicted, np.float32).reshape(count, views, -1).mean(axis=1))
-        labels.append(truth.numpy())
+    with data_errors(classes):
+        for images, truth in evaluation_stream(split, transform, max(1, batch // views), classes):
+            count = int(truth.shape[0])
+            predicted = model.predict_on_batch(tf.reshape(images, [count * views, size, size, 3]))
+            scores.append(np.asarray(predicted, np.float32).reshape(count, views, -1).mean(axis=1))
+            labels.append(truth.numpy())
     return np.concatenate(scores), np.concatenate(labels)
 
 

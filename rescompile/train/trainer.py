@@ -28,8 +28,8 @@ from rescompile.analysis.analyze import Analysis, analyze
 from rescompile.analysis.memory import require_memory
 from rescompile.errors import Interrupted, RescompileError, printable
 from rescompile.fileio import remove_stale_temporaries, write_text_atomic
+from rescompile.keras_backend.archive import interface, keras_load_recursion_limit, read_keras_config
 from rescompile.keras_backend.model import (
-    DEEP_MODEL_RECURSION,
     apply_l2,
     recursion_limit,
     restore_seed_states,
@@ -87,6 +87,8 @@ class TrainOptions:
     allow_partial: bool = False
     tensorboard: bool = True
     """TensorBoard event files in RUN_DIR/logs."""
+    worker_timeout: float = 300.0
+    """Seconds `--distribute multiworker` waits for the other tasks of TF_CONFIG to be reachable."""
 
     def __post_init__(self) -> None:
         """Values out of range are one-line errors naming the option, raised before anything runs."""
@@ -100,6 +102,10 @@ class TrainOptions:
             raise RescompileError("--jit/--no-jit: a resumed run keeps the XLA setting it was compiled with")
         if not 1 <= self.cpu_devices <= 64:
             raise RescompileError(f"--cpu-devices must be between 1 and 64, got {self.cpu_devices}")
+        if not 0 < self.worker_timeout <= 86_400:
+            raise RescompileError(
+                f"--worker-timeout must be in (0, 86400] seconds, got {self.worker_timeout}"
+            )
 
 
 def configure_devices(cpu_devices: int) -> None:
@@ -287,6 +293,10 @@ def train(options: TrainOptions, recipe: Recipe | None) -> RunSummary:
             "--jit with --distribute multiworker needs GPUs: XLA has no cross-worker collectives on CPU"
         )
     shard = worker_shard(options.distribute)
+    if shard.count > 1:
+        from rescompile.train.cluster import wait_for_cluster
+
+        wait_for_cluster(options.worker_timeout)
     if shard.index == 0:
         return _train(options, recipe, shard)
     # Only the chief writes the run directory; another worker writes to a scratch copy of it.
@@ -370,6 +380,11 @@ def _resumed(options: TrainOptions, recipe: Recipe | None) -> tuple[RunState, Re
     for name in RUN_FILES:
         remove_stale_temporaries(run_dir, name)
     state = read_state(run_dir)
+    if (run_dir / SUMMARY).is_file():
+        raise RescompileError(
+            f"--resume: {run_dir} has finished (its {SUMMARY} is written): nothing to resume;"
+            " train into another --out"
+        )
     stored = read_recipe(run_dir)
     checkpoint = run_dir / "checkpoint.keras"
     if not checkpoint.is_file():
@@ -472,11 +487,39 @@ def _prepare(
             f" pass --batch-size {max(1, inputs.train_count // 4)}"
         )
     epochs, total_steps = _length(recipe, steps_per_epoch)
+    if options.resume:
+        _check_resumed_state(options.out, state, epochs, total_steps, inputs)
     keras.utils.set_random_seed(state.seed)
     keras.mixed_precision.set_global_policy(options.precision)
     return _Run(
         options, recipe, state, spec_path, analysis, inputs, strategy, steps_per_epoch, epochs, total_steps
     )
+
+
+def _check_resumed_state(run_dir: Path, state: RunState, epochs: int, total_steps: int, inputs) -> None:
+    """A resumed run's state.json against the run's own recipe (its length), its data (classes
+    and image size) and its checkpoint, before anything is written."""
+    checkpoint = run_dir / "checkpoint.keras"
+    try:
+        shape, classes = interface(read_keras_config(checkpoint))
+    except RescompileError as exc:
+        raise RescompileError(f"--resume: {exc}; start a new run") from None
+    data = state.data or "keras.datasets CIFAR"
+    if classes is not None and classes != len(inputs.class_names):
+        raise RescompileError(
+            f"--resume: {checkpoint} classifies {classes} classes, but the run's data ({data})"
+            f" has {len(inputs.class_names)}; start a new run"
+        )
+    if shape is not None and tuple(shape[:2]) != (inputs.image_size, inputs.image_size):
+        raise RescompileError(
+            f"--resume: {checkpoint} takes {shape[0]}x{shape[1]} images, but the run's data ({data})"
+            f" is read at {inputs.image_size}x{inputs.image_size}; start a new run"
+        )
+    if state.epoch > epochs or state.step > total_steps:
+        raise RescompileError(
+            f"--resume: {run_dir / STATE} says epoch {state.epoch}, step {state.step}, past the end of"
+            f" the run's recipe (epoch {epochs}, step {total_steps}); start a new run"
+        )
 
 
 def _record(run: _Run) -> None:
@@ -492,7 +535,11 @@ def _load_checkpoint(path: Path):
     import keras
 
     try:
-        with recursion_limit(DEEP_MODEL_RECURSION):
+        limit = keras_load_recursion_limit(path)
+    except RescompileError as exc:
+        raise RescompileError(f"--resume: {exc}; start a new run") from None
+    try:
+        with recursion_limit(limit):
             return keras.saving.load_model(path)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
@@ -540,16 +587,19 @@ def _fit(run: _Run, model, strategy, recorder, start: int, stop: int, callbacks:
         import keras
 
         callbacks = [*callbacks, keras.callbacks.TensorBoard(log_dir=str(run.dir / "logs"))]
-    model.fit(
-        train_data,
-        epochs=stop,
-        initial_epoch=start,
-        steps_per_epoch=run.steps_per_epoch,
-        validation_data=run.one_hot(run.inputs.validation(EVAL_BATCH)),
-        callbacks=[*callbacks, recorder],
-        verbose=1 if sys.stdout.isatty() else 2,
-        shuffle=False,
-    )
+    from rescompile.train.streaming import data_errors
+
+    with data_errors(len(run.inputs.class_names)):
+        model.fit(
+            train_data,
+            epochs=stop,
+            initial_epoch=start,
+            steps_per_epoch=run.steps_per_epoch,
+            validation_data=run.one_hot(run.inputs.validation(EVAL_BATCH)),
+            callbacks=[*callbacks, recorder],
+            verbose=1 if sys.stdout.isatty() else 2,
+            shuffle=False,
+        )
     if recorder.nan_step is not None:
         kept = (
             f"the last good checkpoint (epoch {run.state.epoch}) is kept in {run.dir}"
