@@ -134,7 +134,9 @@ def read_pth(path: Path) -> dict[str, np.ndarray]:
     `state_dict` or `model`); ValueError (Refused) says what is wrong."""
     try:
         with zipfile.ZipFile(path) as archive:
-            pickles = [name for name in archive.namelist() if name.endswith("data.pkl") and name.count("/") == 1]
+            pickles = [
+                name for name in archive.namelist() if name.endswith("data.pkl") and name.count("/") == 1
+            ]
             if len(pickles) != 1:
                 raise Refused("not a torch.save zip file (no <archive>/data.pkl)")
             prefix = pickles[0].removesuffix("data.pkl")

@@ -53,7 +53,9 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
 def _tensor(name: str, entry: object, data, data_size: int) -> np.ndarray:
     where = f"tensor {name!r}"[:120]
     if not isinstance(entry, dict) or entry.get("dtype") not in DTYPES:
-        raise ValueError(f"{where}: unknown dtype {entry.get('dtype') if isinstance(entry, dict) else entry!r}"[:200])
+        raise ValueError(
+            f"{where}: unknown dtype {entry.get('dtype') if isinstance(entry, dict) else entry!r}"[:200]
+        )
     shape = checked_shape(entry.get("shape"), where)
     offsets = entry.get("data_offsets")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(n) is int for n in offsets)):
@@ -61,6 +63,8 @@ def _tensor(name: str, entry: object, data, data_size: int) -> np.ndarray:
     begin, end = offsets
     dtype = np.dtype(DTYPES[entry["dtype"]])
     if not 0 <= begin <= end <= data_size or end - begin != math.prod(shape) * dtype.itemsize:
-        raise ValueError(f"{where}: data_offsets {offsets} do not hold shape {list(shape)} of {entry['dtype']}")
+        raise ValueError(
+            f"{where}: data_offsets {offsets} do not hold shape {list(shape)} of {entry['dtype']}"
+        )
     array = np.frombuffer(data[begin:end], dtype=dtype).reshape(shape).copy()
     return bfloat16_to_float32(array) if entry["dtype"] == "BF16" else array
