@@ -73,7 +73,15 @@ RecipeOption = Annotated[
 ]
 Seed = Annotated[int, typer.Option(help="Random seed (data order, augmentation, initialisation).")]
 Weights = Annotated[
-    str | None, typer.Option(help="Pretrained weights: a keras.applications .h5 file, or imagenet.")
+    str | None,
+    typer.Option(
+        help="Pretrained weights: a keras.applications .h5 file, imagenet, or a torchvision/timm"
+        " checkpoint (.safetensors, .pth)."
+    ),
+]
+WeightsFormat = Annotated[
+    Literal["torchvision", "timm"] | None,
+    typer.Option(help="The naming of a PyTorch --weights checkpoint (default: detected from its keys)."),
 ]
 MemoryCheck = Annotated[
     bool, typer.Option(help="Refuse networks (and training batches) larger than the free memory.")
@@ -248,10 +256,10 @@ def build_command(
     onnx: Annotated[bool, typer.Option("--onnx", help="Also export <out>/<name>.onnx.")] = False,
     memory_check: MemoryCheck = True,
     allow_partial: AllowPartial = False,
+    weights_format: WeightsFormat = None,
 ) -> None:
     """Generate the Keras module, build the model and save <out>/<name>.keras."""
     from rescompile.keras_backend.build import build
-    from rescompile.keras_backend.model_file import model_record
     from rescompile.keras_backend.summary import print_build_summary
     from rescompile.spec.library import resolve_spec
 
@@ -268,13 +276,14 @@ def build_command(
         outputs=features,
         check_memory=memory_check,
         allow_partial=allow_partial,
+        weights_format=weights_format,
     )
     print_build_summary(result)
     if onnx:
         from rescompile.onnx_backend.export import export_with_record
 
         path = out / f"{result.analysis.spec.name}.onnx"
-        export_with_record(result.model, result.analysis, model_record(result.analysis, include_top), path)
+        export_with_record(result.model, result.analysis, result.record, path)
         typer.echo(f"wrote {path}")
 
 
@@ -419,6 +428,7 @@ def train_command(
     freeze: Freeze = None,
     memory_check: MemoryCheck = True,
     allow_partial: AllowPartial = False,
+    weights_format: WeightsFormat = None,
     tensorboard: Annotated[bool, typer.Option(help="Write TensorBoard logs to RUN_DIR/logs.")] = True,
 ) -> None:
     """Train a spec with a recipe; checkpoint every epoch; export the final model to ONNX."""
@@ -445,6 +455,7 @@ def train_command(
         freeze=freeze,
         check_memory=memory_check,
         allow_partial=allow_partial,
+        weights_format=weights_format,
         tensorboard=tensorboard,
     )
     overrides = recipe_overrides(set_, epochs, batch_size, lr)

@@ -88,7 +88,7 @@ class _Namer:
         self.avg_down = any(isinstance(node, ir.AvgPool) for node in graph.nodes)
         if convention == "torchvision":
             if len(self.stem_convs) > 1:
-                self._lacks(f"a stem of {len(self.stem_convs)} convolutions")
+                self._lacks(f"deep stem ({len(self.stem_convs)} convolutions)")
             if self.avg_down:
                 self._lacks("average-pool downsampling (ResNet-D)")
 

@@ -143,8 +143,8 @@ def read_pth(path: Path) -> dict[str, np.ndarray]:
             unpickler = _Unpickler(_member(archive, pickles[0]), archive, prefix)
             try:
                 loaded = unpickler.load()
-            except Refused:
-                raise
+            except ValueError as exc:  # Refused, a bad shape, an unsupported protocol
+                raise Refused(str(exc)[:200]) from None
             except Exception as exc:  # a malformed pickle: whatever the C unpickler raises
                 raise Refused(f"cannot read its pickle ({type(exc).__name__})") from None
     except zipfile.BadZipFile:
