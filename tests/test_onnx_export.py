@@ -28,7 +28,7 @@ LARGE += ("wrn28_10",)
 # Twins of kinds the default run checks (CIFAR ResNet-20/56, plain-20, WRN-16-8, ResNet-18, ResNeXt-50,
 # ResNet-110 without drop-path, which ONNX leaves out) and the transfer head (tests/test_transfer.py).
 LARGE += ("resnet32", "resnet44", "plain32", "plain44", "plain56", "wrn40_4", "resnet34")
-LARGE += ("resnet110_stochastic_depth", "resnext29_8x64d", "resnet50_cifar10")
+LARGE += ("resnet110_stochastic_depth", "resnext29_8x64d", "resnet50_cifar10", "resnet50d_cifar10")
 SPECS = [
     pytest.param(path, marks=pytest.mark.slow) if path.stem in DEEPEST + LARGE else path
     for path in find_specs([Path("specs")])
