@@ -4,6 +4,7 @@ ONNX from their checkpoints alone (no Keras) against torch's own logits."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import pickle
@@ -15,16 +16,36 @@ import onnxruntime as ort
 import pytest
 
 from rescompile.analysis.analyze import analyze
-from rescompile.checkpoints.naming import detect
+from rescompile.checkpoints.naming import detect, layer_params
 from rescompile.checkpoints.preprocess import IMAGENET, checkpoint_preprocess
 from rescompile.checkpoints.state_dict import read_state_dict
 from rescompile.errors import RescompileError
+from rescompile.ir.lower import lower
 from rescompile.keras_backend.torch_weights import read_torch_weights
 from rescompile.onnx_backend.emit import ExportOptions, export_onnx
+from rescompile.spec import load_spec
 from tests.checkpoint_helpers import FIXTURES, MODELS, fixture_state, write_safetensors, write_torch_zip
 from tests.numerics import assert_close_to_scale
 
 REFS = np.load(FIXTURES / "refs.npz")
+FULL_SIZE = json.loads(gzip.decompress((FIXTURES / "full_size_keys.json.gz").read_bytes()))
+"""Per library spec, the state-dict shapes of the torchvision/timm network it loads checkpoints of."""
+
+
+@pytest.mark.parametrize("spec", sorted(FULL_SIZE))
+def test_each_library_spec_names_every_tensor_of_its_reference_checkpoint(spec: str) -> None:
+    """The IR of the full-size library spec gives exactly the keys and shapes of the published
+    network's state dict (its BatchNorm step counters aside): nothing missing, nothing extra."""
+    reference = FULL_SIZE[spec]
+    graph = lower(load_spec(Path("specs") / f"{spec}.yaml"))
+    named = {
+        p.key: list(p.shape) for layer in layer_params(graph, reference["library"]) for p in layer.params
+    }
+    shapes = {
+        key: shape for key, shape in reference["shapes"].items() if not key.endswith("num_batches_tracked")
+    }
+    assert named == shapes
+    assert detect(list(reference["shapes"])) == reference["library"]
 
 
 def test_the_pth_file_and_the_safetensors_file_hold_the_same_tensors() -> None:
