@@ -225,3 +225,30 @@ def test_a_timm_checkpoint_loads_under_the_transfer_specs_new_head(tmp_path: Pat
     assert_close_to_scale(backbone.predict(images, verbose=0), expected.predict(upsampled, verbose=0), 1e-6)
     assert not result.model.get_layer("conv3_x_block1_2_conv").trainable
     assert result.model.get_layer("predictions").trainable
+
+
+@pytest.mark.slow  # trains twice (head, then fine-tune): ~40 s on 2 cores
+def test_train_transfers_from_a_timm_checkpoint_normalising_as_it_expects(tmp_path: Path) -> None:
+    from tests.synthetic import write_cifar_tarball
+
+    tarball = write_cifar_tarball(tmp_path / "cifar.tar.gz", 60, 20)
+    run = tmp_path / "run"
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "rescompile", "train", str(FIXTURES / "timm_resnetd_transfer.yaml"),
+            "--data", str(tarball), "--out", str(run), "--recipe", "transfer",
+            "--weights", str(FIXTURES / "timm_resnetd.safetensors"), "--weights-format", "timm",
+            "--freeze", "backbone", "--set", "validation=20", "--precision", "float32", "--no-tensorboard",
+        ],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "loaded 36 layers from" in done.stdout and "fine-tuning the whole network" in done.stdout
+    preprocess = json.loads((run / "preprocess.json").read_text())
+    for field in ("mean", "std", "scale"):  # as float32 holds them
+        assert preprocess[field] == pytest.approx(IMAGENET[field], rel=1e-6)
+    assert json.loads((run / "spec.json").read_text())["preprocess"] == IMAGENET  # a resumed run keeps it
+    record = read_keras_record(run / "model.keras")
+    assert record is not None and record.classes == 10
+    assert record.preprocess.mean == pytest.approx(IMAGENET["mean"], rel=1e-6)
