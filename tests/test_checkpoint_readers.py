@@ -16,7 +16,7 @@ import onnxruntime as ort
 import pytest
 
 from rescompile.analysis.analyze import analyze
-from rescompile.checkpoints.naming import detect, layer_params
+from rescompile.checkpoints.naming import NamingError, detect, layer_params
 from rescompile.checkpoints.preprocess import IMAGENET, checkpoint_preprocess
 from rescompile.checkpoints.state_dict import read_state_dict
 from rescompile.errors import RescompileError
@@ -65,6 +65,19 @@ def test_each_reference_checkpoint_exported_to_onnx_gives_torchs_logits(name: st
     exported = export_onnx(analysis.spec, analysis.graph, weights, ExportOptions())
     session = ort.InferenceSession(exported.SerializeToString(), providers=["CPUExecutionProvider"])
     assert_close_to_scale(session.run(None, {"input": REFS["input"]})[0], REFS[name], relative=1e-5)
+
+
+@pytest.mark.parametrize("position", ["pre", "post"])
+def test_a_gate_where_timms_is_not_is_refused(position: str) -> None:
+    """Weightless differences load silently unless refused: an SE gate elsewhere is one."""
+    spec = load_spec(FIXTURES / "timm_seresnet.yaml")
+    se = spec.options.se.model_copy(update={"position": position})
+    moved = spec.model_copy(update={"options": spec.options.model_copy(update={"se": se})})
+    assert layer_params(lower(spec), "timm")
+    with pytest.raises(
+        NamingError, match=r"conv2_x_block1_se of timm_seresnet does not \(options.se.position"
+    ):
+        layer_params(lower(moved), "timm")
 
 
 @pytest.mark.parametrize(

@@ -105,6 +105,7 @@ class _Namer:
         if isinstance(node, ir.SqueezeExcite):
             if self.convention == "torchvision":
                 self._lacks("squeeze-excitation")
+            self._check_se_position(node)
             module, c, r = f"{self._block(node)}.se", node.shape[2], node.reduced
             return [
                 self._layer(
@@ -149,22 +150,35 @@ class _Namer:
         return f"{self._block(node)}.conv{node.row}"
 
     def _bn_module(self, node: ir.BatchNorm) -> str | None:
-        if not math.isclose(node.epsilon, TORCH_BN_EPSILON, rel_tol=1e-9):
-            raise NamingError(
-                f"{self.convention}'s BatchNorm epsilon is {TORCH_BN_EPSILON:g};"
-                f" {node.name}'s is {node.epsilon:g} (options.bn_epsilon)"
-            )
         conv = self.graph.node(node.inputs[0])
         if not isinstance(conv, ir.Conv):  # a pre-activation BN, or one in a head of the spec's own
             return None
         if conv.stage == "stem":
             index = self.stem_convs.index(conv.name)
-            return "bn1" if index == len(self.stem_convs) - 1 else f"conv1.{3 * index + 1}"
-        if conv.stage not in self.stage_index:
+            module = "bn1" if index == len(self.stem_convs) - 1 else f"conv1.{3 * index + 1}"
+        elif conv.stage not in self.stage_index:
             return None
-        if not conv.main_path:
-            return f"{self._block(conv)}.downsample.{int(self.avg_down) + 1}"
-        return f"{self._block(conv)}.bn{conv.row}"
+        elif not conv.main_path:
+            module = f"{self._block(conv)}.downsample.{int(self.avg_down) + 1}"
+        else:
+            module = f"{self._block(conv)}.bn{conv.row}"
+        if not math.isclose(node.epsilon, TORCH_BN_EPSILON, rel_tol=1e-9):
+            raise NamingError(
+                f"{self.convention}'s BatchNorm epsilon is {TORCH_BN_EPSILON:g};"
+                f" {node.name}'s is {node.epsilon:g} (options.bn_epsilon)"
+            )
+        return module
+
+    def _check_se_position(self, node: ir.SqueezeExcite) -> None:
+        """timm's gate scales the residual after its last BatchNorm, before the sum."""
+        before = self.graph.node(node.inputs[0])
+        rows = len(self.graph.stages[self.stage_index[node.stage] - 1].rows)
+        conv = self.graph.node(before.inputs[0]) if isinstance(before, ir.BatchNorm) else None
+        if not (isinstance(conv, ir.Conv) and conv.main_path and conv.row == rows):
+            raise NamingError(
+                f"{self.convention}'s squeeze-excitation gates a block's residual before the sum;"
+                f" {node.name} of {self.graph.name} does not (options.se.position: standard)"
+            )
 
     def _check_stride(self, node: ir.Conv) -> None:
         """torchvision's and timm's blocks stride on their first spatial conv (v1.5's 3x3)."""
