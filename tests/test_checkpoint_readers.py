@@ -256,6 +256,20 @@ def test_a_storage_shorter_than_its_tensor_or_compressed_is_refused(tmp_path: Pa
         read_state_dict(squeezed)
 
 
+def test_a_storage_claiming_more_bytes_than_the_file_holds_is_refused_before_reading(tmp_path: Path) -> None:
+    """The zip's directory says how large a member is: a lie is found before it is allocated."""
+    claimed = 0x1FFFFFFF * 4  # 2 GiB of float32, as the pickle and the directory both say
+    path = write_torch_zip(tmp_path / "liar.pth", _tensor_pickle(0x1FFFFFFF, 0, (1,), (1,)), {"0": b"\0" * 8})
+    raw = bytearray(path.read_bytes())
+    entry = raw.index(b"PK\x01\x02", raw.index(b"PK\x01\x02") + 4)  # the directory entry of data/0
+    raw[entry + 20 : entry + 28] = claimed.to_bytes(4, "little") * 2  # compressed and uncompressed sizes
+    path.write_bytes(bytes(raw))
+    with pytest.raises(
+        RescompileError, match=f"archive/data/0 claims {claimed} bytes, more than it can hold"
+    ):
+        read_state_dict(path)
+
+
 def test_a_pickle_that_is_no_zip_is_refused_unread(tmp_path: Path) -> None:
     """PyTorch before 1.6 wrote bare pickles: they are never unpickled."""
     marker = tmp_path / "ran"

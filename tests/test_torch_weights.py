@@ -91,17 +91,19 @@ def test_allow_partial_loads_the_rest_and_warns_of_each_key(tmp_path: Path, caps
     state = fixture_state("tv_resnet_bottleneck")
     del state["layer2.0.bn3.running_var"]
     state["extra.weight"] = np.zeros(3, np.float32)
+    state["\x1b[31m" + "x" * 300] = np.zeros(3, np.float32)  # shown escaped and cut
     path = write_safetensors(tmp_path / "partial.safetensors", state)
     with pytest.raises(RescompileError) as error:
         build(BOTTLENECK, tmp_path, weights=str(path), save=False)
+    unexpected = "extra.weight, \\x1b[31m" + "x" * 95 + "..."
     assert str(error.value).endswith(
-        "1 missing: layer2.0.bn3.running_var; 1 unexpected: extra.weight" + PARTIAL_HINT
+        f"1 missing: layer2.0.bn3.running_var; 2 unexpected: {unexpected}{PARTIAL_HINT}"
     )
     capsys.readouterr()
     result = build(BOTTLENECK, tmp_path, weights=str(path), save=False, allow_partial=True)
     warnings = capsys.readouterr().err.strip().splitlines()
     assert warnings == [
-        f"warning: {path}: 1 keys unused: extra.weight",
+        f"warning: {path}: 2 keys unused: {unexpected}",
         f"warning: {path}: 1 layer of the model has no weights in the file: conv3_x_block1_3_bn"
         " (left randomly initialised)",
     ]

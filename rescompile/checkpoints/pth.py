@@ -115,18 +115,21 @@ class _Unpickler(pickle.Unpickler):
 
 
 def _member(archive: zipfile.ZipFile, name: str, size: int | None = None) -> bytes:
-    """A stored (uncompressed, as torch writes) member of at most MAX_PICKLE bytes, or of `size`."""
+    """A stored (uncompressed, as torch writes) member of `size` bytes (None: the pickle, at most
+    MAX_PICKLE), which the zip file must be large enough to hold before a byte is read."""
     try:
         info = archive.getinfo(name)
     except KeyError:
         raise Refused(f"no record {name}"[:200]) from None
     if info.compress_type != zipfile.ZIP_STORED:
         raise Refused(f"{name} is compressed (torch writes its records uncompressed)"[:200])
-    expected = info.file_size if size is None else size
-    if info.file_size != expected or (size is None and expected > MAX_PICKLE):
-        raise Refused(f"{name} holds {info.file_size} bytes, not {expected}"[:200])
+    if size is not None and info.file_size != size:
+        raise Refused(f"{name} holds {info.file_size} bytes, not {size}"[:200])
+    archive.fp.seek(0, io.SEEK_END)
+    if info.file_size > min(archive.fp.tell(), MAX_PICKLE if size is None else info.file_size):
+        raise Refused(f"{name} claims {info.file_size} bytes, more than it can hold"[:200])
     with archive.open(info) as handle:
-        return handle.read(expected)
+        return handle.read(info.file_size)
 
 
 def read_pth(path: Path) -> dict[str, np.ndarray]:

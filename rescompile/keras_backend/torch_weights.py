@@ -20,8 +20,11 @@ from rescompile.checkpoints.naming import (
     unused_prefixes,
 )
 from rescompile.checkpoints.state_dict import read_state_dict
-from rescompile.errors import RescompileError
+from rescompile.errors import RescompileError, printable
 from rescompile.keras_backend.model import listing
+
+MAX_KEY = 100
+"""Characters of a file's key shown in a message (torchvision's and timm's ResNets' longest has 41)."""
 
 
 def to_keras(array: np.ndarray) -> np.ndarray:
@@ -68,7 +71,9 @@ def read_torch_weights(
             weights[layer.layer] = arrays
     unused = unused_prefixes(graph)
     unexpected = [
-        key for key in state if key not in used and not key.endswith(IGNORED) and not key.startswith(unused)
+        _shown(key)
+        for key in state
+        if key not in used and not key.endswith(IGNORED) and not key.startswith(unused)
     ]
     _report(path, convention, graph.name, missing, unexpected, misshaped, allow_partial)
     return weights
@@ -79,6 +84,11 @@ def _fits(shape: tuple[int, ...], param: Param, adapts: bool) -> bool:
     if adapts and len(shape) == len(param.shape) == 4:
         return shape[0] == param.shape[0] and shape[2:] == param.shape[2:]
     return tuple(shape) == param.shape
+
+
+def _shown(key: str) -> str:
+    """A key of the file as a message shows it: escaped, and cut where a key is implausibly long."""
+    return printable(key if len(key) <= MAX_KEY else f"{key[:MAX_KEY]}...")
 
 
 def _shape_note(param: Param, array: np.ndarray | None) -> str:
@@ -112,7 +122,7 @@ def _report(
         raise RescompileError(f"{message} (--allow-partial loads the rest)")
     if unexpected:
         print(
-            f"warning: {path}: {len(unexpected)} keys unused: {listing(unexpected)}",
+            printable(f"warning: {path}: {len(unexpected)} keys unused: {listing(unexpected)}"),
             file=sys.stderr,
             flush=True,
         )
