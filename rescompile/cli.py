@@ -308,6 +308,8 @@ def export_command(
     calibration: Annotated[Path | None, typer.Option(help="Images folder or CIFAR batch for --int8.")] = None,
     calibration_size: Annotated[int, typer.Option(help="Calibration images to use.")] = DEFAULT_CALIBRATION,
     class_names: Annotated[Path | None, typer.Option(help="Text file, one class name per line.")] = None,
+    weights: Weights = None,
+    weights_format: WeightsFormat = None,
 ) -> None:
     """Export a Keras model to ONNX through the IR (BN folded, one transpose, dynamic batch)."""
     from rescompile.data.class_names import read_class_names
@@ -323,12 +325,14 @@ def export_command(
         source = resolve_spec(source)
     spec = resolve_spec(spec) if spec is not None else None
     if not int8:
-        analysis = export(source, out, spec, options)
+        analysis = export(source, out, spec, options, weights, weights_format)
         typer.echo(f"wrote {out} ({analysis.spec.name}, {analysis.graph.input.shape[0]}px)")
         return
     from rescompile.onnx_backend.export import export_int8
 
-    analysis, count = export_int8(source, out, spec, options, calibration, calibration_size)
+    analysis, count = export_int8(
+        source, out, spec, options, calibration, calibration_size, weights, weights_format
+    )
     typer.echo(f"wrote {out} (INT8, {analysis.spec.name}, calibrated on {count} images)")
 
 

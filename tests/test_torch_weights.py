@@ -254,3 +254,21 @@ def test_train_transfers_from_a_timm_checkpoint_normalising_as_it_expects(tmp_pa
     record = read_keras_record(run / "model.keras")
     assert record is not None and record.classes == 10
     assert record.preprocess.mean == pytest.approx(IMAGENET["mean"], rel=1e-6)
+
+
+def test_export_of_a_spec_with_a_checkpoint_writes_its_onnx_and_preprocessing(tmp_path: Path) -> None:
+    from rescompile.onnx_backend.emit import ExportOptions
+    from rescompile.onnx_backend.export import export
+
+    weights = str(FIXTURES / "timm_seresnet.safetensors")
+    out = tmp_path / "seresnet.onnx"
+    export(
+        FIXTURES / "timm_seresnet.yaml", out, None, ExportOptions(), weights=weights, weights_format="timm"
+    )
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert_close_to_scale(
+        session.run(None, {"input": REFS["input"]})[0], REFS["timm_seresnet"], relative=1e-5
+    )
+    assert json.loads(session.get_modelmeta().custom_metadata_map["preprocess"]) == IMAGENET
+    with pytest.raises(RescompileError, match=f"--weights is for a SPEC: {out} carries its own weights"):
+        export(out, tmp_path / "again.onnx", None, ExportOptions(), weights=weights)
