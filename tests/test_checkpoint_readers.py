@@ -239,6 +239,25 @@ def test_a_tensor_outside_its_storage_is_refused(
         read_state_dict(_one_tensor(tmp_path, offset, size, stride))
 
 
+@pytest.mark.parametrize(  # BUILD with (None, slot state), or with a dict state
+    ("state", "says"),
+    [
+        (b"N}", "the pickle sets attributes of a tensor or storage"),
+        (b"}", r"cannot read its pickle \(AttributeError\)"),
+    ],
+)
+def test_a_pickle_that_sets_attributes_of_a_tensor_is_refused(
+    state: bytes, says: str, tmp_path: Path
+) -> None:
+    base = _tensor_pickle(6, 0, (2,), (1,))
+    assert base.endswith(b"Rs.")
+    attribute = b"X\x05\x00\x00\x00valueX\x01\x00\x00\x00xs"  # {"value": "x"}
+    build = state + attribute + (b"\x86b" if state == b"N}" else b"b")
+    path = write_torch_zip(tmp_path / "build.pth", base[:-2] + build + b"s.", {"0": bytes(24)})
+    with pytest.raises(RescompileError, match=r"not a readable torch\.save file: " + says):
+        read_state_dict(path)
+
+
 def test_a_storage_shorter_than_its_tensor_or_compressed_is_refused(tmp_path: Path) -> None:
     with zipfile.ZipFile(FIXTURES / "tv_resnet_basic.pth") as source:
         members = {info.filename: source.read(info) for info in source.infolist()}

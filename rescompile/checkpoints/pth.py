@@ -36,28 +36,41 @@ class Refused(ValueError):
     """The pickle names something other than tensors and dicts."""
 
 
-class _StorageType:
-    """What a pickle's `torch.FloatStorage` (etc.) stands for: the element type of a storage."""
+class _Sealed:
+    """A value the pickle can hold but not change: BUILD (its attribute setting) is refused."""
 
-    __slots__ = ("name",)
+    __slots__ = ("value",)
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, value) -> None:
+        object.__setattr__(self, "value", value)
+
+    def __setattr__(self, name: str, value) -> None:
+        raise Refused("the pickle sets attributes of a tensor or storage")
 
 
-class Tensor:
-    """A tensor rebuilt from a pickle: its array (no attributes can be set on it by the pickle)."""
+class _StorageType(_Sealed):
+    """What a pickle's `torch.FloatStorage` (etc.) stands for: a storage's element type name."""
 
-    __slots__ = ("array",)
+    __slots__ = ()
 
-    def __init__(self, array: np.ndarray) -> None:
-        self.array = array
+
+class _Storage(_Sealed):
+    """A storage: the flat array of one data/<key> record."""
+
+    __slots__ = ()
+
+
+class Tensor(_Sealed):
+    """A tensor rebuilt from a pickle: its array."""
+
+    __slots__ = ()
 
 
 def _rebuild_tensor(storage, offset, size, stride, *_ignored) -> Tensor:
     """torch._utils._rebuild_tensor_v2: a strided view of a storage, copied, bounds checked."""
-    if not isinstance(storage, np.ndarray):
+    if not isinstance(storage, _Storage):
         raise Refused("a tensor without a storage")
+    storage = storage.value
     shape = checked_shape(size, "tensor")
     strides = checked_shape(stride, "tensor strides")
     if type(offset) is not int or offset < 0 or len(strides) != len(shape):
@@ -88,7 +101,7 @@ class _Unpickler(pickle.Unpickler):
         super().__init__(io.BytesIO(data))
         self.archive = archive
         self.prefix = prefix
-        self.storages: dict[str, np.ndarray] = {}
+        self.storages: dict[str, _Storage] = {}
 
     def find_class(self, module: str, name: str):
         if module == "torch" and name in STORAGES:
@@ -104,7 +117,7 @@ class _Unpickler(pickle.Unpickler):
         if not isinstance(kind, _StorageType) or not isinstance(key, str) or type(numel) is not int:
             raise Refused("a storage without a known type")
         if key not in self.storages:
-            self.storages[key] = self._storage(key, kind.name, numel)
+            self.storages[key] = _Storage(self._storage(key, kind.value, numel))
         return self.storages[key]
 
     def _storage(self, key: str, kind: str, numel: int) -> np.ndarray:
@@ -162,4 +175,4 @@ def _state_dict(loaded: object) -> dict[str, np.ndarray]:
         loaded = nested if isinstance(nested, dict) else loaded
     if not isinstance(loaded, dict) or not loaded:
         raise Refused("holds no state dict of tensors")
-    return {str(key): value.array for key, value in loaded.items() if isinstance(value, Tensor)}
+    return {str(key): value.value for key, value in loaded.items() if isinstance(value, Tensor)}
