@@ -238,6 +238,7 @@ def generate_command(
     epilog=examples(
         "rescompile build specs/resnet50.yaml",
         "rescompile build resnet50 --weights imagenet --no-include-top --input-size 160",
+        "rescompile build resnet50d --weights resnet50d.ra2_in1k/model.safetensors --onnx",
     ),
 )
 @friendly
