@@ -8,6 +8,9 @@ ours-xla:   the same with `--jit` (the training step XLA-compiled)
 ours-bf16:  the same with `--precision mixed_bfloat16`
 ours-fp16:  the same with `--precision mixed_float16`
 model-only: the model on batches already in memory, no augmentation: the ceiling for any pipeline
+arrays-tf:  the model on numpy arrays through model.fit, no augmentation, on TensorFlow
+arrays-torch: the same on KERAS_BACKEND=torch (Keras 3 runs the generated module as a torch module;
+            left out where torch is not installed)
 
 Each variant runs in its own process (a second model trained in one process runs slower, which
 would favour whichever goes first); the order rotates between rounds and img/s is the median over
@@ -19,6 +22,7 @@ Run: python benchmarks/bench_train.py [--images N] [--epochs E] [--rounds R]
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import subprocess
 import sys
@@ -103,6 +107,13 @@ def model_only(x: np.ndarray, y: np.ndarray, epochs: int) -> float:
     return from_dataset(model, batches.repeat().prefetch(4), epochs, len(x))
 
 
+def on_arrays(x: np.ndarray, y: np.ndarray, epochs: int) -> float:
+    """The model on in-memory arrays through model.fit, no augmentation: the same code on every
+    Keras backend, so the arrays rows compare backends alone."""
+    _, model = generated_model("specs/cifar/resnet20.yaml")
+    return images_per_second(model, epochs, len(x), x=x.astype("float32") / 255, y=y, batch_size=BATCH)
+
+
 def keras_example_port(x: np.ndarray, y: np.ndarray, epochs: int) -> float:
     _, backbone = generated_model("specs/cifar/resnet20.yaml")
     x_float = x.astype("float32") / 255
@@ -138,13 +149,23 @@ VARIANTS = {
         lambda x, y, epochs: ours(x, y, epochs, "mixed_float16", jit=False),
     ),
     "model-only": ("model alone on in-memory batches, no augmentation (ceiling)", model_only),
+    "arrays-tf": ("model alone on numpy arrays, model.fit, TensorFlow backend", on_arrays),
+    "arrays-torch": ("model alone on numpy arrays, model.fit, KERAS_BACKEND=torch", on_arrays),
 }
+BACKENDS = {"arrays-torch": "torch"}
+"""The Keras backend of a variant's process (TensorFlow where not named)."""
+
+
+def available(name: str) -> bool:
+    """Whether the variant's Keras backend is installed."""
+    return importlib.util.find_spec(BACKENDS.get(name, "tensorflow")) is not None
 
 
 def run_variant(name: str, images: int, epochs: int) -> float:
     """img/s of one variant, measured in a fresh process."""
     argv = [sys.executable, __file__, "--variant", name, "--images", str(images), "--epochs", str(epochs)]
-    done = subprocess.run(argv, check=True, stdout=subprocess.PIPE, text=True)
+    env = {**os.environ, "KERAS_BACKEND": BACKENDS.get(name, "tensorflow")}
+    done = subprocess.run(argv, check=True, stdout=subprocess.PIPE, text=True, env=env)
     return float(done.stdout.strip().splitlines()[-1])
 
 
@@ -159,8 +180,8 @@ def main() -> None:
         x, y = colour_images(args.images, seed=0)
         print(VARIANTS[args.variant][1](x, y, args.epochs))
         return
-    speeds: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    names = list(VARIANTS)
+    names = [name for name in VARIANTS if available(name)]
+    speeds: dict[str, list[float]] = {name: [] for name in names}
     for round_index in range(args.rounds):
         order = names[round_index % len(names) :] + names[: round_index % len(names)]
         for name in order:
@@ -186,6 +207,12 @@ def main() -> None:
             if peak
             else f"| {VARIANTS[name][0]} | {medians[name]:.1f} | - | {medians[name] / port:.2f}x | - | - |\n"
             for name in names
+        )
+        + (
+            "\nKeras fit on arrays, torch backend / TensorFlow:"
+            f" **{medians['arrays-torch'] / medians['arrays-tf']:.2f}x**."
+            if "arrays-torch" in medians
+            else "\nNo torch backend row: torch is not installed."
         )
         + f"\nRatio ours / port: **{medians['ours'] / port:.2f}x** (goal ≥ 2x: "
         f"{'met' if medians['ours'] >= 2 * port else 'not met'}); the ceiling for any input pipeline "

@@ -75,7 +75,15 @@ RecipeOption = Annotated[
 ]
 Seed = Annotated[int, typer.Option(help="Random seed (data order, augmentation, initialisation).")]
 Weights = Annotated[
-    str | None, typer.Option(help="Pretrained weights: a keras.applications .h5 file, or imagenet.")
+    str | None,
+    typer.Option(
+        help="Pretrained weights: a keras.applications .h5 file, imagenet, or a torchvision/timm"
+        " checkpoint (.safetensors, .pth)."
+    ),
+]
+WeightsFormat = Annotated[
+    Literal["torchvision", "timm"] | None,
+    typer.Option(help="The naming of a PyTorch --weights checkpoint (default: detected from its keys)."),
 ]
 MemoryCheck = Annotated[
     bool, typer.Option(help="Refuse networks (and training batches) larger than the free memory.")
@@ -284,6 +292,7 @@ def generate_command(
     epilog=examples(
         "rescompile build specs/resnet50.yaml",
         "rescompile build resnet50 --weights imagenet --no-include-top --input-size 160",
+        "rescompile build resnet50d --weights resnet50d.ra2_in1k/model.safetensors --onnx",
     ),
 )
 @friendly
@@ -302,10 +311,10 @@ def build_command(
     onnx: Annotated[bool, typer.Option("--onnx", help="Also export <out>/<name>.onnx.")] = False,
     memory_check: MemoryCheck = True,
     allow_partial: AllowPartial = False,
+    weights_format: WeightsFormat = None,
 ) -> None:
     """Generate the Keras module, build the model and save <out>/<name>.keras."""
     from rescompile.keras_backend.build import build
-    from rescompile.keras_backend.model_file import model_record
     from rescompile.keras_backend.summary import print_build_summary
     from rescompile.spec.library import resolve_spec
 
@@ -322,13 +331,14 @@ def build_command(
         outputs=features,
         check_memory=memory_check,
         allow_partial=allow_partial,
+        weights_format=weights_format,
     )
     print_build_summary(result)
     if onnx:
         from rescompile.onnx_backend.export import export_with_record
 
         path = out / f"{result.analysis.spec.name}.onnx"
-        export_with_record(result.model, result.analysis, model_record(result.analysis, include_top), path)
+        export_with_record(result.model, result.analysis, result.record, path)
         typer.echo(f"wrote {path}")
 
 
@@ -353,6 +363,8 @@ def export_command(
     calibration: Annotated[Path | None, typer.Option(help="Images folder or CIFAR batch for --int8.")] = None,
     calibration_size: Annotated[int, typer.Option(help="Calibration images to use.")] = DEFAULT_CALIBRATION,
     class_names: Annotated[Path | None, typer.Option(help="Text file, one class name per line.")] = None,
+    weights: Weights = None,
+    weights_format: WeightsFormat = None,
 ) -> None:
     """Export a Keras model to ONNX through the IR (BN folded, one transpose, dynamic batch)."""
     from rescompile.data.class_names import read_class_names
@@ -368,12 +380,14 @@ def export_command(
         source = resolve_spec(source)
     spec = resolve_spec(spec) if spec is not None else None
     if not int8:
-        analysis = export(source, out, spec, options)
+        analysis = export(source, out, spec, options, weights, weights_format)
         typer.echo(f"wrote {out} ({analysis.spec.name}, {analysis.graph.input.shape[0]}px)")
         return
     from rescompile.onnx_backend.export import export_int8
 
-    analysis, count = export_int8(source, out, spec, options, calibration, calibration_size)
+    analysis, count = export_int8(
+        source, out, spec, options, calibration, calibration_size, weights, weights_format
+    )
     typer.echo(f"wrote {out} (INT8, {analysis.spec.name}, calibrated on {count} images)")
 
 
@@ -473,6 +487,7 @@ def train_command(
     freeze: Freeze = None,
     memory_check: MemoryCheck = True,
     allow_partial: AllowPartial = False,
+    weights_format: WeightsFormat = None,
     tensorboard: Annotated[bool, typer.Option(help="Write TensorBoard logs to RUN_DIR/logs.")] = True,
     worker_timeout: Annotated[
         float,
@@ -505,6 +520,7 @@ def train_command(
         freeze=freeze,
         check_memory=memory_check,
         allow_partial=allow_partial,
+        weights_format=weights_format,
         tensorboard=tensorboard,
         worker_timeout=worker_timeout,
     )

@@ -14,6 +14,7 @@ LAYERS = [
     {"ir"},
     {"analysis"},
     {"data"},
+    {"checkpoints"},
     {"keras_backend"},
     {"onnx_backend"},
     {"train"},

@@ -25,11 +25,11 @@ DEEPEST = ("resnet1202", "preact_resnet1001")  # thousands of layers: minutes ea
 LARGE = ("resnet101", "resnet152", "resnet101v2", "resnet152v2", "plain34", "resnet110", "preact_resnet164")
 # ResNeXt/WRN: the 101-layer and widest twins of what resnext50, wide50, ResNeXt-29 8x64d, WRN-16-8 cover.
 LARGE += ("resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2", "resnext29_16x64d")
-LARGE += ("wrn28_10",)
+LARGE += ("wrn28_10", "resnet101_v1.5", "resnet152_v1.5")  # resnet50_v1.5's blocks, deeper
 # Twins of kinds the default run checks (CIFAR ResNet-20/56, plain-20, WRN-16-8, ResNet-18, ResNeXt-50,
 # ResNet-110 without drop-path, which ONNX leaves out) and the transfer head (tests/test_transfer.py).
 LARGE += ("resnet32", "resnet44", "plain32", "plain44", "plain56", "wrn40_4", "resnet34")
-LARGE += ("resnet110_stochastic_depth", "resnext29_8x64d", "resnet50_cifar10")
+LARGE += ("resnet110_stochastic_depth", "resnext29_8x64d", "resnet50_cifar10", "resnet50d_cifar10")
 SPECS = [
     pytest.param(path, marks=pytest.mark.slow) if path.stem in DEEPEST + LARGE else path
     for path in find_specs([Path("specs")])

@@ -9,10 +9,12 @@ from pathlib import Path
 
 from rescompile.analysis.analyze import Analysis, analyze
 from rescompile.analysis.memory import require_memory
+from rescompile.checkpoints.preprocess import checkpoint_preprocess
 from rescompile.errors import RescompileError
 from rescompile.fileio import remove_stale_temporaries, write_text_atomic
 from rescompile.keras_backend.model_file import model_record, save_model
 from rescompile.keras_backend.printer import needed_recursion_limit, render_keras
+from rescompile.spec.artifact import ModelRecord
 from rescompile.spec.schema import MAX_SIZE
 
 
@@ -25,6 +27,8 @@ class BuildResult:
     source_path: Path
     model_path: Path | None
     loaded_layers: int
+    record: ModelRecord
+    """What the model file carries (preprocessing: a PyTorch checkpoint's own, else the spec's)."""
 
 
 def _check_range(option: str, value: int | None, low: int, high: int) -> None:
@@ -71,6 +75,7 @@ def build(
     outputs: list[str] | None = None,
     check_memory: bool = True,
     allow_partial: bool = False,
+    weights_format: str | None = None,
 ) -> BuildResult:
     """Validate, generate, build, load weights and save atomically; nothing is written on error."""
     _check_range("--classes", classes, 1, 1_000_000)
@@ -97,14 +102,17 @@ def build(
     if weights:
         from rescompile.keras_backend.model import load_weights
 
-        loaded = load_weights(model, weights, graph=analysis.graph, allow_partial=allow_partial)
+        loaded = load_weights(
+            model, weights, graph=analysis.graph, allow_partial=allow_partial, weights_format=weights_format
+        )
     if frozen:
         from rescompile.keras_backend.model import freeze as freeze_stages
 
         freeze_stages(model, analysis.graph, frozen)
     write_text_atomic(source_path, source)
+    record = model_record(analysis, include_top, checkpoint_preprocess(weights))
     model_path = None
     if save:
         model_path = out / f"{analysis.spec.name}.keras"
-        save_model(model, model_path, model_record(analysis, include_top))
-    return BuildResult(analysis, model, source_path, model_path, loaded)
+        save_model(model, model_path, record)
+    return BuildResult(analysis, model, source_path, model_path, loaded, record)

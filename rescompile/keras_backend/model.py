@@ -74,7 +74,7 @@ def _adapt_channels(kernel: np.ndarray, channels: int) -> np.ndarray:
 MAX_LISTED = 10  # layer names listed in one message; the rest are counted
 
 
-def _listing(names: list[str]) -> str:
+def listing(names: list[str]) -> str:
     """'a, b, c' or 'a, ..., j and 5 more'."""
     shown = ", ".join(names[:MAX_LISTED])
     return shown if len(names) <= MAX_LISTED else f"{shown} and {len(names) - MAX_LISTED} more"
@@ -85,9 +85,16 @@ def _layers(count: int) -> str:
 
 
 def load_weights(
-    model, path: str | Path, *, graph: ir.Graph | None = None, allow_partial: bool = False
+    model,
+    path: str | Path,
+    *,
+    graph: ir.Graph | None = None,
+    allow_partial: bool = False,
+    weights_format: str | None = None,
 ) -> int:
-    """Load keras.applications HDF5 weights by layer name; returns how many layers were loaded.
+    """Load keras.applications HDF5 weights by layer name, or a torchvision/timm checkpoint
+    (`.safetensors`, `.pth`: see torch_weights; `weights_format` names its convention, else
+    detected); returns how many layers were loaded.
 
     `imagenet` fetches the official file through keras.applications (needs a network). Layers of the
     file that the model lacks (e.g. the classifier of an include_top=False model) are skipped; a
@@ -101,7 +108,7 @@ def load_weights(
     before any weight is set: on error the model is unchanged.
     """
     path = Path(_fetch_imagenet(model) if str(path) == "imagenet" else path)
-    saved = _read_legacy_h5(path)
+    saved = _read_saved(path, graph, allow_partial, weights_format)
     stage_of = {node.name: node.stage for node in graph.nodes} if graph is not None else {}
     planned, mismatched, missing, new_head = [], [], [], []
     for layer in model.layers:
@@ -128,15 +135,34 @@ def load_weights(
     if not planned:
         raise RescompileError(f"{path}: no layer of the file has a name in the model")
     if missing:
-        message = f"{path}: {_layers(len(missing))} no weights in the file: {_listing(missing)}"
+        message = f"{path}: {_layers(len(missing))} no weights in the file: {listing(missing)}"
         if not allow_partial:
             raise RescompileError(f"{message} (--allow-partial loads the rest)")
         print(f"warning: {message} (left randomly initialised)", file=sys.stderr, flush=True)
     if new_head:
-        print(f"{path}: new head, randomly initialised: {_listing(new_head)}", file=sys.stderr, flush=True)
+        print(f"{path}: new head, randomly initialised: {listing(new_head)}", file=sys.stderr, flush=True)
     for layer, arrays in planned:
         layer.set_weights(arrays)
     return len(planned)
+
+
+def _read_saved(
+    path: Path, graph: ir.Graph | None, allow_partial: bool, weights_format: str | None
+) -> dict[str, list[np.ndarray]]:
+    """Layer name -> weight arrays in Keras' layouts, from either kind of file."""
+    from rescompile.checkpoints.state_dict import is_torch_checkpoint
+
+    if not is_torch_checkpoint(path):
+        if weights_format is not None:
+            raise RescompileError(
+                f"--weights-format is for PyTorch checkpoints (.safetensors, .pth), not {path}"
+            )
+        return _read_legacy_h5(path)
+    if graph is None:
+        raise ValueError("internal: a PyTorch checkpoint is mapped through the network's IR")
+    from rescompile.keras_backend.torch_weights import read_torch_weights
+
+    return read_torch_weights(path, graph, weights_format, allow_partial)
 
 
 def _fetch_imagenet(model) -> str:

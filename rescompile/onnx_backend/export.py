@@ -10,7 +10,7 @@ from pathlib import Path
 from rescompile.analysis.analyze import Analysis
 from rescompile.errors import RescompileError
 from rescompile.fileio import write_atomic
-from rescompile.keras_backend.model_file import analysis_for_model, load_keras_model, model_record
+from rescompile.keras_backend.model_file import analysis_for_model, load_keras_model
 from rescompile.onnx_backend.emit import ExportOptions
 from rescompile.progress import Steps
 from rescompile.spec.artifact import ModelRecord
@@ -39,18 +39,30 @@ def write_onnx(model, analysis: Analysis, output: Path, options: ExportOptions) 
     write_atomic(output, lambda tmp: onnx.save(onnx_model, tmp))
 
 
-def export(source: Path, output: Path, spec: Path | None, options: ExportOptions) -> Analysis:
+def export(
+    source: Path,
+    output: Path,
+    spec: Path | None,
+    options: ExportOptions,
+    weights: str | None = None,
+    weights_format: str | None = None,
+) -> Analysis:
     """Export MODEL.keras (described by the record it carries, or --spec) or SPEC (freshly
-    initialised); the ONNX file carries the model's record and preprocessing."""
+    initialised, or with `weights` loaded as `build --weights` loads them); the ONNX file carries
+    the model's record and preprocessing."""
+    spec_source = source.suffix in (".yaml", ".yml")
+    if weights is not None and not spec_source:
+        raise RescompileError(f"--weights is for a SPEC: {source} carries its own weights")
     with Steps(f"export {source.name}", 2) as steps:
-        if source.suffix in (".yaml", ".yml"):
+        if spec_source:
             from rescompile.keras_backend.build import build
 
             steps.advance("building the Keras model")
             with tempfile.TemporaryDirectory() as scratch:
-                result = build(source, Path(scratch), save=False)
-            model, analysis = result.model, result.analysis
-            record = model_record(analysis, include_top=True)
+                result = build(
+                    source, Path(scratch), save=False, weights=weights, weights_format=weights_format
+                )
+            model, analysis, record = result.model, result.analysis, result.record
         else:
             steps.advance("loading the Keras model")
             model = load_keras_model(source)
@@ -61,7 +73,14 @@ def export(source: Path, output: Path, spec: Path | None, options: ExportOptions
 
 
 def export_int8(
-    source: Path, output: Path, spec: Path | None, options: ExportOptions, calibration: Path, limit: int
+    source: Path,
+    output: Path,
+    spec: Path | None,
+    options: ExportOptions,
+    calibration: Path,
+    limit: int,
+    weights: str | None = None,
+    weights_format: str | None = None,
 ) -> tuple[Analysis, int]:
     """Export fp32, then quantize it statically to INT8, calibrated on `limit` images preprocessed
     as the model's record says (a run's per-pixel mean included); returns the calibration count."""
@@ -73,7 +92,7 @@ def export_int8(
         raise RescompileError(f"-o {output}: the output file must end in .onnx")
     with tempfile.TemporaryDirectory() as scratch:
         fp32 = Path(scratch) / "fp32.onnx"
-        analysis = export(source, fp32, spec, options)
+        analysis = export(source, fp32, spec, options, weights, weights_format)
         images = calibration_images(calibration, analysis.graph.input.shape[0], limit)
         if len(images) < DEFAULT_CALIBRATION // 4:
             print(

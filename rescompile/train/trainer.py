@@ -26,6 +26,7 @@ import numpy as np
 
 from rescompile.analysis.analyze import Analysis, analyze
 from rescompile.analysis.memory import require_memory
+from rescompile.checkpoints.preprocess import checkpoint_preprocess
 from rescompile.errors import Interrupted, RescompileError, printable
 from rescompile.fileio import remove_stale_temporaries, write_text_atomic
 from rescompile.keras_backend.archive import interface, keras_load_recursion_limit, read_keras_config
@@ -38,6 +39,7 @@ from rescompile.keras_backend.model import (
 from rescompile.options import EVAL_BATCH, PRECISION_CHOICES, PrecisionChoice
 from rescompile.quiet import import_keras_quietly
 from rescompile.spec import load_spec
+from rescompile.spec.schema import Preprocess
 from rescompile.train.compute import resolve_precision
 from rescompile.train.recipe import Recipe, recipe_differences
 from rescompile.train.run_dir import (
@@ -85,6 +87,8 @@ class TrainOptions:
     freeze: str | None = None
     check_memory: bool = True
     allow_partial: bool = False
+    weights_format: str | None = None
+    """The naming of a PyTorch checkpoint in `weights` (torchvision, timm; None: detected)."""
     tensorboard: bool = True
     """TensorBoard event files in RUN_DIR/logs."""
     worker_timeout: float = 300.0
@@ -228,7 +232,13 @@ def _initialise(model, graph, run: _Run) -> None:
 
     options = run.options
     if options.weights:
-        loaded = load_weights(model, options.weights, graph=graph, allow_partial=options.allow_partial)
+        loaded = load_weights(
+            model,
+            options.weights,
+            graph=graph,
+            allow_partial=options.allow_partial,
+            weights_format=options.weights_format,
+        )
         print(f"loaded {loaded} layers from {options.weights}", flush=True)
     stages = stages_to_freeze(options.freeze, graph)
     if stages:
@@ -333,6 +343,9 @@ def _train(options: TrainOptions, recipe: Recipe | None, shard: Shard) -> RunSum
     options = dataclasses.replace(options, precision=precision)
     state = state.model_copy(update={"precision": precision})
     analysis = analyze(spec_path)
+    preprocess = checkpoint_preprocess(options.weights)
+    if preprocess is not None:  # a PyTorch checkpoint's own input normalisation (spec.json keeps it)
+        analysis.spec = analysis.spec.model_copy(update={"preprocess": Preprocess.model_validate(preprocess)})
     stages_to_freeze(options.freeze, analysis.graph)  # refused before anything is written
     run = _prepare(options, recipe, state, analysis, spec_path, shard)  # bad data: nothing written
     run_dir.mkdir(parents=True, exist_ok=True)

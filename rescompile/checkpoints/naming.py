@@ -1,0 +1,201 @@
+"""The state-dict keys of a torchvision or timm ResNet, derived from the IR: each node's role (stem
+conv, a block's row conv or its BN, the projection shortcut, the squeeze-excitation convs, the
+classifier) gives its module path, whatever the network. Shapes are torch's layouts."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from rescompile import ir
+
+Convention = Literal["torchvision", "timm"]
+CONVENTIONS: tuple[Convention, ...] = ("torchvision", "timm")
+TORCH_BN_EPSILON = 1e-5
+"""torch.nn.BatchNorm2d's default, which torchvision's and timm's ResNets keep."""
+
+BN_FIELDS = ("weight", "bias", "running_mean", "running_var")
+"""A BatchNorm's tensors in Keras' weight order (gamma, beta, moving mean, moving variance)."""
+IGNORED = "num_batches_tracked"
+"""A BatchNorm's step counter: no part of the function."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One tensor of the state dict: its key and its shape in torch's layout."""
+
+    key: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class LayerParams:
+    """The tensors of one framework layer (named as the IR names it), in the layer's weight order."""
+
+    layer: str
+    params: tuple[Param, ...]
+    head: bool
+
+
+class NamingError(ValueError):
+    """The network has a part that the convention's ResNet does not have."""
+
+
+def detect(keys: list[str]) -> Convention:
+    """timm where the keys show a part only timm's ResNet names (a deep stem, squeeze-excitation,
+    an average-pool downsample); otherwise torchvision (whose names timm shares)."""
+    pattern = re.compile(r"^conv1\.\d+\.|\.se\.fc1\.|\.downsample\.2\.")
+    return "timm" if any(pattern.search(key) for key in keys) else "torchvision"
+
+
+def layer_params(graph: ir.Graph, convention: Convention) -> list[LayerParams]:
+    """The state-dict tensors of every layer of `graph` with weights. Head layers that the
+    convention does not name (a head of the spec's own) have none: they are new."""
+    namer = _Namer(graph, convention)
+    layers = []
+    for node in graph.nodes:
+        layers.extend(namer.layers(node))
+    return layers
+
+
+def unused_prefixes(graph: ir.Graph) -> tuple[str, ...]:
+    """Key prefixes of the parts of a full network that `graph` leaves out (later stages when it
+    ends at stage outputs, the classifier when it has none or its own): their keys are unused,
+    not unexpected."""
+    present = {node.stage for node in graph.nodes}
+    prefixes = [
+        f"layer{index}." for index, plan in enumerate(graph.stages, start=1) if plan.name not in present
+    ]
+    if not any(isinstance(node, ir.Dense) and _is_classifier(graph, node) for node in graph.nodes):
+        prefixes.append("fc.")
+    return tuple(prefixes)
+
+
+def _is_classifier(graph: ir.Graph, node: ir.Dense) -> bool:
+    return node.name == "predictions" and isinstance(graph.node(node.inputs[0]), ir.GlobalPool)
+
+
+class _Namer:
+    """Module paths of the nodes of one graph under one convention."""
+
+    def __init__(self, graph: ir.Graph, convention: Convention) -> None:
+        self.graph = graph
+        self.convention = convention
+        self.stem_convs = [n.name for n in graph.nodes if isinstance(n, ir.Conv) and n.stage == "stem"]
+        self.stage_index = {plan.name: index for index, plan in enumerate(graph.stages, start=1)}
+        self.avg_down = any(isinstance(node, ir.AvgPool) for node in graph.nodes)
+        if convention == "torchvision":
+            if len(self.stem_convs) > 1:
+                self._lacks(f"deep stem ({len(self.stem_convs)} convolutions)")
+            if self.avg_down:
+                self._lacks("average-pool downsampling (ResNet-D)")
+
+    def _lacks(self, part: str) -> None:
+        advice = " (timm's has: --weights-format timm)" if self.convention == "torchvision" else ""
+        raise NamingError(f"{self.convention}'s ResNet has no {part}{advice}")
+
+    def layers(self, node: ir.Node) -> list[LayerParams]:
+        if isinstance(node, ir.Conv):
+            return [self._layer(node, node.name, self._conv_module(node), _conv_shapes(self.graph, node))]
+        if isinstance(node, ir.BatchNorm):
+            channels = node.shape[2]
+            return [self._layer(node, node.name, self._bn_module(node), {f: (channels,) for f in BN_FIELDS})]
+        if isinstance(node, ir.SqueezeExcite):
+            if self.convention == "torchvision":
+                self._lacks("squeeze-excitation")
+            self._check_se_position(node)
+            module, c, r = f"{self._block(node)}.se", node.shape[2], node.reduced
+            return [
+                self._layer(
+                    node, f"{node.name}_reduce", f"{module}.fc1", {"weight": (r, c, 1, 1), "bias": (r,)}
+                ),
+                self._layer(
+                    node, f"{node.name}_expand", f"{module}.fc2", {"weight": (c, r, 1, 1), "bias": (c,)}
+                ),
+            ]
+        if isinstance(node, ir.Dense):
+            if not _is_classifier(self.graph, node):
+                return [LayerParams(node.name, (), head=True)]
+            features = self.graph.node(node.inputs[0]).shape[2]
+            return [
+                self._layer(node, node.name, "fc", {"weight": (node.units, features), "bias": (node.units,)})
+            ]
+        return []
+
+    def _layer(
+        self, node: ir.Node, layer: str, module: str | None, shapes: dict[str, tuple[int, ...]]
+    ) -> LayerParams:
+        """Layer `layer` of `node`, its tensors under `module` (None: a module the convention lacks)."""
+        head = node.stage == "head"
+        if module is None:
+            if head:
+                return LayerParams(layer, (), head=True)
+            raise NamingError(f"{self.convention}'s ResNet has no layer like {layer}")
+        return LayerParams(layer, tuple(Param(f"{module}.{f}", s) for f, s in shapes.items()), head)
+
+    def _block(self, node: ir.Node) -> str:
+        return f"layer{self.stage_index[node.stage]}.{node.block - 1}"
+
+    def _conv_module(self, node: ir.Conv) -> str | None:
+        if node.stage == "stem":
+            index = self.stem_convs.index(node.name)
+            return "conv1" if len(self.stem_convs) == 1 else f"conv1.{3 * index}"
+        if node.stage not in self.stage_index:
+            return None
+        if not node.main_path:
+            return f"{self._block(node)}.downsample.{int(self.avg_down)}"
+        self._check_stride(node)
+        return f"{self._block(node)}.conv{node.row}"
+
+    def _bn_module(self, node: ir.BatchNorm) -> str | None:
+        conv = self.graph.node(node.inputs[0])
+        if not isinstance(conv, ir.Conv):  # a pre-activation BN, or one in a head of the spec's own
+            return None
+        if conv.stage == "stem":
+            index = self.stem_convs.index(conv.name)
+            module = "bn1" if index == len(self.stem_convs) - 1 else f"conv1.{3 * index + 1}"
+        elif conv.stage not in self.stage_index:
+            return None
+        elif not conv.main_path:
+            module = f"{self._block(conv)}.downsample.{int(self.avg_down) + 1}"
+        else:
+            module = f"{self._block(conv)}.bn{conv.row}"
+        if not math.isclose(node.epsilon, TORCH_BN_EPSILON, rel_tol=1e-9):
+            raise NamingError(
+                f"{self.convention}'s BatchNorm epsilon is {TORCH_BN_EPSILON:g};"
+                f" {node.name}'s is {node.epsilon:g} (options.bn_epsilon)"
+            )
+        return module
+
+    def _check_se_position(self, node: ir.SqueezeExcite) -> None:
+        """timm's gate scales the residual after its last BatchNorm, before the sum."""
+        before = self.graph.node(node.inputs[0])
+        rows = len(self.graph.stages[self.stage_index[node.stage] - 1].rows)
+        conv = self.graph.node(before.inputs[0]) if isinstance(before, ir.BatchNorm) else None
+        if not (isinstance(conv, ir.Conv) and conv.main_path and conv.row == rows):
+            raise NamingError(
+                f"{self.convention}'s squeeze-excitation gates a block's residual before the sum;"
+                f" {node.name} of {self.graph.name} does not (options.se.position: standard)"
+            )
+
+    def _check_stride(self, node: ir.Conv) -> None:
+        """torchvision's and timm's blocks stride on their first spatial conv (v1.5's 3x3)."""
+        if node.stride == 1:
+            return
+        rows = self.graph.stages[self.stage_index[node.stage] - 1].rows
+        first_spatial = next((j for j, (kernel, _) in enumerate(rows, start=1) if kernel > 1), 1)
+        if node.row != first_spatial:
+            raise NamingError(
+                f"{self.convention}'s blocks stride on their first 3x3 convolution (ResNet v1.5);"
+                f" {node.name} of {self.graph.name} strides its row {node.row} (options.downsample: 3x3)"
+            )
+
+
+def _conv_shapes(graph: ir.Graph, node: ir.Conv) -> dict[str, tuple[int, ...]]:
+    channels = graph.node(node.inputs[0]).shape[2]
+    shapes = {"weight": (node.filters, channels // node.groups, node.kernel, node.kernel)}
+    if node.bias:
+        shapes["bias"] = (node.filters,)
+    return shapes
