@@ -54,7 +54,12 @@ SpecArgs = Annotated[
 ]
 
 RecipeSets = Annotated[list[str] | None, typer.Option("--set", help="Override a recipe field: key=value.")]
-Epochs = Annotated[float | None, typer.Option(help="Shortcut for --set epochs=N (clears steps).")]
+Epochs = Annotated[
+    float | None,
+    typer.Option(
+        help="Shortcut for --set epochs=N (clears steps); the schedule keeps its fractions of the run."
+    ),
+]
 BatchSize = Annotated[int | None, typer.Option(help="Shortcut for --set batch_size=N.")]
 Freeze = Annotated[
     str | None,
@@ -394,6 +399,10 @@ def train_command(
     recipe: RecipeOption = None,
     set_: RecipeSets = None,
     epochs: Epochs = None,
+    steps: Annotated[
+        int | None,
+        typer.Option(min=1, help="Shortcut for --set steps=N (clears epochs); the schedule scales."),
+    ] = None,
     batch_size: BatchSize = None,
     lr: Annotated[float | None, typer.Option(help="Shortcut for --set optimizer.lr=X.")] = None,
     precision: PrecisionOption = "auto",
@@ -423,9 +432,10 @@ def train_command(
 ) -> None:
     """Train a spec with a recipe; checkpoint every epoch; export the final model to ONNX."""
     from rescompile.spec.library import resolve_spec
-    from rescompile.train.recipe import load_recipe, recipe_overrides
+    from rescompile.train.recipe import load_recipe, overridden_fields, recipe_overrides
     from rescompile.train.trainer import TrainOptions, train
 
+    overrides = recipe_overrides(set_, epochs, batch_size, lr, steps)
     if spec is None and not resume:
         raise RescompileError("train needs a SPEC (a file or a library name), or --resume --out RUN_DIR")
     options = TrainOptions(
@@ -446,18 +456,23 @@ def train_command(
         check_memory=memory_check,
         allow_partial=allow_partial,
         tensorboard=tensorboard,
+        given=overridden_fields(overrides),
     )
-    overrides = recipe_overrides(set_, epochs, batch_size, lr)
-    chosen = (
-        None if resume and recipe is None and not overrides else load_recipe(recipe or "paper", overrides)
-    )
+    base = recipe or (str(out / "recipe.json") if resume else "paper")  # --resume: the run's own
+    chosen = None if resume and recipe is None and not overrides else load_recipe(base, overrides)
     typer.echo(train(options, chosen).model_dump_json(indent=2))
 
 
-@app.command("evaluate", epilog=examples("rescompile evaluate runs/r20 --data cifar-10-python.tar.gz"))
+@app.command(
+    "evaluate",
+    epilog=examples(
+        "rescompile evaluate runs/r20 --data cifar-10-python.tar.gz",
+        "rescompile evaluate r20_int8.onnx --data cifar-10-python.tar.gz",
+    ),
+)
 @friendly
 def evaluate_command(
-    model: Annotated[Path, typer.Argument(help="A .keras model or a run directory.")],
+    model: Annotated[Path, typer.Argument(help="A .keras or .onnx model, or a run directory.")],
     data: DataOption = None,
     spec: ModelSpec = None,
     out: Annotated[
@@ -471,15 +486,24 @@ def evaluate_command(
         int,
         typer.Option(min=1, help="Images per batch (crops, with --ten-crop)."),
     ] = EVAL_BATCH,
+    provider: ProviderOption = "auto",
 ) -> None:
     """Top-1/top-5 accuracy and the confusion matrix of a model on a test set.
 
     Every image is scored: the test split (CIFAR), the val/ split, or the folder or TFRecords
-    given. The matrix is printed and written as confusion.png."""
+    given. The matrix is printed and written as confusion.png. An .onnx model runs on onnxruntime
+    with the preprocessing its metadata records (no TensorFlow needed)."""
     from rescompile.serve.evaluate import confusion_text, evaluate
 
     result = evaluate(
-        model, data=data, spec=spec, out=out, classes=classes, ten_crop=ten_crop, batch_size=batch_size
+        model,
+        data=data,
+        spec=spec,
+        out=out,
+        classes=classes,
+        ten_crop=ten_crop,
+        batch_size=batch_size,
+        provider=provider,
     )
     top5 = f", top-5 {result.top5:.2%}" if result.top5 is not None else ""
     typer.echo(

@@ -50,6 +50,7 @@ def _train_or_reuse(
     spec: Path, run_dir: Path, data: str | None, recipe: Recipe, seed: int, precision: str, force: bool
 ) -> None:
     """Train into run_dir; a run with the same settings is reused (resumed if interrupted)."""
+    from rescompile.train.scaling import FITTED
     from rescompile.train.trainer import TrainOptions, train
 
     started = (run_dir / STATE).exists()
@@ -60,8 +61,15 @@ def _train_or_reuse(
         _same_settings(run_dir, data, recipe, seed, precision)
         if (run_dir / SUMMARY).exists():
             return
-    options = TrainOptions(
-        spec=spec, data=data, out=run_dir, seed=seed, precision=precision, resume=started, export_onnx=False
+    options = TrainOptions(  # every twin trains with the recipe exactly as given (no small-data fitting)
+        spec=spec,
+        data=data,
+        out=run_dir,
+        seed=seed,
+        precision=precision,
+        resume=started,
+        export_onnx=False,
+        given=FITTED,
     )
     train(options, recipe)
 
