@@ -90,3 +90,18 @@ def test_a_short_run_on_small_data_decays_its_lr_learns_and_exports_its_best_epo
     best = keras.saving.load_model(run / "checkpoint.keras")
     best.load_weights(run / BEST_WEIGHTS)
     assert all(np.array_equal(a, b) for a, b in zip(exported.get_weights(), best.get_weights(), strict=True))
+    with pytest.raises(RescompileError, match=r"--resume: .* has finished \(epoch 4, step 180; see"):
+        train(TrainOptions(out=run, resume=True), None)
+
+
+def test_resume_names_only_the_fields_given_that_differ() -> None:
+    from rescompile.train.trainer import _recipe_changes
+
+    stored = load_recipe("paper", recipe_overrides(epochs=3, lr=0.05))
+    again = recipe_overrides(epochs=3)
+    assert _recipe_changes(load_recipe("paper", again), stored, overridden_fields(again)) == []
+    longer = recipe_overrides(epochs=5)
+    assert _recipe_changes(load_recipe("paper", longer), stored, overridden_fields(longer)) == [
+        "epochs=5.0, not 3.0"
+    ]
+    assert _recipe_changes(load_recipe("fast"), stored, frozenset()) == ["recipe fast, not paper"]
