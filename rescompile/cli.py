@@ -53,6 +53,13 @@ SpecArgs = Annotated[
     typer.Argument(help="Spec files, folders or library names (default: specs/, else the library)."),
 ]
 
+
+def _complete_spec(incomplete: str) -> list[str]:
+    from rescompile.spec.library import spec_completions
+
+    return spec_completions(incomplete)
+
+
 RecipeSets = Annotated[list[str] | None, typer.Option("--set", help="Override a recipe field: key=value.")]
 Epochs = Annotated[
     float | None,
@@ -234,12 +241,15 @@ def generate_command(
     "build",
     epilog=examples(
         "rescompile build specs/resnet50.yaml",
-        "rescompile build resnet50 --weights imagenet --no-include-top --input-size 160",
+        "rescompile build keras/resnet50 --weights imagenet --no-include-top --input-size 160",
     ),
 )
 @friendly
 def build_command(
-    spec: Annotated[Path, typer.Argument(help="The spec to build: a file or a library name.")],
+    spec: Annotated[
+        Path,
+        typer.Argument(help="The spec to build: a file or a library name.", autocompletion=_complete_spec),
+    ],
     out: Annotated[Path, typer.Option(help="Output folder for <name>.py and <name>.keras.")] = Path("build"),
     input_size: Annotated[int | None, typer.Option(help="Input height and width.")] = None,
     classes: Annotated[int | None, typer.Option(help="Classifier outputs.")] = None,
@@ -293,7 +303,11 @@ def build_command(
 @friendly
 def export_command(
     source: Annotated[
-        Path, typer.Argument(help="MODEL.keras, or a SPEC file or library name (freshly initialised).")
+        Path,
+        typer.Argument(
+            help="MODEL.keras, or a SPEC file or library name (freshly initialised).",
+            autocompletion=_complete_spec,
+        ),
     ],
     out: Annotated[Path, typer.Option("-o", "--out", help="The .onnx file to write.")],
     spec: ModelSpec = None,
@@ -391,7 +405,11 @@ def bench_command(
 def train_command(
     out: Annotated[Path, typer.Option(help="Run directory.")],
     spec: Annotated[
-        Path | None, typer.Argument(help="The spec to train: a file or a library name (none with --resume).")
+        Path | None,
+        typer.Argument(
+            help="The spec to train: a file or a library name (none with --resume).",
+            autocompletion=_complete_spec,
+        ),
     ] = None,
     data: DataOption = None,
     val_data: ValDataOption = None,
@@ -596,7 +614,10 @@ def degradation_command(
 )
 @friendly
 def gradients_command(
-    specs: Annotated[list[Path] | None, typer.Argument(help="Specs, as written.")] = None,
+    specs: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Spec files or library names, as written.", autocompletion=_complete_spec),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Where to write gradients.png and gradients.json.")] = Path(
         "gradients"
     ),
@@ -612,12 +633,13 @@ def gradients_command(
 ) -> None:
     """Gradient norm of every weighted layer on one batch, against depth (log scale)."""
     from rescompile.experiments import gradients
+    from rescompile.spec.library import resolve_spec
 
     if not specs and not no_batchnorm:
         raise RescompileError("name at least one SPEC or --no-batchnorm SPEC")
-    for profile in gradients.run(
-        specs or [], no_batchnorm or [], out, initializer=initializer, batch=batch_size
-    ):
+    named = [resolve_spec(spec) for spec in specs or []]
+    unnormalised = [resolve_spec(spec) for spec in no_batchnorm or []]
+    for profile in gradients.run(named, unnormalised, out, initializer=initializer, batch=batch_size):
         typer.echo(
             f"{profile.label}: backprop signal first/last = {profile.signal_first_to_last:.3g}, "
             f"kernel gradient {profile.kernel_norms[0]:.3g} (first) .. {profile.kernel_norms[-1]:.3g} (last)"
