@@ -35,6 +35,39 @@ PrecisionOption = Annotated[
 ]
 
 
+def _plain_help_types() -> None:
+    """typer's help shows Python types and braces: `<bool>` beside flags, `<list[str]>` beside
+    repeatable values, `{spec}` in the usage line. Show a flag bare, a repeatable value by its kind
+    (`<path>...`), and arguments as usage lines write them (`SPEC`, `[SPEC]`, `IMAGES...`)."""
+    import re
+
+    from typer import core
+
+    if not all(hasattr(core, name) for name in ("_TyperParameter", "TyperOption", "TyperArgument")):
+        return  # another typer: its own help
+
+    def plain(display_type_rich):
+        def shown(self, ctx):
+            if getattr(self, "is_flag", False) and self.metavar is None:
+                return None
+            text = display_type_rich(self, ctx)
+            listed = re.fullmatch(r"<list\[(\w+)\]>(?:\.\.\.)?", text or "")
+            return f"<{listed.group(1).lower()}>..." if listed else text
+
+        return shown
+
+    def usage_name(self) -> str:
+        name = self.metavar or self.name.upper()
+        return (name if self.required else f"[{name}]") + ("..." if self.nargs != 1 else "")
+
+    for kind in (core._TyperParameter, core.TyperOption):
+        kind.display_type_rich = plain(kind.display_type_rich)
+    core.TyperArgument._usage_display_name = usage_name
+
+
+_plain_help_types()
+
+
 def examples(*lines: str) -> str:
     """A command's help epilog: its example command lines."""
     return "Examples:\n\n" + "\n\n".join(f"  $ {line}" for line in lines)
@@ -60,7 +93,10 @@ def _complete_spec(incomplete: str) -> list[str]:
     return spec_completions(incomplete)
 
 
-RecipeSets = Annotated[list[str] | None, typer.Option("--set", help="Override a recipe field: key=value.")]
+RecipeSets = Annotated[
+    list[str] | None,
+    typer.Option("--set", metavar="KEY=VALUE", help="Override a recipe field, e.g. optimizer.lr=0.05."),
+]
 Epochs = Annotated[
     float | None,
     typer.Option(
@@ -684,7 +720,7 @@ def main() -> None:
 
     from rescompile.quiet import import_keras_quietly_when_needed
 
-    import_keras_quietly_when_needed()
+    import_keras_quietly_when_needed(filter_logs=True)
     try:
         code = app(standalone_mode=False, prog_name="rescompile")
     except NoArgsIsHelpError as exc:

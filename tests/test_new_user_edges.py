@@ -95,3 +95,71 @@ def test_build_help_and_imagenet_weights_point_at_the_keras_specs(tmp_path: Path
     assert "--weights imagenet needs a keras.applications-faithful spec, not cifar_resnet20" in done.stderr
     assert "fit the specs under keras/, which use its layer names" in done.stderr
     assert "`rescompile build keras/resnet50 --weights imagenet`" in done.stderr
+    assert not (tmp_path / "b").exists(), "a failed build leaves no empty folder"
+
+
+NATIVE_LOGS = """
+import os, sys
+from rescompile.quiet import import_keras_quietly_when_needed
+import_keras_quietly_when_needed(filter_logs=True)
+import keras
+os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n")
+os.write(2, b"E0000 00:00:1796273201.522811   24423 cuda_platform.cc:52] failed call to cuInit: UNKNOWN\\n")
+os.write(2, b"I0000 00:00:1796273719.491153    6274 cpu_feature_guard.cc:210] This TensorFlow binary\\n")
+os.write(2, b"2026-12-03 04:00:00.123456: I tensorflow/core/util/port.cc:153] oneDNN custom operations\\n")
+print("error: kept", file=sys.stderr)
+os.write(2, b"a native line that is not a log line\\n")
+"""
+
+
+def test_tensorflows_native_log_lines_never_reach_stderr() -> None:
+    pytest.importorskip("keras")
+    done = subprocess.run([sys.executable, "-c", NATIVE_LOGS], capture_output=True, text=True)
+    assert done.returncode == 0
+    assert done.stderr == "error: kept\na native line that is not a log line\n"
+
+
+def test_train_checks_data_before_importing_tensorflow(tmp_path: Path) -> None:
+    from tests.test_light_install import light
+
+    for option in ("--data", "--val-data"):
+        done = light(
+            "train", "cifar/resnet20", option, str(tmp_path / "missing"), "--out", str(tmp_path / "r")
+        )
+        assert done.returncode == 2
+        assert done.stderr.startswith(f"error: {option} {tmp_path / 'missing'}: no such file or folder\n")
+        assert done.stderr.strip().endswith("loaded: []"), "said before TensorFlow is imported"
+    done = light("train", "cifar/resnet20", "--data", str(tmp_path / "train-*"), "--out", str(tmp_path / "r"))
+    assert done.returncode == 2 and "no TFRecord shards match" in done.stderr
+
+
+def test_unknown_recipe_fields_blame_the_option_and_suggest() -> None:
+    from rescompile.train.recipe import load_recipe
+
+    with pytest.raises(RescompileError) as caught:
+        load_recipe("paper", ["optimizer.lrr=0.1"])
+    assert str(caught.value) == (
+        "--set optimizer.lrr: unknown field (did you mean optimizer.lr?);"
+        " optimizer has name, lr, momentum, nesterov, weight_decay, reference_batch"
+    )
+    with pytest.raises(RescompileError, match=r"^--set epoch: unknown field \(did you mean epochs\?\)"):
+        load_recipe("paper", ["epoch=3"])
+
+
+def test_degradation_needs_two_depths(tmp_path: Path) -> None:
+    for depths in ("20", "56,56"):
+        done = cli("experiment", "degradation", "--depths", depths, "--out", str(tmp_path / "d"))
+        assert done.returncode == 2 and len(done.stderr.splitlines()) == 1
+        assert "the study compares a shallower and a deeper pair of twins; give two depths" in done.stderr
+    assert not (tmp_path / "d").exists()
+
+
+def test_help_shows_placeholders_not_python_types() -> None:
+    env = {**os.environ, "COLUMNS": "200"}
+    predict = cli("predict", "--help", env=env).stdout
+    assert "Usage: rescompile predict [OPTIONS] MODEL IMAGES..." in predict and "<path>..." in predict
+    train = cli("train", "--help", env=env).stdout
+    assert "Usage: rescompile train [OPTIONS] [SPEC]" in train and "KEY=VALUE" in train
+    assert "Usage: rescompile diff [OPTIONS] OLD NEW" in cli("diff", "--help", env=env).stdout
+    for text in (predict, train):
+        assert "<bool>" not in text and "list[" not in text and "{" not in text

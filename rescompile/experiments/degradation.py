@@ -182,6 +182,11 @@ def run(
     force: bool = False,
 ) -> dict:
     """Train every twin with the same recipe (test-set curves, as the paper plots), then report."""
+    if len(set(depths)) < 2:
+        raise RescompileError(
+            f"--depths {','.join(map(str, depths))}: the study compares a shallower and a deeper pair"
+            " of twins; give two depths or more, e.g. --depths 20,56"
+        )
     recipe = recipe.model_copy(update={"validation": 0})
     networks = [(kind, depth, spec) for depth in depths for kind, spec in twins(depth)]
     with Steps("degradation experiment", len(networks)) as steps:

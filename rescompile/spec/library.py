@@ -100,6 +100,16 @@ def resolve_spec(text: str | Path) -> Path:
     )
 
 
+def spec_label(path: str | Path) -> str:
+    """How to name a spec to a user anywhere: its library name (`cifar/resnet20`) for a spec of
+    the shipped library, else its file name."""
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(library_dir().resolve()).with_suffix("").as_posix()
+    except (ValueError, OSError):
+        return path.name
+
+
 def spec_completions(incomplete: str) -> list[str]:
     """Shell completions of a SPEC argument: library names (`resnet50`, `cifar/resnet20`), and the
     spec files and folders on disk, that start with what is typed."""

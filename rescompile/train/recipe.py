@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -266,5 +267,30 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe
         return Recipe.model_validate(tree)
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in error["loc"])
-        raise RescompileError(f"{path}: {where}: {error['msg']} (got {error.get('input')!r})") from None
+        loc = [str(part) for part in error["loc"]]
+        where = ".".join(loc)
+        given = [key for key in overridden_fields(overrides or []) if f"{where}.".startswith(f"{key}.")]
+        source = f"--set {where}" if given else f"{path}: {where}"
+        if error["type"] == "extra_forbidden":
+            raise RescompileError(f"{source}: {_unknown_field(loc)}") from None
+        raise RescompileError(f"{source}: {error['msg']} (got {error.get('input')!r})") from None
+
+
+def _unknown_field(loc: list[str]) -> str:
+    """ "unknown field", the closest known name, and the names the group has."""
+    model: type[BaseModel] = Recipe
+    for part in loc[:-1]:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field is not None else None
+        groups = [
+            a for a in (annotation, *get_args(annotation)) if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if not groups:
+            return "unknown field"
+        model = groups[0]
+    known = list(model.model_fields)
+    close = difflib.get_close_matches(loc[-1], known, n=1)
+    prefix = "".join(f"{part}." for part in loc[:-1])
+    hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+    group = ".".join(loc[:-1]) or "a recipe"
+    return f"unknown field{hint}; {group} has {', '.join(known)}"

@@ -285,6 +285,10 @@ def train(options: TrainOptions, recipe: Recipe | None) -> RunSummary:
     """Train, checkpointing every epoch; returns the summary written to summary.json. With
     `options.resume`, the run continues from its own files (spec, recipe, data, seed); a `recipe`
     or `options.spec`/`options.data` given then must be the run's."""
+    from rescompile.data.sources import require_data
+
+    require_data(options.data, "--data")  # said at once, not after TensorFlow's start-up
+    require_data(options.val_data, "--val-data")
     import_keras_quietly()  # a base install is told which extra to add before anything is written
     configure_devices(options.cpu_devices)
     if options.jit and options.distribute == "multiworker" and not _has_gpu():
@@ -343,6 +347,8 @@ def _train(options: TrainOptions, recipe: Recipe | None, shard: Shard) -> RunSum
             ),
             flush=True,
         )
+        for note in run.notes:
+            print(printable(note), flush=True)
         try:
             model = _fit_phases(run)
         except KeyboardInterrupt:
@@ -446,6 +452,8 @@ class _Run:
     total_steps: int
     rows: list[dict] = field(default_factory=list)
     """metrics.csv's rows so far."""
+    notes: list[str] = field(default_factory=list)
+    """What train says after its first line: how the data was split, what small data changed."""
 
     @property
     def dir(self) -> Path:
@@ -482,10 +490,10 @@ def _prepare(
         require_memory(analysis, recipe.batch_size, training=True)
     strategy = strategy_for(options.distribute)
     opened = open_data(state.data, state.val_data, state.classes, state.seed, options.strict)
+    notes = []
     if not options.resume:
         recipe, note = fit_small_data(recipe, training_images(opened), options.given)
-        if note:
-            print(note, flush=True)
+        notes += [note] if note else []
     if recipe.batch_size % shard.count:
         raise RescompileError(
             f"batch size {recipe.batch_size} does not split evenly over {shard.count} workers"
@@ -494,8 +502,6 @@ def _prepare(
         opened, recipe, state.seed, analysis.spec.preprocess.model_dump(mode="json"),
         analysis.spec.input.size, options.strict,
     )  # fmt: skip
-    for note in inputs.notes:
-        print(note, flush=True)
     steps_per_epoch = inputs.steps_per_epoch(recipe.batch_size, shard)
     if steps_per_epoch == 0:
         raise RescompileError(
@@ -506,8 +512,9 @@ def _prepare(
     keras.utils.set_random_seed(state.seed)
     keras.mixed_precision.set_global_policy(options.precision)
     return _Run(
-        options, recipe, state, spec_path, analysis, inputs, strategy, steps_per_epoch, epochs, total_steps
-    )
+        options, recipe, state, spec_path, analysis, inputs, strategy, steps_per_epoch, epochs, total_steps,
+        notes=notes + inputs.notes,
+    )  # fmt: skip
 
 
 def _record(run: _Run) -> None:
