@@ -80,6 +80,8 @@ def test_evaluate_onnx_refuses_what_it_cannot_score(models: dict, tmp_path: Path
     assert done.returncode == 2 and "--ten-crop needs a .keras model" in done.stderr
     done = cli("evaluate", str(models["onnx"]))
     assert done.returncode == 2 and "needs --data" in done.stderr
+    done = cli("evaluate", str(models["onnx"]), "--data", str(models["images"]), "--spec", "cifar/resnet20")
+    assert done.returncode == 2 and "--spec applies to .keras models" in done.stderr
     big = tmp_path / "big"  # 64x64 images are resized to the input, as `predict` resizes them
     write_image_folder(big, 100, size=(64, 64), suffix=".png")
     done = cli("evaluate", str(models["onnx"]), "--data", str(big), "--out", str(tmp_path))

@@ -42,6 +42,8 @@ def evaluate(
     if model_path.is_dir():
         model_path = model_path / "model.keras"
     if model_path.suffix == ".onnx":
+        if spec is not None:
+            raise RescompileError("--spec applies to .keras models: an .onnx model carries its preprocessing")
         scored = _onnx_scores(model_path, data, classes, ten_crop, batch_size, provider)
     else:
         scored = _keras_scores(model_path, data, spec, classes, ten_crop, batch_size)
