@@ -37,6 +37,39 @@ PrecisionOption = Annotated[
 ]
 
 
+def _plain_help_types() -> None:
+    """typer's help shows Python types and braces: `<bool>` beside flags, `<list[str]>` beside
+    repeatable values, `{spec}` in the usage line. Show a flag bare, a repeatable value by its kind
+    (`<path>...`), and arguments as usage lines write them (`SPEC`, `[SPEC]`, `IMAGES...`)."""
+    import re
+
+    from typer import core
+
+    if not all(hasattr(core, name) for name in ("_TyperParameter", "TyperOption", "TyperArgument")):
+        return  # another typer: its own help
+
+    def plain(display_type_rich):
+        def shown(self, ctx):
+            if getattr(self, "is_flag", False) and self.metavar is None:
+                return None
+            text = display_type_rich(self, ctx)
+            listed = re.fullmatch(r"<list\[(\w+)\]>(?:\.\.\.)?", text or "")
+            return f"<{listed.group(1).lower()}>..." if listed else text
+
+        return shown
+
+    def usage_name(self) -> str:
+        name = self.metavar or self.name.upper()
+        return (name if self.required else f"[{name}]") + ("..." if self.nargs != 1 else "")
+
+    for kind in (core._TyperParameter, core.TyperOption):
+        kind.display_type_rich = plain(kind.display_type_rich)
+    core.TyperArgument._usage_display_name = usage_name
+
+
+_plain_help_types()
+
+
 def examples(*lines: str) -> str:
     """A command's help epilog: its example command lines."""
     return "Examples:\n\n" + "\n\n".join(f"  $ {line}" for line in lines)
@@ -55,8 +88,23 @@ SpecArgs = Annotated[
     typer.Argument(help="Spec files, folders or library names (default: specs/, else the library)."),
 ]
 
-RecipeSets = Annotated[list[str] | None, typer.Option("--set", help="Override a recipe field: key=value.")]
-Epochs = Annotated[float | None, typer.Option(help="Shortcut for --set epochs=N (clears steps).")]
+
+def _complete_spec(incomplete: str) -> list[str]:
+    from rescompile.spec.library import spec_completions
+
+    return spec_completions(incomplete)
+
+
+RecipeSets = Annotated[
+    list[str] | None,
+    typer.Option("--set", metavar="KEY=VALUE", help="Override a recipe field, e.g. optimizer.lr=0.05."),
+]
+Epochs = Annotated[
+    float | None,
+    typer.Option(
+        help="Shortcut for --set epochs=N (clears steps); the schedule keeps its fractions of the run."
+    ),
+]
 BatchSize = Annotated[int | None, typer.Option(help="Shortcut for --set batch_size=N.")]
 Freeze = Annotated[
     str | None,
@@ -291,13 +339,16 @@ def generate_command(
     "build",
     epilog=examples(
         "rescompile build specs/resnet50.yaml",
-        "rescompile build resnet50 --weights imagenet --no-include-top --input-size 160",
+        "rescompile build keras/resnet50 --weights imagenet --no-include-top --input-size 160",
         "rescompile build resnet50d --weights resnet50d.ra2_in1k/model.safetensors --onnx",
     ),
 )
 @friendly
 def build_command(
-    spec: Annotated[Path, typer.Argument(help="The spec to build: a file or a library name.")],
+    spec: Annotated[
+        Path,
+        typer.Argument(help="The spec to build: a file or a library name.", autocompletion=_complete_spec),
+    ],
     out: Annotated[Path, typer.Option(help="Output folder for <name>.py and <name>.keras.")] = Path("build"),
     input_size: Annotated[int | None, typer.Option(help="Input height and width.")] = None,
     classes: Annotated[int | None, typer.Option(help="Classifier outputs.")] = None,
@@ -352,7 +403,11 @@ def build_command(
 @friendly
 def export_command(
     source: Annotated[
-        Path, typer.Argument(help="MODEL.keras, or a SPEC file or library name (freshly initialised).")
+        Path,
+        typer.Argument(
+            help="MODEL.keras, or a SPEC file or library name (freshly initialised).",
+            autocompletion=_complete_spec,
+        ),
     ],
     out: Annotated[Path, typer.Option("-o", "--out", help="The .onnx file to write.")],
     spec: ModelSpec = None,
@@ -454,7 +509,11 @@ def bench_command(
 def train_command(
     out: Annotated[Path, typer.Option(help="Run directory.")],
     spec: Annotated[
-        Path | None, typer.Argument(help="The spec to train: a file or a library name (none with --resume).")
+        Path | None,
+        typer.Argument(
+            help="The spec to train: a file or a library name (none with --resume).",
+            autocompletion=_complete_spec,
+        ),
     ] = None,
     data: DataOption = None,
     val_data: ValDataOption = None,
@@ -462,6 +521,10 @@ def train_command(
     recipe: RecipeOption = None,
     set_: RecipeSets = None,
     epochs: Epochs = None,
+    steps: Annotated[
+        int | None,
+        typer.Option(min=1, help="Shortcut for --set steps=N (clears epochs); the schedule scales."),
+    ] = None,
     batch_size: BatchSize = None,
     lr: Annotated[float | None, typer.Option(help="Shortcut for --set optimizer.lr=X.")] = None,
     precision: PrecisionOption = "auto",
@@ -498,9 +561,10 @@ def train_command(
 ) -> None:
     """Train a spec with a recipe; checkpoint every epoch; export the final model to ONNX."""
     from rescompile.spec.library import resolve_spec
-    from rescompile.train.recipe import load_recipe, recipe_overrides
+    from rescompile.train.recipe import load_recipe, overridden_fields, recipe_overrides
     from rescompile.train.trainer import TrainOptions, train
 
+    overrides = recipe_overrides(set_, epochs, batch_size, lr, steps)
     if spec is None and not resume:
         raise RescompileError("train needs a SPEC (a file or a library name), or --resume --out RUN_DIR")
     options = TrainOptions(
@@ -523,18 +587,23 @@ def train_command(
         weights_format=weights_format,
         tensorboard=tensorboard,
         worker_timeout=worker_timeout,
+        given=overridden_fields(overrides),
     )
-    overrides = recipe_overrides(set_, epochs, batch_size, lr)
-    chosen = (
-        None if resume and recipe is None and not overrides else load_recipe(recipe or "paper", overrides)
-    )
+    base = recipe or (str(out / "recipe.json") if resume else "paper")  # --resume: the run's own
+    chosen = None if resume and recipe is None and not overrides else load_recipe(base, overrides)
     typer.echo(train(options, chosen).model_dump_json(indent=2))
 
 
-@app.command("evaluate", epilog=examples("rescompile evaluate runs/r20 --data cifar-10-python.tar.gz"))
+@app.command(
+    "evaluate",
+    epilog=examples(
+        "rescompile evaluate runs/r20 --data cifar-10-python.tar.gz",
+        "rescompile evaluate r20_int8.onnx --data cifar-10-python.tar.gz",
+    ),
+)
 @friendly
 def evaluate_command(
-    model: Annotated[Path, typer.Argument(help="A .keras model or a run directory.")],
+    model: Annotated[Path, typer.Argument(help="A .keras or .onnx model, or a run directory.")],
     data: DataOption = None,
     spec: ModelSpec = None,
     out: Annotated[
@@ -548,15 +617,24 @@ def evaluate_command(
         int,
         typer.Option(min=1, help="Images per batch (crops, with --ten-crop)."),
     ] = EVAL_BATCH,
+    provider: ProviderOption = "auto",
 ) -> None:
     """Top-1/top-5 accuracy and the confusion matrix of a model on a test set.
 
     Every image is scored: the test split (CIFAR), the val/ split, or the folder or TFRecords
-    given. The matrix is printed and written as confusion.png."""
+    given. The matrix is printed and written as confusion.png. An .onnx model runs on onnxruntime
+    with the preprocessing its metadata records (no TensorFlow needed)."""
     from rescompile.serve.evaluate import confusion_text, evaluate
 
     result = evaluate(
-        model, data=data, spec=spec, out=out, classes=classes, ten_crop=ten_crop, batch_size=batch_size
+        model,
+        data=data,
+        spec=spec,
+        out=out,
+        classes=classes,
+        ten_crop=ten_crop,
+        batch_size=batch_size,
+        provider=provider,
     )
     top5 = f", top-5 {result.top5:.2%}" if result.top5 is not None else ""
     typer.echo(
@@ -649,7 +727,10 @@ def degradation_command(
 )
 @friendly
 def gradients_command(
-    specs: Annotated[list[Path] | None, typer.Argument(help="Specs, as written.")] = None,
+    specs: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Spec files or library names, as written.", autocompletion=_complete_spec),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Where to write gradients.png and gradients.json.")] = Path(
         "gradients"
     ),
@@ -665,12 +746,13 @@ def gradients_command(
 ) -> None:
     """Gradient norm of every weighted layer on one batch, against depth (log scale)."""
     from rescompile.experiments import gradients
+    from rescompile.spec.library import resolve_spec
 
     if not specs and not no_batchnorm:
         raise RescompileError("name at least one SPEC or --no-batchnorm SPEC")
-    for profile in gradients.run(
-        specs or [], no_batchnorm or [], out, initializer=initializer, batch=batch_size
-    ):
+    named = [resolve_spec(spec) for spec in specs or []]
+    unnormalised = [resolve_spec(spec) for spec in no_batchnorm or []]
+    for profile in gradients.run(named, unnormalised, out, initializer=initializer, batch=batch_size):
         typer.echo(
             f"{profile.label}: backprop signal first/last = {profile.signal_first_to_last:.3g}, "
             f"kernel gradient {profile.kernel_norms[0]:.3g} (first) .. {profile.kernel_norms[-1]:.3g} (last)"
@@ -715,7 +797,7 @@ def main() -> None:
 
     from rescompile.quiet import import_keras_quietly_when_needed
 
-    import_keras_quietly_when_needed()
+    import_keras_quietly_when_needed(filter_logs=True)
     try:
         code = app(standalone_mode=False, prog_name="rescompile")
     except NoArgsIsHelpError as exc:

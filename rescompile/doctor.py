@@ -6,6 +6,9 @@ import importlib.metadata as metadata
 
 from rescompile.errors import KerasMissing
 
+INSTALL_ONE = "pip install 'rescompile[cpu]' (or 'rescompile[gpu]' on an NVIDIA GPU)"
+GPU_INSTALL = "pip install 'rescompile[gpu]' (after `pip uninstall -y onnxruntime onnxruntime-gpu`)"
+
 
 def _version(distribution: str) -> str | None:
     try:
@@ -30,9 +33,12 @@ def report() -> list[tuple[str, str, bool]]:
     if both:
         finding += (
             " — both installed: they share the onnxruntime module and it silently falls back to the CPU;"
-            " `pip uninstall -y onnxruntime onnxruntime-gpu` then reinstall one"
+            f" `pip uninstall -y onnxruntime onnxruntime-gpu`, then {INSTALL_ONE}"
         )
+    elif not installed:
+        finding += f" (predict, bench and evaluate on .onnx need one: {INSTALL_ONE})"
     rows.append(("onnxruntime packages", finding, bool(installed) and not both))
+    ort_cuda = None
     try:
         import onnxruntime as ort
 
@@ -43,11 +49,32 @@ def report() -> list[tuple[str, str, bool]]:
         rows.append(("onnxruntime build", f"{build}; CUDA {cuda}".strip("; "), True))
         if "CUDAExecutionProvider" in providers:
             rows.append(_cuda_libraries(cuda))
+            ort_cuda = cuda
     except ImportError as exc:
         rows.append(("onnxruntime providers", f"cannot import onnxruntime: {exc}", False))
     rows.append(_cpu())
-    rows.extend(_tensorflow())
+    tensorflow_rows, tf_cuda = _tensorflow()
+    rows.extend(tensorflow_rows)
+    if ort_cuda and tf_cuda:
+        rows.append(cuda_pairing(ort_cuda, tf_cuda))
     return rows
+
+
+def cuda_pairing(ort_cuda: str, tf_cuda: str) -> tuple[str, str, bool]:
+    """Whether onnxruntime-gpu and TensorFlow were built for the same CUDA major version: one
+    process (train's ONNX export and checks, doctor) loads one CUDA runtime, and pip installs
+    each its own libraries (onnxruntime-gpu 1.27+ is built for CUDA 13, TensorFlow's [and-cuda]
+    for CUDA 12)."""
+    ort_major, tf_major = ort_cuda.split(".")[0], tf_cuda.split(".")[0]
+    if ort_major == tf_major:
+        return ("CUDA pairing", f"onnxruntime-gpu and TensorFlow both use CUDA {tf_major}", True)
+    return (
+        "CUDA pairing",
+        f"onnxruntime-gpu is built for CUDA {ort_cuda}, TensorFlow for CUDA {tf_cuda}: they need"
+        f" different CUDA libraries; the working pair is onnxruntime-gpu 1.22-1.26 (CUDA 12) with"
+        f" tensorflow[and-cuda] (CUDA 12): {GPU_INSTALL}",
+        False,
+    )
 
 
 def _cpu() -> tuple[str, str, bool]:
@@ -67,8 +94,18 @@ def _cuda_libraries(wheel_cuda: str) -> tuple[str, str, bool]:
     for name in (f"libcudart.so.{major}", "libcudart.so"):
         try:
             ctypes.CDLL(name)
-            cudnn = "found" if _loads(f"libcudnn.so.{cudnn_major}") else "not found"
-            return ("CUDA libraries", f"{name} found (wheel wants CUDA {wheel_cuda}); cuDNN {cudnn}", True)
+            if not _loads(f"libcudnn.so.{cudnn_major}"):
+                return (
+                    "CUDA libraries",
+                    f"{name} found (wheel wants CUDA {wheel_cuda}), but cuDNN {cudnn_major} not found:"
+                    f" the CUDA provider will fail; {GPU_INSTALL} brings it",
+                    False,
+                )
+            return (
+                "CUDA libraries",
+                f"{name} found (wheel wants CUDA {wheel_cuda}); cuDNN {cudnn_major} found",
+                True,
+            )
         except OSError:
             continue
     return ("CUDA libraries", f"libcudart for CUDA {wheel_cuda} not found: CUDA provider will fail", False)
@@ -84,14 +121,17 @@ def _loads(library: str) -> bool:
         return False
 
 
-def _tensorflow() -> list[tuple[str, str, bool]]:
+def _tensorflow() -> tuple[list[tuple[str, str, bool]], str | None]:
+    """TensorFlow's rows, and the CUDA version it was built for (None: none, or not installed)."""
     try:
         import keras
         import tensorflow as tf
     except KerasMissing:  # the base install: ONNX serving and the compiler, no training
-        return [("keras", "not installed (build/train/export need: pip install 'rescompile[keras]')", True)]
+        return [
+            ("keras", "not installed (build/train/export need: pip install 'rescompile[keras]')", True)
+        ], None
     except ImportError as exc:
-        return [("keras", f"cannot import: {exc}", False)]
+        return [("keras", f"cannot import: {exc}", False)], None
     info = tf.sysconfig.get_build_info()
     gpus = tf.config.list_physical_devices("GPU")
     built = f"built for CUDA {info.get('cuda_version', '-')}, cuDNN {info.get('cudnn_version', '-')}"
@@ -103,4 +143,4 @@ def _tensorflow() -> list[tuple[str, str, bool]]:
         ("tensorflow", f"{tf.__version__} ({built})", True),
         ("tensorflow GPUs", ", ".join(g.name for g in gpus) or "none (training runs on the CPU)", True),
         ("train --precision auto", f"{precision}: {why}", True),
-    ]
+    ], info.get("cuda_version")

@@ -41,6 +41,17 @@ def gathered(errors: list[SpecError]) -> SpecError:
     return first
 
 
+class OnnxRuntimeMissing(RescompileError, ImportError):
+    """A command runs ONNX models, and neither onnxruntime distribution is installed: the base
+    install leaves the choice to the `cpu` and `gpu` extras."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this command runs ONNX models on onnxruntime, which this install lacks:"
+            " pip install 'rescompile[cpu]' (or 'rescompile[gpu]' on an NVIDIA GPU; one of the two)"
+        )
+
+
 class KerasMissing(RescompileError, ImportError):
     """A command needs Keras/TensorFlow, which the base install leaves out (an ImportError too,
     so code that probes for optional packages keeps working)."""

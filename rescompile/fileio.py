@@ -79,3 +79,19 @@ def remove_stale_temporaries(folder: Path, name: str) -> list[Path]:
 def write_text_atomic(path: Path, text: str) -> None:
     """Write text atomically."""
     write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def model_file_kind(path: Path) -> str | None:
+    """What a model or weights file is, by its first bytes and name: "a Keras model (.keras)" (a
+    zip archive), "HDF5 weights" or "an ONNX model" (.onnx); None for anything else (a spec)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(8) if path.is_file() else b""
+    except OSError:
+        head = b""
+    if head.startswith(b"PK\x03\x04"):
+        return "a Keras model (.keras)"
+    if head == b"\x89HDF\r\n\x1a\n":
+        return "HDF5 weights"
+    return "an ONNX model" if path.suffix.lower() == ".onnx" else None

@@ -18,6 +18,7 @@ from rescompile.analysis.analyze import analyze
 from rescompile.errors import RescompileError
 from rescompile.keras_backend.literals import py_literal
 from rescompile.keras_backend.printer import render_keras
+from rescompile.spec.library import spec_label
 from rescompile.spec.schema import Spec
 
 BASE = yaml.safe_load(Path("specs/cifar/_base.yaml").read_text()) | {"name": "hostile"}
@@ -79,7 +80,10 @@ def test_hostile_text_parses_never_runs_and_round_trips(tmp_path: Path) -> None:
         module_text = render_keras(analysis.spec, text)  # the path slot, too
         tree = ast.parse(module_text)
         docstring = ast.get_docstring(tree, clean=False)
-        assert docstring.count(text) == 2, "the source and the path round-trip exactly"
+        label = spec_label(text)  # the path slot prints as the spec's name (its file name here)
+        assert text in docstring and f"from the spec {label} (`rescompile build {label}`" in docstring, (
+            "the source and the spec's name round-trip exactly"
+        )
         exec(compile(tree, "generated", "exec"), {"__name__": "generated"})
         assert not marker.exists()
 

@@ -59,7 +59,7 @@ def test_degradation_refuses_to_reuse_runs_made_with_other_settings(tmp_path: Pa
         update={"validation": 0}
     )
     (earlier / RECIPE).write_text(recipe.model_dump_json())
-    base = ("experiment", "degradation", "--depths", "20", "--recipe", "fast", "--out", str(out))
+    base = ("experiment", "degradation", "--depths", "20,32", "--recipe", "fast", "--out", str(out))
     for extra, fragment in (
         (("--data", str(tarball), "--epochs", "2", "--batch-size", "16"), "other settings (epochs)"),
         (("--data", str(tarball), "--epochs", "1", "--batch-size", "32"), "other settings (batch_size)"),

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from rescompile.data.images import image_files
 from rescompile.errors import RescompileError
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -184,8 +185,13 @@ def load_cifar(path: Path, classes: int = 10) -> Dataset:
             _batch(members, f"data_batch_{i}", path) for i in range(1, 6) if f"data_batch_{i}" in members
         ]
         if not train:
+            loose = image_files(path)[:1] if path.is_dir() else []
             raise RescompileError(
-                f"--data {path}: no data_batch_* files (expected the CIFAR-10 python version)"
+                f"--data {path}: images ({loose[0].name}, ...) but no class folders: image data needs one"
+                " sub-folder per class (DATA/cat/*.jpg, DATA/dog/*.jpg), or train/ and val/ folders of"
+                " them; `rescompile predict MODEL IMAGE...` scores images without labels"
+                if loose
+                else f"--data {path}: no data_batch_* files (expected the CIFAR-10 python version)"
             )
         test = _batch(members, "test_batch", path)
         names = _label_names(members, "batches.meta", b"label_names") or CIFAR10_CLASSES

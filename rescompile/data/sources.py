@@ -206,6 +206,18 @@ def readable(split: FileSplit, strict: bool, option: str) -> tuple[FileSplit, li
     return split.subset(np.flatnonzero(complete)), bad
 
 
+def require_data(data: str | None, option: str) -> None:
+    """Refuse, before anything slow, a data option that names nothing: a missing file or folder,
+    or a TFRecord glob that no shard matches."""
+    if data is None:
+        return
+    pattern = _record_pattern(data)
+    if pattern is not None:
+        _shards(pattern, option)
+    elif not Path(data).exists():
+        raise RescompileError(f"{option} {data}: no such file or folder")
+
+
 def _record_pattern(data: str) -> str | None:
     """The glob of TFRecord shards `data` names: a glob, one shard, or a folder of shards."""
     if any(c in data for c in "*?["):

@@ -50,6 +50,7 @@ def _train_or_reuse(
     spec: Path, run_dir: Path, data: str | None, recipe: Recipe, seed: int, precision: str, force: bool
 ) -> None:
     """Train into run_dir; a run with the same settings is reused (resumed if interrupted)."""
+    from rescompile.train.scaling import FITTED
     from rescompile.train.trainer import TrainOptions, train
 
     started = (run_dir / STATE).exists()
@@ -60,8 +61,15 @@ def _train_or_reuse(
         _same_settings(run_dir, data, recipe, seed, precision)
         if (run_dir / SUMMARY).exists():
             return
-    options = TrainOptions(
-        spec=spec, data=data, out=run_dir, seed=seed, precision=precision, resume=started, export_onnx=False
+    options = TrainOptions(  # every twin trains with the recipe exactly as given (no small-data fitting)
+        spec=spec,
+        data=data,
+        out=run_dir,
+        seed=seed,
+        precision=precision,
+        resume=started,
+        export_onnx=False,
+        given=FITTED,
     )
     train(options, recipe)
 
@@ -174,6 +182,11 @@ def run(
     force: bool = False,
 ) -> dict:
     """Train every twin with the same recipe (test-set curves, as the paper plots), then report."""
+    if len(set(depths)) < 2:
+        raise RescompileError(
+            f"--depths {','.join(map(str, depths))}: the study compares a shallower and a deeper pair"
+            " of twins; give two depths or more, e.g. --depths 20,56"
+        )
     recipe = recipe.model_copy(update={"validation": 0})
     networks = [(kind, depth, spec) for depth in depths for kind, spec in twins(depth)]
     with Steps("degradation experiment", len(networks)) as steps:

@@ -37,11 +37,14 @@ def _check_range(option: str, value: int | None, low: int, high: int) -> None:
 
 
 def _check_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RescompileError(f"--out {out}: cannot create folder ({exc.strerror or exc})") from None
-    if not os.access(out, os.W_OK):
+    """--out must be a writable folder, or one that can be made: checked before the model is built,
+    and made only when its first file is written (a failed build leaves no empty folder)."""
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RescompileError(f"--out {out}: cannot create folder ({existing} is not a folder)")
+    if not os.access(existing, os.W_OK):
         raise RescompileError(f"--out {out}: folder is not writable")
 
 

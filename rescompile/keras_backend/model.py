@@ -126,14 +126,20 @@ def load_weights(
             continue
         planned.append((layer, arrays))
     if mismatched:
-        raise RescompileError(f"{path}: {len(mismatched)} layers do not match: " + "; ".join(mismatched))
+        raise RescompileError(
+            f"{path}: {len(mismatched)} layers do not match: "
+            + "; ".join(mismatched)
+            + _keras_specs_hint(model)
+        )
     for layer, arrays in planned:
         if any(a.dtype.kind not in "fiub" for a in arrays):
             raise RescompileError(f"{path}: layer {layer.name} has non-numeric weights")
         if not all(np.isfinite(a).all() for a in arrays):
             raise RescompileError(f"{path}: layer {layer.name} has non-finite weights (NaN or Inf)")
     if not planned:
-        raise RescompileError(f"{path}: no layer of the file has a name in the model")
+        raise RescompileError(
+            f"{path}: no layer of the file has a name in the model" + _keras_specs_hint(model)
+        )
     if missing:
         message = f"{path}: {_layers(len(missing))} no weights in the file: {listing(missing)}"
         if not allow_partial:
@@ -165,6 +171,16 @@ def _read_saved(
     return read_torch_weights(path, graph, weights_format, allow_partial)
 
 
+def _keras_specs_hint(model) -> str:
+    """Where keras.applications' weight files fit, for a model built from another spec."""
+    if model.name.startswith("keras_"):
+        return ""
+    return (
+        "; keras.applications' weights fit the specs under keras/, which use its layer names (e.g."
+        " `rescompile build keras/resnet50 --weights imagenet`)"
+    )
+
+
 def _fetch_imagenet(model) -> str:
     import keras
 
@@ -174,6 +190,7 @@ def _fetch_imagenet(model) -> str:
     if name not in builders:
         raise RescompileError(
             f"--weights imagenet needs a keras.applications-faithful spec, not {model.name}"
+            + _keras_specs_hint(model)
         )
     try:
         file_name = f"{name}_weights_tf_dim_ordering_tf_kernels.h5"

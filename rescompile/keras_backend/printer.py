@@ -18,6 +18,7 @@ from rescompile.analysis.tables import stem_text
 from rescompile.errors import RescompileError
 from rescompile.ir.lower import lower
 from rescompile.keras_backend.literals import Code, code_environment, py_literal
+from rescompile.spec.library import spec_label
 from rescompile.spec.schema import Spec
 
 _SUFFIX = re.compile(r"_[A-Za-z0-9_]+")
@@ -119,8 +120,8 @@ def _global_pool(node: ir.GlobalPool, x: list[str], scope: Scope) -> str:
 
 def _dense(node: ir.Dense, x: list[str], scope: Scope) -> str:
     activation, name = py_literal(node.activation), scope.name(node.name)
-    if node.name == scope.classifier:  # its width follows build(classes=); softmax in float32
-        return f'dense({x[0]}, classes or CLASSES, {activation}, {name}, dtype="float32")'
+    if node.name == scope.classifier:  # width and activation follow build(); float32 (mixed precision)
+        return f'dense({x[0]}, classes or CLASSES, classifier_activation, {name}, dtype="float32")'
     return f"dense({x[0]}, {node.units}, {activation}, {name})"
 
 
@@ -225,6 +226,8 @@ class ModulePlan:
     batch_norm: tuple[float, float] | None
     drop_rates: dict[str, float]
     """Each block's stochastic-depth drop rate (1 - survival), where it has one."""
+    classifier_activation: str | None
+    """The classifier's activation: build()'s default for `classifier_activation`."""
 
 
 RECURSION_PER_LAYER = 20
@@ -336,6 +339,7 @@ def plan_module(graph: ir.Graph) -> ModulePlan:
     top = [node for node in head if graph.is_vector(node.name)]
     blocks, stages = _block_functions(graph)
     scope = Scope(classifier=classifier)
+    dense = [node for node in top if isinstance(node, ir.Dense) and node.name == classifier]
     return ModulePlan(
         input_name=graph.input.name,
         recursion_limit=needed_recursion_limit(graph),
@@ -352,14 +356,20 @@ def plan_module(graph: ir.Graph) -> ModulePlan:
             for block in stage.blocks
             if block.survival < 1
         },
+        classifier_activation=dense[0].activation if dense else "softmax",
     )
 
 
 def render_keras(spec: Spec, path: str) -> str:
     """The generated Keras module for a spec (deterministic: same spec, same text), printed from
-    its full IR graph (with the classifier; stage outputs are an argument of build())."""
+    its full IR graph (with the classifier; stage outputs are an argument of build()); its header
+    names the spec by library name where it is one (else by file name)."""
     template = code_environment().get_template("keras_model.py.j2")
     graph = lower(spec, outputs=[])
     return template.render(
-        spec=spec, path=path, plan=plan_module(graph), stem_text=stem_text(spec), stage_table=stage_table
+        spec=spec,
+        label=spec_label(path),
+        plan=plan_module(graph),
+        stem_text=stem_text(spec),
+        stage_table=stage_table,
     )

@@ -57,6 +57,10 @@ def quantize(model_path: Path, output: Path, calibration: np.ndarray, config: di
     (description()), and is signed by rescompile (onnxruntime's quantizer signs it otherwise).
     """
     import onnx
+
+    from rescompile.onnx_backend.runtime import onnxruntime
+
+    onnxruntime()  # the quantizer is part of onnxruntime: without it, say which extra brings it
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from rescompile.analysis.cost import Cost
 from rescompile.errors import RescompileError
+from rescompile.onnx_backend.runtime import refuse_non_onnx
 
 # Nodes that only move a tensor between layouts or precisions: weights are followed through
 # them back to their initializer, and their outputs are no activations of the network.
@@ -206,6 +207,7 @@ def _load(path: Path):
         raise RescompileError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise RescompileError(f"{path}: empty file, not an ONNX model")
+    refuse_non_onnx(path)
     try:
         model = onnx.load(str(path))
     except Exception as exc:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rescompile.errors import RescompileError
+from rescompile.errors import OnnxRuntimeMissing, RescompileError
+from rescompile.fileio import model_file_kind
 from rescompile.options import LAYOUTS
 from rescompile.spec.schema import MAX_SIZE
 from rescompile.spec.yamlsrc import short_repr
@@ -20,10 +21,30 @@ MAX_CHANNELS = 64  # as the spec language's input.channels
 PREPROCESS_KEYS = ("color", "scale", "mean", "std", "crop")
 
 
+def onnxruntime():
+    """The onnxruntime module (from `onnxruntime` or `onnxruntime-gpu`); without either, a one-line
+    error naming the extras that bring one."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise OnnxRuntimeMissing from None
+    return ort
+
+
+def refuse_non_onnx(path: Path) -> None:
+    """A Keras model or HDF5 weights given where an ONNX model is expected: say what it is."""
+    kind = model_file_kind(path)
+    if kind is not None and kind != "an ONNX model":
+        raise RescompileError(
+            f"{path} is {kind}, not an ONNX model: `rescompile export {path} -o model.onnx` makes one"
+            if kind.startswith("a Keras")
+            else f"{path} is {kind}, not an ONNX model: build or train with it as --weights, then export"
+        )
+
+
 def choose_providers(requested: str) -> list[str]:
     """Provider list for `auto`, `cuda` or `cpu`; asking for cuda where it is absent is an error."""
-    import onnxruntime as ort
-
+    ort = onnxruntime()
     available = ort.get_available_providers()
     if requested == "auto":
         return [PROVIDERS["cuda"], PROVIDERS["cpu"]] if PROVIDERS["cuda"] in available else [PROVIDERS["cpu"]]
@@ -40,10 +61,10 @@ def choose_providers(requested: str) -> list[str]:
 
 def open_session(path: Path, provider: str = "auto", threads: int = 0):
     """An InferenceSession on the chosen provider, with a clear error for bad files."""
-    import onnxruntime as ort
-
+    ort = onnxruntime()
     if not path.is_file():
         raise RescompileError(f"{path}: {'not a regular file' if path.exists() else 'file not found'}")
+    refuse_non_onnx(path)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -32,23 +32,45 @@ def evaluate(
     classes: int = 10,
     ten_crop: bool = False,
     batch_size: int = EVAL_BATCH,
+    provider: str = "auto",
 ) -> Evaluation:
-    """Evaluate MODEL (.keras, or a run directory) on every image of the test split of --data
-    (CIFAR, scored `batch_size` images at a time), its val/ split, or the folder or TFRecord shards
-    given (streamed); confusion.png goes to `out`, by default the model's folder."""
-    from rescompile.data.sources import is_streamed
-    from rescompile.keras_backend.model_file import analysis_for_model, load_keras_model
-    from rescompile.train.plots import confusion_matrix, plot_confusion
-    from rescompile.train.streaming import top_k_accuracy
-    from rescompile.train.tfdata import Normalization
-
+    """Evaluate MODEL (.keras, .onnx, or a run directory) on every image of the test split of
+    --data (CIFAR, scored `batch_size` images at a time), its val/ split, or the folder or TFRecord
+    shards given (streamed); confusion.png goes to `out`, by default the model's folder. An .onnx
+    model runs on onnxruntime (`provider`) with the preprocessing of its metadata, images read by
+    Pillow (no TensorFlow)."""
     if model_path.is_dir():
         model_path = model_path / "model.keras"
+    if model_path.suffix == ".onnx":
+        if spec is not None:
+            raise RescompileError("--spec applies to .keras models: an .onnx model carries its preprocessing")
+        scored = _onnx_scores(model_path, data, classes, ten_crop, batch_size, provider)
+    else:
+        scored = _keras_scores(model_path, data, spec, classes, ten_crop, batch_size)
+    return _evaluation(scored, model_path, out)
+
+
+@dataclass
+class _Scored:
+    """A model's scores on every image of a split, with what the evaluation reports them by."""
+
+    scores: np.ndarray
+    labels: np.ndarray
+    names: list[str]
+    split: str
+    network: str
+
+
+def _keras_scores(
+    model_path: Path, data: str | None, spec: Path | None, classes: int, ten_crop: bool, batch_size: int
+) -> _Scored:
+    from rescompile.data.sources import is_streamed
+    from rescompile.keras_backend.model_file import analysis_for_model, load_keras_model
+    from rescompile.train.tfdata import Normalization
+
     model = load_keras_model(model_path)
     analysis, record = analysis_for_model(model, model_path, spec)
-    config = record.preprocess.model_dump(mode="json")
-    if config["mean"] == "per-pixel":
-        raise RescompileError(f"{model_path}: an untrained model; its per-pixel mean is not computed yet")
+    config = _trained_preprocess(record.preprocess.model_dump(mode="json"), model_path)
     normalization = Normalization.from_preprocess(config)
     outputs = int(model.output.shape[-1])
     size = analysis.graph.input.shape[0]
@@ -56,31 +78,132 @@ def evaluate(
         scores, labels, folders, split = _streamed_scores(
             model, data, normalization, size, ten_crop, batch_size
         )  # type: ignore[arg-type]
-        if folders is not None and record.class_names and folders != record.class_names:
-            raise RescompileError(
-                f"{model_path}: trained on classes {record.class_names[:3]}...,"
-                f" but --data {data} has {folders[:3]}..."
-            )
-        names = folders or record.class_names or [str(i) for i in range(outputs)]
+        names = _class_names(model_path, data, folders, record.class_names, outputs)
     else:
-        if ten_crop:
-            raise RescompileError(
-                "--ten-crop needs images larger than the input (an image folder or TFRecords)"
-            )
+        _no_ten_crop(ten_crop)
         scores, labels, names, split = _cifar_scores(model, data, normalization, classes, batch_size)
-    if outputs != len(names):
-        raise RescompileError(f"{model_path}: {outputs} outputs, but the data has {len(names)} classes")
-    predicted = scores.argmax(axis=1)
-    matrix = confusion_matrix(labels, predicted, len(names))
-    accuracy = top_k_accuracy(scores, labels, 1)
-    top5 = top_k_accuracy(scores, labels, 5) if outputs > 5 else None
+    return _Scored(scores, labels, names, split, analysis.spec.name)
+
+
+def _onnx_scores(
+    model_path: Path, data: str | None, classes: int, ten_crop: bool, batch_size: int, provider: str
+) -> _Scored:
+    """Scores of an ONNX model: CIFAR arrays or folder images (read by Pillow, as `predict` reads
+    them), preprocessed as its metadata says, `batch_size` at a time on onnxruntime."""
+    from rescompile.data.datasets import load_dataset
+    from rescompile.data.images import read_image
+    from rescompile.data.sources import RecordSplit, evaluation_split, is_streamed
+    from rescompile.onnx_backend.runtime import input_geometry, metadata, open_session
+
+    session = open_session(model_path, provider)
+    meta = metadata(session, model_path)
+    geometry = input_geometry(session, meta, model_path, rgb=True)
+    config = _trained_preprocess(meta.get("preprocess", {}), model_path)
+    network = meta.get("spec_name", model_path.stem)
+    _no_ten_crop(ten_crop)
+    if is_streamed(data):
+        split, folders, described = evaluation_split(data)  # type: ignore[arg-type]
+        if isinstance(split, RecordSplit):
+            raise RescompileError(
+                f"--data {data}: TFRecords are decoded by TensorFlow; evaluate the .keras model on"
+                " them, or the .onnx on an image folder"
+            )
+        files = split.files
+
+        def images(chunk: slice) -> np.ndarray:
+            return np.stack(
+                [read_image(Path(f), geometry.size, config.get("crop", 1.0)) for f in files[chunk]]
+            )
+
+        outputs = int(session.get_outputs()[0].shape[-1] or 0)
+        names = _class_names(model_path, data, folders, meta.get("class_names", []), outputs)
+        labels, count, split_name = split.labels, len(files), described
+    else:
+        if data is None:
+            raise RescompileError(
+                "evaluating an .onnx model needs --data (a CIFAR tarball or folder, or images)"
+            )
+        dataset = load_dataset(data, classes)
+        if dataset.x_test.shape[1:3] != (geometry.size, geometry.size):
+            raise RescompileError(
+                f"{model_path}: takes {geometry.size}x{geometry.size} images, but --data {data} has"
+                f" {dataset.x_test.shape[1]}x{dataset.x_test.shape[2]}"
+            )
+
+        def images(chunk: slice) -> np.ndarray:
+            return dataset.x_test[chunk].astype(np.float32)
+
+        names, labels, count = dataset.class_names, dataset.y_test, len(dataset.y_test)
+        split_name = f"{dataset.name}, test split"
+    scores = _run_batches(session, geometry, config, images, count, batch_size, model_path)
+    return _Scored(scores, np.asarray(labels), names, split_name, network)
+
+
+def _run_batches(
+    session, geometry, config: dict, images, count: int, batch_size: int, source: Path
+) -> np.ndarray:
+    """The model's outputs on images(slice) for every slice of `batch_size` up to `count` (a model
+    with a fixed batch gets batches of exactly that, the last one padded)."""
+    from rescompile.data.images import preprocess
+    from rescompile.onnx_backend.runtime import run_session
+
+    step = geometry.batch or batch_size
+    scores = []
+    for start in range(0, count, step):
+        batch = preprocess(images(slice(start, start + step)), config)
+        kept = len(batch)
+        if geometry.batch is not None and kept < step:
+            batch = np.concatenate([batch, np.zeros((step - kept, *batch.shape[1:]), np.float32)])
+        if geometry.layout == "nchw":
+            batch = batch.transpose(0, 3, 1, 2)
+        scores.append(np.asarray(run_session(session, {geometry.name: batch}, source)[0])[:kept])
+    return np.concatenate(scores).astype(np.float32)
+
+
+def _trained_preprocess(config: dict, model_path: Path) -> dict:
+    if config.get("mean") == "per-pixel":
+        raise RescompileError(f"{model_path}: an untrained model; its per-pixel mean is not computed yet")
+    return config
+
+
+def _no_ten_crop(ten_crop: bool) -> None:
+    if ten_crop:
+        raise RescompileError(
+            "--ten-crop needs a .keras model and images larger than the input (an image folder or TFRecords)"
+        )
+
+
+def _class_names(
+    model_path: Path, data: str, folders: list[str] | None, recorded: list[str], outputs: int
+) -> list[str]:
+    """The class names of streamed data: its folders (which must be the model's), else the model's."""
+    if folders is not None and recorded and folders != recorded:
+        raise RescompileError(
+            f"{model_path}: trained on classes {recorded[:3]}..., but --data {data} has {folders[:3]}..."
+        )
+    return folders or recorded or [str(i) for i in range(outputs)]
+
+
+def _evaluation(scored: _Scored, model_path: Path, out: Path | None) -> Evaluation:
+    """Accuracy, top-5, the confusion matrix and its picture."""
+    from rescompile.train.plots import confusion_matrix, plot_confusion, top_k_accuracy
+
+    outputs = scored.scores.shape[1]
+    if outputs != len(scored.names):
+        raise RescompileError(
+            f"{model_path}: {outputs} outputs, but the data has {len(scored.names)} classes"
+        )
+    predicted = scored.scores.argmax(axis=1)
+    matrix = confusion_matrix(scored.labels, predicted, len(scored.names))
+    accuracy = top_k_accuracy(scored.scores, scored.labels, 1)
+    top5 = top_k_accuracy(scored.scores, scored.labels, 5) if outputs > 5 else None
     picture = (out or model_path.parent) / "confusion.png"
     title = (
-        f"{analysis.spec.name} ({_run_name(model_path)}) on {split}\n"
+        f"{scored.network} ({_run_name(model_path)}) on {scored.split}\n"
         f"accuracy {accuracy:.2%} on {len(predicted)} images"
     )
-    plot_confusion(matrix, names, picture, title)
-    return Evaluation(accuracy, top5, matrix, names, split, picture)
+    plot_confusion(matrix, scored.names, picture, title)
+    return Evaluation(accuracy, top5, matrix, scored.names, scored.split, picture)
 
 
 def _cifar_scores(model, data: str | None, normalization, classes: int, batch_size: int):

@@ -6,6 +6,7 @@ import difflib
 from pathlib import Path
 
 from rescompile.errors import RescompileError
+from rescompile.fileio import model_file_kind
 from rescompile.resources import resource_dir
 from rescompile.spec.loader import load_spec
 
@@ -59,12 +60,24 @@ def network_names(library: Path | None = None) -> dict[str, Path]:
     return names
 
 
+_MODEL_FILE_USE = {
+    "a Keras model (.keras)": "export, predict and evaluate take it as MODEL",
+    "an ONNX model": "predict, bench, evaluate and `table --from-onnx` take it",
+    "HDF5 weights": "build and train take it as --weights",
+}
+
+
 def resolve_spec(text: str | Path) -> Path:
     """The spec file a user means: an existing path as is; otherwise a library spec named by its
     path relative to the library (`resnet50`, `cifar/resnet56`, with or without .yaml) or by its
     network name (`cifar_resnet56`)."""
     given = Path(text)
     if exists(given) and not given.is_dir():
+        kind = model_file_kind(given)
+        if kind is not None:
+            raise RescompileError(
+                f"{given} is {kind}, not a spec (a YAML stage table): {_MODEL_FILE_USE[kind]}"
+            )
         return given
     text = str(text)
     library = library_dir()
@@ -86,6 +99,34 @@ def resolve_spec(text: str | Path) -> Path:
         f"{short_repr(text)}: no such file, and no library spec of that name{hint}; "
         "`rescompile list` shows the library"
     )
+
+
+def spec_label(path: str | Path) -> str:
+    """How to name a spec to a user anywhere: its library name (`cifar/resnet20`) for a spec of
+    the shipped library, else its file name."""
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(library_dir().resolve()).with_suffix("").as_posix()
+    except (ValueError, OSError):
+        return path.name
+
+
+def spec_completions(incomplete: str) -> list[str]:
+    """Shell completions of a SPEC argument: library names (`resnet50`, `cifar/resnet20`), and the
+    spec files and folders on disk, that start with what is typed."""
+    library = library_dir()
+    names = [path.relative_to(library).with_suffix("").as_posix() for path in library_specs(library)]
+    head = incomplete.rpartition("/")[0]
+    prefix = f"{head}/" if head else ""
+    try:
+        local = [
+            prefix + path.name + ("/" if path.is_dir() else "")
+            for path in Path(head or ".").iterdir()
+            if not path.name.startswith(".") and (path.is_dir() or path.suffix in (".yaml", ".yml", ".json"))
+        ]
+    except OSError:
+        local = []
+    return sorted(name for name in {*names, *local} if name.startswith(incomplete))
 
 
 def resolve_spec_args(paths: list[Path] | None) -> list[Path]:

@@ -11,7 +11,7 @@ import numpy as np
 
 from rescompile.fileio import write_atomic
 from rescompile.keras_backend.model import seed_states
-from rescompile.train.run_dir import PlateauState, RunState, write_metrics, write_state
+from rescompile.train.run_dir import BEST_WEIGHTS, PlateauState, RunState, write_metrics, write_state
 
 
 class RunRecorder(keras.callbacks.Callback):
@@ -22,9 +22,17 @@ class RunRecorder(keras.callbacks.Callback):
     """
 
     def __init__(
-        self, run_dir: Path, state: RunState, rows: list[dict], batch_size: int, steps_per_epoch: int
+        self,
+        run_dir: Path,
+        state: RunState,
+        rows: list[dict],
+        batch_size: int,
+        steps_per_epoch: int,
+        keep_best: bool = False,
     ) -> None:
         super().__init__()
+        self.keep_best = keep_best
+        """Also save the weights of the best validation epoch (BEST_WEIGHTS), for `export: best`."""
         self.run_dir = run_dir
         self.state = state
         self.rows = rows
@@ -69,7 +77,9 @@ class RunRecorder(keras.callbacks.Callback):
         val = float(logs.get("val_accuracy", float("nan")))
         best = self.state.best_val_accuracy
         if math.isfinite(val) and (best is None or val > best):
-            self.state.best_val_accuracy = val
+            self.state.best_val_accuracy, self.state.best_epoch = val, epoch + 1
+            if self.keep_best:
+                write_atomic(self.run_dir / BEST_WEIGHTS, self.model.save_weights, suffix=BEST_WEIGHTS)
         self.state.epoch, self.state.step = epoch + 1, step
         self.state.wall_seconds += seconds
         self.state.seed_states = seed_states(self.model)

@@ -16,6 +16,7 @@ from rescompile.data.sources import FileSplit, RecordSplit, Source, Split
 from rescompile.errors import RescompileError
 from rescompile.options import EVAL_BATCH
 from rescompile.train import streaming
+from rescompile.train.plots import top_k_accuracy
 from rescompile.train.recipe import Recipe
 from rescompile.train.tfdata import (
     Normalization,
@@ -200,7 +201,7 @@ class StreamInputs:
         scores, labels = streaming.split_scores(
             model, self.source.test, self.normalization, self.image_size, ten_crop=True
         )
-        return streaming.top_k_accuracy(scores, labels, 1), streaming.top_k_accuracy(scores, labels, 5)
+        return top_k_accuracy(scores, labels, 1), top_k_accuracy(scores, labels, 5)
 
 
 def _sample(
@@ -220,6 +221,34 @@ def _sample(
         ]
 
 
+def open_data(
+    data: str | None, val_data: str | None, classes: int, seed: int, strict: bool
+) -> Dataset | Source:
+    """What `--data` (and `--val-data`) name: CIFAR arrays, or a streamed source."""
+    from rescompile.data.datasets import load_dataset
+    from rescompile.data.sources import is_streamed, open_source
+
+    if is_streamed(data):
+        return open_source(data, val_data, classes, seed, strict)  # type: ignore[arg-type]
+    if val_data is not None:
+        raise RescompileError("--val-data applies to image folders and TFRecord shards, not CIFAR")
+    return load_dataset(data, classes)
+
+
+def training_images(opened: Dataset | Source) -> int:
+    """The images of the training split, before a validation hold-out."""
+    return len(opened.x_train) if isinstance(opened, Dataset) else len(opened.train)
+
+
+def inputs_from(
+    opened: Dataset | Source, recipe: Recipe, seed: int, spec_preprocess: dict, size: int, strict: bool
+) -> Inputs:
+    """The run's inputs from opened data, with the recipe's hold-out and normalisation."""
+    if isinstance(opened, Dataset):
+        return ArrayInputs.create(opened, recipe, seed, spec_preprocess)
+    return StreamInputs.create(opened, recipe, seed, spec_preprocess, size, strict)
+
+
 def open_inputs(
     data: str | None,
     val_data: str | None,
@@ -231,12 +260,5 @@ def open_inputs(
     strict: bool,
 ) -> Inputs:
     """The run's inputs from `--data` (and `--val-data`)."""
-    from rescompile.data.datasets import load_dataset
-    from rescompile.data.sources import is_streamed, open_source
-
-    if is_streamed(data):
-        source = open_source(data, val_data, classes, seed, strict)  # type: ignore[arg-type]
-        return StreamInputs.create(source, recipe, seed, spec_preprocess, size, strict)
-    if val_data is not None:
-        raise RescompileError("--val-data applies to image folders and TFRecord shards, not CIFAR")
-    return ArrayInputs.create(load_dataset(data, classes), recipe, seed, spec_preprocess)
+    opened = open_data(data, val_data, classes, seed, strict)
+    return inputs_from(opened, recipe, seed, spec_preprocess, size, strict)

@@ -168,6 +168,12 @@ def plot_curves(rows: list[dict], run_dir: Path, title: str | None = None) -> li
     return written
 
 
+def top_k_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """The fraction of examples whose label is among the k highest scores."""
+    ranked = np.argsort(-scores, axis=1)[:, :k]
+    return float((ranked == labels[:, None]).any(axis=1).mean())
+
+
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
     """counts[true, predicted]."""
     matrix = np.zeros((classes, classes), dtype=np.int64)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -56,6 +57,10 @@ class Schedule(_Strict):
     warmup_epochs: Annotated[float, Field(ge=0)] = 0.0
     """A linear ramp to lr over this many epochs (Goyal et al.: 5), from lr x warmup_factor or,
     with optimizer.reference_batch, from the reference batch's rate."""
+    run_length: Positive | None = None
+    """The run length (in `unit`) that boundaries and warm-ups are written for: a run of another
+    length (`--epochs`, `--steps`) scales them to keep their fraction of the run. Filled in from
+    the recipe's own `steps` or `epochs` when they are in the schedule's unit; None: never scaled."""
 
     @model_validator(mode="after")
     def _one_factor_per_boundary(self) -> Schedule:
@@ -162,6 +167,18 @@ class Recipe(_Strict):
     """Start each residual block's last BatchNorm gamma at zero, so blocks begin as identities."""
     evaluation: Evaluation = Evaluation()
     finetune: FineTune | None = None
+    export: Literal["last", "best"] = "last"
+    """Which weights the run exports (model.keras, model.onnx) and tests: the last epoch's, or the
+    epoch with the best validation accuracy (needs a held-out validation split)."""
+
+    @model_validator(mode="after")
+    def _best_needs_a_validation_split(self) -> Recipe:
+        if self.export == "best" and self.validation == 0:
+            raise ValueError(
+                "export: best picks an epoch by validation accuracy, which needs validation > 0"
+                " (with 0 the validation images are the test images)"
+            )
+        return self
 
 
 MAX_SET_DEPTH = 8
@@ -204,9 +221,35 @@ def _set_value(key: str, raw: str) -> object:
         return raw
 
 
+def overridden_fields(overrides: list[str]) -> frozenset[str]:
+    """The dotted keys that `--set key=value` assignments name."""
+    return frozenset(assignment.split("=", 1)[0].strip() for assignment in overrides)
+
+
+def _record_run_length(tree: dict, overrides: list[str]) -> None:
+    """Note the run the schedule is written for (the recipe's own steps or epochs, in the
+    schedule's unit), unless the command line rewrites the schedule itself."""
+    schedule = tree.get("schedule")
+    if not isinstance(schedule, dict) or "run_length" in schedule:
+        return
+    if any(key.startswith("schedule.") for key in overridden_fields(overrides)):
+        return
+    length = tree.get(schedule.get("unit", "steps"))
+    if isinstance(length, int | float) and not isinstance(length, bool):
+        schedule["run_length"] = length
+
+
 def recipe_differences(recipe: Recipe, other: Recipe) -> list[str]:
     """The top-level fields in which two recipes differ."""
     return [key for key, value in recipe if getattr(other, key) != value]
+
+
+def field_value(recipe: Recipe, key: str) -> object:
+    """The value of a dotted field (`optimizer.lr`); None where the path does not exist."""
+    node: object = recipe
+    for part in key.split("."):
+        node = getattr(node, part, None)
+    return node
 
 
 def recipe_overrides(
@@ -214,12 +257,15 @@ def recipe_overrides(
     epochs: float | None = None,
     batch_size: int | None = None,
     lr: float | None = None,
+    steps: int | None = None,
 ) -> list[str]:
     """The `--set` assignments of the command line, with its shortcut options appended
-    (`--epochs N` also clears `steps`, so the run lasts N epochs)."""
+    (`--epochs N` also clears `steps`, so the run lasts N epochs; `--steps N` clears `epochs`)."""
     overrides = list(sets or [])
     if epochs is not None:
         overrides += [f"epochs={epochs}", "steps=null"]
+    if steps is not None:
+        overrides += [f"steps={steps}", "epochs=null"]
     if batch_size is not None:
         overrides.append(f"batch_size={batch_size}")
     if lr is not None:
@@ -236,11 +282,37 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe
             known = ", ".join(recipe_names())
             raise RescompileError(f"--recipe {name_or_path}: unknown recipe (known: {known})")
     tree = load_yaml_mapping(path)
+    _record_run_length(tree, overrides or [])
     for assignment in overrides or []:
         _apply(tree, assignment)
     try:
         return Recipe.model_validate(tree)
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in error["loc"])
-        raise RescompileError(f"{path}: {where}: {error['msg']} (got {error.get('input')!r})") from None
+        loc = [str(part) for part in error["loc"]]
+        where = ".".join(loc)
+        given = [key for key in overridden_fields(overrides or []) if f"{where}.".startswith(f"{key}.")]
+        source = f"--set {where}" if given else f"{path}: {where}"
+        if error["type"] == "extra_forbidden":
+            raise RescompileError(f"{source}: {_unknown_field(loc)}") from None
+        raise RescompileError(f"{source}: {error['msg']} (got {error.get('input')!r})") from None
+
+
+def _unknown_field(loc: list[str]) -> str:
+    """ "unknown field", the closest known name, and the names the group has."""
+    model: type[BaseModel] = Recipe
+    for part in loc[:-1]:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field is not None else None
+        groups = [
+            a for a in (annotation, *get_args(annotation)) if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if not groups:
+            return "unknown field"
+        model = groups[0]
+    known = list(model.model_fields)
+    close = difflib.get_close_matches(loc[-1], known, n=1)
+    prefix = "".join(f"{part}." for part in loc[:-1])
+    hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+    group = ".".join(loc[:-1]) or "a recipe"
+    return f"unknown field{hint}; {group} has {', '.join(known)}"

@@ -6,6 +6,7 @@
       preprocess.json   the input normalisation fitted on the training split
       metrics.csv       one row per finished epoch
       checkpoint.keras  the model and its optimizer after the last finished epoch
+      best.weights.h5   the weights of the best validation epoch (recipe `export: best` only)
       state.json        RunState: where the run stands (rewritten last, after the two above)
       loss.png accuracy.png lr.png   curves
       model.keras model.onnx         the final model, each carrying its record (spec, preprocessing)
@@ -34,6 +35,7 @@ SPEC = "spec.json"
 STATE = "state.json"
 SUMMARY = "summary.json"
 RECIPE = "recipe.json"
+BEST_WEIGHTS = "best.weights.h5"
 
 Count = Annotated[int, Field(ge=0)]
 
@@ -61,6 +63,8 @@ class RunState(BaseModel):
     wall_seconds: Annotated[float, Field(ge=0)] = 0.0
     replicas: Annotated[int, Field(ge=1)] = 1
     best_val_accuracy: float | None = None
+    best_epoch: Count | None = None
+    """The epoch of best_val_accuracy."""
     plateau: PlateauState | None = None
     phase: Literal[1, 2] = 1
     """2 once the fine-tune phase (the whole network unfrozen) has begun."""
@@ -89,6 +93,11 @@ class RunSummary(BaseModel):
     ten_crop: tuple[float, float] | None = None
     """Top-1 and top-5 accuracy with 10-crop testing, where the recipe asks for it."""
     best_val_accuracy: float | None
+    exported: Literal["last", "best"] = "last"
+    """Which weights model.keras/model.onnx hold and test_accuracy scores: the last epoch's, or
+    the best validation epoch's (the recipe's `export`)."""
+    exported_epoch: Count = 0
+    """The epoch those weights are from."""
     wall_seconds: float
     images_per_second: float | None
     params: Count

@@ -8,6 +8,7 @@ import keras
 from keras import ops
 
 from rescompile.train.recipe import Recipe
+from rescompile.train.scaling import step_plan
 
 
 @keras.saving.register_keras_serializable(package="rescompile")
@@ -84,21 +85,21 @@ class RecipeSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def make_schedule(recipe: Recipe, steps_per_epoch: int, total_steps: int) -> RecipeSchedule:
-    """The recipe's schedule with epoch boundaries converted to steps."""
+    """The recipe's schedule in steps (epochs converted, scaled to the run's length)."""
     plan = recipe.schedule
+    steps = step_plan(recipe, steps_per_epoch, total_steps)
     reference = recipe.optimizer.reference_batch
-    per_unit = steps_per_epoch if plan.unit == "epochs" else 1
     return RecipeSchedule(
         base=recipe.optimizer.lr_for(recipe.batch_size),
         kind=plan.kind,
-        boundaries=[round(b * per_unit) for b in plan.boundaries],
+        boundaries=steps.boundaries,
         factors=plan.factors,
         total_steps=total_steps,
         warmup=plan.warmup,
         final=plan.final,
-        warmup_steps=plan.warmup_steps,
+        warmup_steps=steps.warmup_steps,
         warmup_factor=plan.warmup_factor,
-        ramp_steps=round(plan.warmup_epochs * steps_per_epoch),
+        ramp_steps=steps.ramp_steps,
         ramp_factor=min(1.0, reference / recipe.batch_size) if reference else plan.warmup_factor,
     )
 

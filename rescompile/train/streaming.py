@@ -329,11 +329,3 @@ def split_scores(
             scores.append(np.asarray(predicted, np.float32).reshape(count, views, -1).mean(axis=1))
             labels.append(truth.numpy())
     return np.concatenate(scores), np.concatenate(labels)
-
-
-def top_k_accuracy(scores, labels, k: int) -> float:
-    """The fraction of examples whose label is among the k highest scores."""
-    import numpy as np
-
-    ranked = np.argsort(-scores, axis=1)[:, :k]
-    return float((ranked == labels[:, None]).any(axis=1).mean())

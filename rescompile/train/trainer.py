@@ -41,8 +41,9 @@ from rescompile.quiet import import_keras_quietly
 from rescompile.spec import load_spec
 from rescompile.spec.schema import Preprocess
 from rescompile.train.compute import resolve_precision
-from rescompile.train.recipe import Recipe, recipe_differences
+from rescompile.train.recipe import Recipe, field_value
 from rescompile.train.run_dir import (
+    BEST_WEIGHTS,
     RECIPE,
     SPEC,
     STATE,
@@ -55,6 +56,7 @@ from rescompile.train.run_dir import (
     write_spec,
     write_summary,
 )
+from rescompile.train.scaling import describe_schedule, fit_small_data
 
 if TYPE_CHECKING:
     from rescompile.train.inputs import Inputs
@@ -93,6 +95,8 @@ class TrainOptions:
     """TensorBoard event files in RUN_DIR/logs."""
     worker_timeout: float = 300.0
     """Seconds `--distribute multiworker` waits for the other tasks of TF_CONFIG to be reachable."""
+    given: frozenset[str] = frozenset()
+    """Recipe fields the command line set (`batch_size`, `optimizer.lr`, ...): small data keeps them."""
 
     def __post_init__(self) -> None:
         """Values out of range are one-line errors naming the option, raised before anything runs."""
@@ -253,6 +257,7 @@ def _unfreeze(model) -> None:
 
 RUN_FILES = (
     "checkpoint.keras",
+    BEST_WEIGHTS,
     STATE,
     "metrics.csv",
     RECIPE,
@@ -296,6 +301,10 @@ def train(options: TrainOptions, recipe: Recipe | None) -> RunSummary:
     """Train, checkpointing every epoch; returns the summary written to summary.json. With
     `options.resume`, the run continues from its own files (spec, recipe, data, seed); a `recipe`
     or `options.spec`/`options.data` given then must be the run's."""
+    from rescompile.data.sources import require_data
+
+    require_data(options.data, "--data")  # said at once, not after TensorFlow's start-up
+    require_data(options.val_data, "--val-data")
     import_keras_quietly()  # a base install is told which extra to add before anything is written
     configure_devices(options.cpu_devices)
     if options.jit and options.distribute == "multiworker" and not _has_gpu():
@@ -351,15 +360,18 @@ def _train(options: TrainOptions, recipe: Recipe | None, shard: Shard) -> RunSum
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(run_dir):
         _record(run)
+        schedule = describe_schedule(run.recipe, run.steps_per_epoch, run.total_steps)
         print(  # paths, the data's name and the CPU's model name: one line, escapes shown
             printable(
                 f"training {analysis.spec.name} ({spec_path}) on {run.inputs.name}, recipe {recipe.name},"
                 f" into {run_dir}"
                 + (f", resuming after epoch {state.epoch}" if options.resume else "")
-                + f"; {precision} ({why})"
+                + f"; {precision} ({why}); batch {run.recipe.batch_size}, {schedule}"
             ),
             flush=True,
         )
+        for note in run.notes:
+            print(printable(note), flush=True)
         try:
             model = _fit_phases(run)
         except KeyboardInterrupt:
@@ -395,8 +407,9 @@ def _resumed(options: TrainOptions, recipe: Recipe | None) -> tuple[RunState, Re
     state = read_state(run_dir)
     if (run_dir / SUMMARY).is_file():
         raise RescompileError(
-            f"--resume: {run_dir} has finished (its {SUMMARY} is written): nothing to resume;"
-            " train into another --out"
+            f"--resume: {run_dir} has finished (epoch {state.epoch}, step {state.step}; see"
+            f" {run_dir / SUMMARY}): nothing to resume; `rescompile evaluate {run_dir} --data ...`"
+            " scores it again, a new --out trains anew"
         )
     stored = read_recipe(run_dir)
     checkpoint = run_dir / "checkpoint.keras"
@@ -422,13 +435,27 @@ def _resumed(options: TrainOptions, recipe: Recipe | None) -> tuple[RunState, Re
             f"--resume: {run_dir} evaluates on {state.val_data or 'its --data'}, not --val-data"
             f" {options.val_data}; drop --val-data to continue it"
         )
-    if recipe is not None and recipe != stored:
-        changed = recipe_differences(recipe, stored)
+    changed = _recipe_changes(recipe, stored, options.given)
+    if changed:
         raise RescompileError(
             f"--resume: the recipe differs from the run's {run_dir / RECIPE} ({', '.join(changed)});"
             " drop --recipe/--set/--epochs to continue it, or start a new --out"
         )
     return state, stored, spec_path
+
+
+def _recipe_changes(recipe: Recipe | None, stored: Recipe, given: frozenset[str]) -> list[str]:
+    """What a resumed run's command line asks for that the run's recipe does not have: another
+    recipe, or a field given (`--set`, `--epochs`, ...) with another value than the run's."""
+    if recipe is None:
+        return []
+    if recipe.name != stored.name:
+        return [f"recipe {recipe.name}, not {stored.name}"]
+    return [
+        f"{key}={field_value(recipe, key)}, not {field_value(stored, key)}"
+        for key in sorted(given)
+        if field_value(recipe, key) != field_value(stored, key)
+    ]
 
 
 @dataclass
@@ -448,6 +475,8 @@ class _Run:
     total_steps: int
     rows: list[dict] = field(default_factory=list)
     """metrics.csv's rows so far."""
+    notes: list[str] = field(default_factory=list)
+    """What train says after its first line: how the data was split, what small data changed."""
 
     @property
     def dir(self) -> Path:
@@ -473,26 +502,29 @@ class _Run:
 def _prepare(
     options: TrainOptions, recipe: Recipe, state: RunState, analysis: Analysis, spec_path: Path, shard: Shard
 ) -> _Run:
-    """Open the data (splits, hold-out, normalisation) and work out the run's length. Validation
-    holds out `recipe.validation` training images; with 0 it uses the test split, as the paper's
-    curves do."""
+    """Open the data (splits, hold-out, normalisation), fit a fresh run's recipe to small data and
+    work out the run's length. Validation holds out `recipe.validation` training images; with 0 it
+    uses the test split, as the paper's curves do."""
     import keras
 
-    from rescompile.train.inputs import open_inputs
+    from rescompile.train.inputs import inputs_from, open_data, training_images
 
     if options.check_memory:
         require_memory(analysis, recipe.batch_size, training=True)
     strategy = strategy_for(options.distribute)
+    opened = open_data(state.data, state.val_data, state.classes, state.seed, options.strict)
+    notes = []
+    if not options.resume:
+        recipe, note = fit_small_data(recipe, training_images(opened), options.given)
+        notes += [note] if note else []
     if recipe.batch_size % shard.count:
         raise RescompileError(
             f"batch size {recipe.batch_size} does not split evenly over {shard.count} workers"
         )
-    inputs = open_inputs(
-        state.data, state.val_data, state.classes, recipe, state.seed,
-        analysis.spec.preprocess.model_dump(mode="json"), analysis.spec.input.size, options.strict,
+    inputs = inputs_from(
+        opened, recipe, state.seed, analysis.spec.preprocess.model_dump(mode="json"),
+        analysis.spec.input.size, options.strict,
     )  # fmt: skip
-    for note in inputs.notes:
-        print(note, flush=True)
     steps_per_epoch = inputs.steps_per_epoch(recipe.batch_size, shard)
     if steps_per_epoch == 0:
         raise RescompileError(
@@ -505,8 +537,9 @@ def _prepare(
     keras.utils.set_random_seed(state.seed)
     keras.mixed_precision.set_global_policy(options.precision)
     return _Run(
-        options, recipe, state, spec_path, analysis, inputs, strategy, steps_per_epoch, epochs, total_steps
-    )
+        options, recipe, state, spec_path, analysis, inputs, strategy, steps_per_epoch, epochs, total_steps,
+        notes=notes + inputs.notes,
+    )  # fmt: skip
 
 
 def _check_resumed_state(run_dir: Path, state: RunState, epochs: int, total_steps: int, inputs) -> None:
@@ -632,7 +665,9 @@ def _fit_phases(run: _Run):
     model, schedule = _model(run, strategy)
     recipe, state = run.recipe, run.state
     run.rows = read_metrics(run.dir / "metrics.csv", state.epoch)
-    recorder = RunRecorder(run.dir, state, run.rows, recipe.batch_size, run.steps_per_epoch)
+    recorder = RunRecorder(
+        run.dir, state, run.rows, recipe.batch_size, run.steps_per_epoch, keep_best=recipe.export == "best"
+    )
     finetune = recipe.finetune
     if state.phase == 1:
         callbacks: list = [StopAtStep(run.total_steps)]
@@ -684,6 +719,11 @@ def _finish(run: _Run, model) -> RunSummary:
 
     inputs, state = run.inputs, run.state
     started = time.perf_counter()
+    exported_epoch = state.epoch
+    if run.recipe.export == "best" and (run.dir / BEST_WEIGHTS).is_file():
+        model.load_weights(run.dir / BEST_WEIGHTS)
+        exported_epoch = state.best_epoch or state.epoch
+        print(f"exporting epoch {exported_epoch}: best validation accuracy {state.best_val_accuracy:.2%}")
     scores = model.evaluate(run.one_hot(inputs.test(EVAL_BATCH)), verbose=0, return_dict=True)
     ten_crop = None
     if run.recipe.evaluation.ten_crop:
@@ -717,6 +757,8 @@ def _finish(run: _Run, model) -> RunSummary:
         test_top5=float(scores["top5"]) if "top5" in scores else None,
         ten_crop=ten_crop,
         best_val_accuracy=state.best_val_accuracy,
+        exported=run.recipe.export,
+        exported_epoch=exported_epoch,
         wall_seconds=state.wall_seconds + (time.perf_counter() - started),
         images_per_second=float(np.median(images_per_second)) if images_per_second else None,
         params=analysis.cost.params,
