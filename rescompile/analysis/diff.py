@@ -178,13 +178,20 @@ def _analyze(ref: SpecRef, memo: dict[str, Analysis]) -> Analysis:
 def _old_side(operand: Operand, memo: dict[str, Analysis], warnings: list[str]) -> list[Analysis]:
     """The old side of a comparison by name: a spec that no longer loads there (one this change
     may be fixing) is left out with a warning rather than failing the comparison."""
-    side = []
+    side: dict[str, Analysis] = {}
     for ref in operand.refs:
         try:
-            side.append(_analyze(ref, memo))
+            analysis = _analyze(ref, memo)
         except RescompileError as exc:
             warnings.append(f"{printable(str(exc))} (the old side's spec is invalid: left out)")
-    return side
+            continue
+        twin = side.setdefault(analysis.spec.name, analysis)
+        if twin is not analysis:
+            warnings.append(
+                f"{printable(analysis.path)} names the network {analysis.spec.name!r} as"
+                f" {printable(twin.path)} does on the old side: left out"
+            )
+    return list(side.values())
 
 
 def compare(

@@ -7,6 +7,7 @@ import os
 from rescompile.analysis.budgets import parse_rule, rule_breaches, spec_breaches
 from rescompile.analysis.diff import compare
 from rescompile.analysis.diff_report import as_csv, as_json, github, markdown
+from rescompile.errors import printable
 from rescompile.spec.operands import base_operands, operand
 
 
@@ -25,19 +26,25 @@ def run_diff(
     breaches = rule_breaches(networks, parsed) + spec_breaches(networks)
     if fmt == "json":
         text = as_json(networks, breaches, warnings)
-    elif fmt == "csv":
+    elif fmt == "csv":  # no place for breaches in the table: they go to stderr with the warnings
         text = as_csv(networks)
+        warnings = warnings + [f"budget broken: {breach.message}" for breach in breaches]
     elif fmt == "github":
         text = github(networks, breaches)
-        _append_step_summary(markdown(networks, breaches))
+        warnings = warnings + _append_step_summary(markdown(networks, breaches))
     else:
         text = markdown(networks, breaches)
     return text, warnings, 1 if breaches else 0
 
 
-def _append_step_summary(text: str) -> None:
-    """Add the Markdown report to the job's summary page when run in a GitHub Actions step."""
+def _append_step_summary(text: str) -> list[str]:
+    """Add the Markdown report to the job's summary page when run in a GitHub Actions step; the
+    warning when it cannot be written (the gate's verdict does not depend on it)."""
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
-        with open(summary, "a", encoding="utf-8") as handle:
-            handle.write(text)
+        try:
+            with open(summary, "a", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as exc:
+            return [f"GITHUB_STEP_SUMMARY {printable(summary)}: cannot append ({exc.strerror or exc})"]
+    return []

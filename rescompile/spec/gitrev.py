@@ -62,7 +62,10 @@ class GitRevision:
         self.cwd = Path.cwd() if cwd is None else cwd
         top = _git(["rev-parse", "--show-toplevel"], self.cwd)
         if top.returncode:
-            raise RescompileError(f"{printable(str(self.cwd))}: not a git repository (needed by {rev}:PATH)")
+            raise RescompileError(
+                f"{printable(str(self.cwd))}: not a git repository (needed by {short_repr(rev)}:PATH;"
+                f" git: {_first_line(top.stderr)})"
+            )
         self.root = Path(os.fsdecode(top.stdout.strip()))
         if rev.startswith("-"):
             raise RescompileError(f"{short_repr(rev)}: unknown git revision")

@@ -48,13 +48,26 @@ def _is_spec(name: str) -> bool:
     return not PurePosixPath(name).name.startswith("_")
 
 
+def _project_path(text: str) -> Path | None:
+    """`text` in the working tree as a path, or as a name in the project's spec folder (with or
+    without `.yaml`); None when neither exists."""
+    folder = Path(project_spec_folder())
+    for candidate in (Path(text), Path(f"{text}.yaml"), folder / text, folder / f"{text}.yaml"):
+        if text and exists(candidate):
+            return candidate
+    return None
+
+
 def local_operand(text: str) -> Operand:
-    """A file, a folder or a library name of the working tree."""
+    """A file, a folder or a library name of the working tree: the project's spec folder first,
+    then the library shipped with rescompile."""
     from rescompile.spec.library import find_specs, resolve_spec_args
 
-    resolved = resolve_spec_args([Path(text)])
+    found = _project_path(text)
+    resolved = resolve_spec_args([found if found is not None else Path(text)])
     files = LocalFiles()
-    refs = [SpecRef(path.resolve(), files) for path in find_specs(resolved)]
+    paths = dict.fromkeys(path.resolve() for path in find_specs(resolved))  # a symlinked spec once
+    refs = [SpecRef(path, files) for path in paths]
     return Operand(text, refs, folder=resolved[0].is_dir())
 
 
@@ -64,9 +77,11 @@ def revision_operand(revision: GitRevision, path_text: str) -> Operand | None:
     folder, with or without `.yaml`); None when the revision has none of them."""
     text = f"{revision.rev}:{path_text}"
     path = revision.path(path_text or ".")
-    library = revision.path(project_spec_folder(revision.cwd))
-    candidates = [path, path.with_name(path.name + ".yaml")]
-    if path_text and not PurePosixPath(path_text).is_absolute():
+    candidates = [path]
+    if path.name:
+        candidates.append(path.with_name(path.name + ".yaml"))
+    if path_text and not PurePosixPath(path_text).is_absolute() and revision.kind(path) is None:
+        library = revision.path(project_spec_folder(revision.cwd))
         candidates += [library / path_text, library / f"{path_text}.yaml"]
     for candidate in candidates:
         kind = revision.kind(candidate)
@@ -95,14 +110,19 @@ def operand(text: str) -> Operand:
 
 
 def base_operands(rev: str, paths: list[str]) -> list[tuple[Operand | None, Operand | None]]:
-    """`diff --base REV PATH...`: each PATH (default: the project's spec folder) at REV and in the
-    working tree; a side that lacks it is None (every network there added, or removed)."""
+    """`diff --base REV PATH...`: the PATHs (default: the project's spec folder) at REV and in the
+    working tree, as one pair of sides whose networks are paired by name (a PATH missing on one
+    side adds nothing there: its networks are added, or removed)."""
     revision = GitRevision(rev)
-    pairs = []
+    old_refs: dict[object, SpecRef] = {}
+    new_refs: dict[object, SpecRef] = {}
     for text in paths or [project_spec_folder()]:
         old = revision_operand(revision, text)
-        new = local_operand(text) if exists(Path(text)) else None
+        new = local_operand(text) if _project_path(text) is not None else None
         if old is None and new is None:
             raise RescompileError(f"{printable(text)}: not found at revision {printable(rev)} nor here")
-        pairs.append((old, new))
-    return pairs
+        old_refs.update({ref.path: ref for ref in old.refs} if old else {})
+        new_refs.update({ref.path: ref for ref in new.refs} if new else {})
+    # every PATH together, each file once: overlapping PATHs do not count a network twice
+    both = Operand(rev, list(old_refs.values()), True), Operand("", list(new_refs.values()), True)
+    return [both]

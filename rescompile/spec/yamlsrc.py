@@ -208,7 +208,7 @@ def parse_yaml(text: str, display: str) -> Any:
     """Parse one YAML document safely; errors name `display` and the line. A file is read with
     libyaml where PyYAML has it, and read again in Python when that fails, so that every error
     is worded the one way."""
-    if not _UNPRINTABLE.search(text):
+    if "\t" not in text and not _UNPRINTABLE.search(text):  # libyaml accepts some tabs Python refuses
         try:
             return _parse(text, display, _FastLoader)
         except (SpecError, yaml.YAMLError, RecursionError, ValueError, TypeError):
