@@ -360,3 +360,29 @@ def test_an_old_spec_that_this_change_fixes_is_left_out_with_a_warning(repo: Pat
     assert broken_new.exit_code == 0
     small.write_text(SMALL.replace("repeat: 2", "repeat: [2]"))
     assert run("diff", "--base", "HEAD").exit_code == 2  # the new side must be valid
+
+
+def test_base_paths_resolve_alike_on_both_sides_and_count_once(repo: Path) -> None:
+    (repo / "specs" / "small.yaml").write_text(SMALL.replace("repeat: 2", "repeat: 3"))
+    for paths in (
+        (".",),
+        ("small",),
+        ("specs/small",),
+        ("specs", "specs/small.yaml"),
+        ("specs/small.yaml",) * 2,
+    ):
+        document = diff_json("--base", "HEAD", *paths)
+        statuses = [(n["name"], n["status"]) for n in document["networks"]]
+        assert ("small", "changed") in statuses and len(statuses) == len(set(statuses)), (paths, statuses)
+    (repo / "specs" / "alias.yaml").symlink_to("small.yaml")
+    document = diff_json("--base", "HEAD")  # a symlinked spec is the same file, not a duplicate name
+    assert sorted(n["name"] for n in document["networks"]) == ["deep", "small"]
+
+
+def test_a_tab_is_refused_with_or_without_libyaml(tmp_path: Path) -> None:
+    spec = tmp_path / "tab.yaml"
+    spec.write_text(
+        Path(ROOT / "specs/resnet18.yaml").read_text().replace("name: resnet18", "name:\tresnet18")
+    )
+    result = run("check", str(spec))
+    assert result.exit_code == 2 and "YAML syntax error" in result.output
