@@ -85,11 +85,13 @@ def model_file_kind(path: Path) -> str | None:
     """What a model or weights file is, by its first bytes and name: "a Keras model (.keras)" (a
     zip archive), "HDF5 weights" or "an ONNX model" (.onnx); None for anything else (a spec)."""
     path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(8) if path.is_file() else b""
-    except OSError:
-        head = b""
+    head = b""
+    try:  # a FIFO would block an open(): only regular files are read
+        if path.is_file():
+            with path.open("rb") as handle:
+                head = handle.read(8)
+    except (OSError, ValueError):
+        pass
     if head.startswith(b"PK\x03\x04"):
         return "a Keras model (.keras)"
     if head == b"\x89HDF\r\n\x1a\n":

@@ -253,7 +253,7 @@ def test_library_names_and_folders_resolve_at_the_revision(repo: Path) -> None:
         (("HEAD:specs/none.yaml", "specs/small.yaml"), "specs/none.yaml: not found at revision HEAD"),
         (("--base", "HEAD", "nowhere"), "nowhere: not found at revision HEAD nor here"),
         (("--base", "--", "specs"), "unknown git revision"),
-        (("specs/small.yaml", "model.onnx"), "model.onnx"),
+        (("specs/small.yaml", "model.onnx"), "model.onnx is an ONNX model, not a spec"),
         (("--fail-on", "mac>2%", "--base", "HEAD"), "unknown metric 'mac' (did you mean 'macs'?)"),
         (("--fail-on", "params>>1", "--base", "HEAD"), "expected METRIC OP CHANGE"),
     ],

@@ -67,17 +67,20 @@ _MODEL_FILE_USE = {
 }
 
 
+def refuse_model_file(path: Path) -> None:
+    """Say what a model or weights file given where a spec is expected is, and where it goes."""
+    kind = model_file_kind(path)
+    if kind is not None:
+        raise RescompileError(f"{path} is {kind}, not a spec (a YAML stage table): {_MODEL_FILE_USE[kind]}")
+
+
 def resolve_spec(text: str | Path) -> Path:
     """The spec file a user means: an existing path as is; otherwise a library spec named by its
     path relative to the library (`resnet50`, `cifar/resnet56`, with or without .yaml) or by its
     network name (`cifar_resnet56`)."""
     given = Path(text)
     if exists(given) and not given.is_dir():
-        kind = model_file_kind(given)
-        if kind is not None:
-            raise RescompileError(
-                f"{given} is {kind}, not a spec (a YAML stage table): {_MODEL_FILE_USE[kind]}"
-            )
+        refuse_model_file(given)
         return given
     text = str(text)
     library = library_dir()
@@ -156,6 +159,7 @@ def find_specs(paths: list[str | Path]) -> list[Path]:
         if path.is_dir():
             found.extend(p for p in sorted(path.rglob("*.yaml")) if not p.name.startswith("_"))
         elif path.exists():
+            refuse_model_file(path)
             found.append(path)
         else:
             raise RescompileError(f"{path}: no such file or folder")
