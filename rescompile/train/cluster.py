@@ -14,6 +14,9 @@ import time
 from rescompile.errors import RescompileError, printable
 
 POLL_SECONDS = 0.5
+LINGER_SECONDS = 3.0
+"""How long a task that has reached every other one still answers their probes: one that polled
+a moment later would otherwise find this port closed and wait out its timeout."""
 
 
 def _split(address: str) -> tuple[str, int]:
@@ -87,6 +90,7 @@ def wait_for_cluster(timeout: float) -> None:
                 said = True
             others = missing
             time.sleep(POLL_SECONDS)
+        time.sleep(LINGER_SECONDS)
     finally:
         stop.set()
         answering.join()
