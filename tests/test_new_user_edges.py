@@ -40,7 +40,7 @@ def _complete(words: str, cwd: Path) -> list[str]:
 def test_spec_names_complete_in_the_shell(tmp_path: Path) -> None:
     (tmp_path / "mine.yaml").write_text("name: mine\n")
     (tmp_path / "notes.txt").write_text("")
-    assert _complete("rescompile build resn", tmp_path)[:2] == ["resnet101", "resnet152"]
+    assert _complete("rescompile build resn", tmp_path)[:3] == ["resnet101", "resnet101_v1.5", "resnet152"]
     assert "resnet50" in _complete("rescompile build resn", tmp_path)
     assert _complete("rescompile train cifar/resnet2", tmp_path) == ["cifar/resnet20"]
     assert _complete("rescompile export keras/resnet50", tmp_path) == ["keras/resnet50", "keras/resnet50v2"]
@@ -160,6 +160,6 @@ def test_help_shows_placeholders_not_python_types() -> None:
     assert "Usage: rescompile predict [OPTIONS] MODEL IMAGES..." in predict and "<path>..." in predict
     train = cli("train", "--help", env=env).stdout
     assert "Usage: rescompile train [OPTIONS] [SPEC]" in train and "KEY=VALUE" in train
-    assert "Usage: rescompile diff [OPTIONS] OLD NEW" in cli("diff", "--help", env=env).stdout
+    assert "Usage: rescompile diff [OPTIONS] [OLD NEW | PATH...]" in cli("diff", "--help", env=env).stdout
     for text in (predict, train):
         assert "<bool>" not in text and "list[" not in text and "{" not in text
