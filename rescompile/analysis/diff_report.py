@@ -9,13 +9,14 @@ import json
 import os
 
 from rescompile.analysis.budgets import Breach
+from rescompile.analysis.check import BUDGET_METRICS
 from rescompile.analysis.cost import Cost
 from rescompile.analysis.diff import CHANGED, UNCHANGED, NetworkDiff, PartDiff
 from rescompile.analysis.tables import si
 from rescompile.errors import printable
 
-METRICS = ("params", "params_total", "macs", "flops", "activations", "depth")
-"""The metrics of `table`, in every format of the diff."""
+METRICS = BUDGET_METRICS
+"""The metrics of `table` (those a budget may limit), in every format of the diff."""
 
 
 def totals(cost: Cost | None) -> dict[str, int] | None:
@@ -72,8 +73,10 @@ def _stage_table(network: NetworkDiff) -> list[str]:
 
 
 def _file(network: NetworkDiff) -> str:
+    """The network's file for a heading, its HTML tags escaped (a file named `<details>.yaml`
+    must not change how a pull-request comment renders)."""
     side = network.new or network.old
-    return _cell(side.path) if side else ""
+    return _cell(side.path).replace("<", "&lt;").replace(">", "&gt;") if side else ""
 
 
 def markdown(networks: list[NetworkDiff], breaches: list[Breach]) -> str:

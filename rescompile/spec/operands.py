@@ -28,7 +28,6 @@ class Operand:
     """The spec files an operand names; `folder` when it named a folder (its networks are paired
     with the other side's by name)."""
 
-    text: str
     refs: list[SpecRef]
     folder: bool
 
@@ -68,7 +67,7 @@ def local_operand(text: str) -> Operand:
     files = LocalFiles()
     paths = dict.fromkeys(path.resolve() for path in find_specs(resolved))  # a symlinked spec once
     refs = [SpecRef(path, files) for path in paths]
-    return Operand(text, refs, folder=resolved[0].is_dir())
+    return Operand(refs, folder=resolved[0].is_dir())
 
 
 def revision_operand(revision: GitRevision, path_text: str) -> Operand | None:
@@ -89,9 +88,9 @@ def revision_operand(revision: GitRevision, path_text: str) -> Operand | None:
             found = [p for p in revision.yaml_files(candidate) if _is_spec(p.name)]
             if not found:
                 raise RescompileError(f"{printable(text)}: no spec files at that revision")
-            return Operand(text, [SpecRef(p, revision) for p in found], True)
+            return Operand([SpecRef(p, revision) for p in found], True)
         if kind == "blob":
-            return Operand(text, [SpecRef(candidate, revision)], False)
+            return Operand([SpecRef(candidate, revision)], False)
         if kind is not None:
             raise RescompileError(f"{printable(text)}: a {kind} at that revision, not a spec file")
     return None
@@ -124,5 +123,5 @@ def base_operands(rev: str, paths: list[str]) -> list[tuple[Operand | None, Oper
         old_refs.update({ref.path: ref for ref in old.refs} if old else {})
         new_refs.update({ref.path: ref for ref in new.refs} if new else {})
     # every PATH together, each file once: overlapping PATHs do not count a network twice
-    both = Operand(rev, list(old_refs.values()), True), Operand("", list(new_refs.values()), True)
+    both = Operand(list(old_refs.values()), True), Operand(list(new_refs.values()), True)
     return [both]
