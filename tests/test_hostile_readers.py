@@ -581,8 +581,8 @@ def test_resume_checks_state_json_against_the_run_and_leaves_a_finished_run_alon
         assert {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
     refused_untouched(
-        f"--resume: {run} has finished (its summary.json is written): nothing to resume;"
-        " train into another --out"
+        f"--resume: {run} has finished (epoch 1, step {128 // 32}; see {run / 'summary.json'}): nothing to"
+        f" resume; `rescompile evaluate {run} --data ...` scores it again, a new --out trains anew"
     )
     (run / "summary.json").unlink()  # as if killed before the summary: resumable, if state.json is true
     state = json.loads((run / "state.json").read_text())

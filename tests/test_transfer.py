@@ -87,6 +87,7 @@ def test_train_frozen_backbone_then_fine_tune(notop_weights: tuple, tmp_path: Pa
             sys.executable, "-m", "rescompile", "train", str(SPEC), "--data", str(tarball), "--out", str(run),
             "--recipe", "transfer", "--weights", str(path), "--freeze", "backbone",
             "--set", "validation=20", "--set", "finetune.epochs=1", "--precision", "float32",
+            "--batch-size", "20",  # given, so not fitted to the 40 training images: 2 steps an epoch
         ],
         capture_output=True,
         text=True,
