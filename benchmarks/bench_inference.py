@@ -29,7 +29,8 @@ from results import record
 
 from rescompile.cpu import cpu_info, int8_note
 from rescompile.data.images import preprocess
-from rescompile.onnx_backend.emit import ExportOptions, export_onnx, keras_weights
+from rescompile.keras_backend.weights import weight_store
+from rescompile.onnx_backend.emit import ExportOptions, export_onnx
 from rescompile.onnx_backend.quantize import quantize
 from rescompile.onnx_backend.runtime import bench_session
 from tests.keras_helpers import generated_model, randomize_batchnorm
@@ -67,7 +68,10 @@ def our_export(analysis, model, path: Path, **options) -> float:
 
     start = time.perf_counter()
     onnx.save(
-        export_onnx(analysis.spec, analysis.graph, keras_weights(model), ExportOptions(**options)), path
+        export_onnx(
+            analysis.spec, analysis.graph, weight_store(model, analysis.graph), ExportOptions(**options)
+        ),
+        path,
     )
     return time.perf_counter() - start
 

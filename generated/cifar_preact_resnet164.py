@@ -29,11 +29,11 @@ REGULARIZER = keras.regularizers.L2(5e-05)
 
 
 def conv(x, filters, kernel, stride, name, bias, pad=None, groups=1):
-    """A convolution padded by kernel // 2 on every side, as the paper pads: strided, explicitly
-    (a ZeroPadding2D named `pad`), since Keras' "same" would pad one side only; `groups` > 1 is a
-    grouped convolution (ResNeXt)."""
+    """A convolution padded by kernel // 2 on every side, as the paper pads: where strided,
+    explicitly by a ZeroPadding2D named `pad` (Keras' "same" would pad one side only); `groups`
+    > 1 is a grouped convolution (ResNeXt)."""
     padding = "same"
-    if stride > 1 and kernel > 1:
+    if pad:
         x = layers.ZeroPadding2D(kernel // 2, name=pad)(x)
         padding = "valid"
     return layers.Conv2D(
@@ -121,11 +121,27 @@ def preprocess_input(x):
     return x / keras.ops.convert_to_tensor(STD, "float32")
 
 
-# The stage table: name, its block rows' filters, and its blocks as runs of (function, stride, count).
+# The stage table: its output's name, its blocks' name (and number), its block rows' filters, and
+# its blocks as runs of (function, stride, count).
 STAGES = [
-    ("conv2", (16, 16, 64), [(preact_bottleneck_projection, 1, 1), (preact_bottleneck_identity, 1, 17)]),
-    ("conv3", (32, 32, 128), [(preact_bottleneck_projection, 2, 1), (preact_bottleneck_identity, 1, 17)]),
-    ("conv4", (64, 64, 256), [(preact_bottleneck_projection, 2, 1), (preact_bottleneck_identity, 1, 17)]),
+    (
+        "C2",
+        "conv2_block",
+        (16, 16, 64),
+        [(preact_bottleneck_projection, 1, 1), (preact_bottleneck_identity, 1, 17)],
+    ),
+    (
+        "C3",
+        "conv3_block",
+        (32, 32, 128),
+        [(preact_bottleneck_projection, 2, 1), (preact_bottleneck_identity, 1, 17)],
+    ),
+    (
+        "C4",
+        "conv4_block",
+        (64, 64, 256),
+        [(preact_bottleneck_projection, 2, 1), (preact_bottleneck_identity, 1, 17)],
+    ),
 ]
 
 
@@ -162,13 +178,13 @@ def build(
         inputs, x = keras.utils.get_source_inputs(input_tensor), input_tensor
     x = stem(x)
     features = {}
-    for level, (stage, filters, blocks) in enumerate(STAGES, start=2):
-        index = 1
+    for feature, block_name, filters, blocks in STAGES:
+        number = 1
         for block, stride, count in blocks:
             for _ in range(count):
-                x = block(x, filters, stride, f"{stage}_block{index}")
-                index += 1
-        features[f"C{level}"] = x
+                x = block(x, filters, stride, f"{block_name}{number}")
+                number += 1
+        features[feature] = x
     x = batch_norm(x, "post_bn")
     x = relu(x, "post_relu")
     outputs = outputs or OUTPUTS

@@ -29,11 +29,11 @@ REGULARIZER = keras.regularizers.L2(5e-05)
 
 
 def conv(x, filters, kernel, stride, name, bias, pad=None, groups=1):
-    """A convolution padded by kernel // 2 on every side, as the paper pads: strided, explicitly
-    (a ZeroPadding2D named `pad`), since Keras' "same" would pad one side only; `groups` > 1 is a
-    grouped convolution (ResNeXt)."""
+    """A convolution padded by kernel // 2 on every side, as the paper pads: where strided,
+    explicitly by a ZeroPadding2D named `pad` (Keras' "same" would pad one side only); `groups`
+    > 1 is a grouped convolution (ResNeXt)."""
     padding = "same"
-    if stride > 1 and kernel > 1:
+    if pad:
         x = layers.ZeroPadding2D(kernel // 2, name=pad)(x)
         padding = "valid"
     return layers.Conv2D(
@@ -95,7 +95,7 @@ def stem(x):
 def basic_identity(x, filters, stride, name):
     """Post-activation basic block (3x3 / 3x3 convs), identity shortcut."""
     shortcut = x
-    x = conv(x, filters[0], 3, stride, f"{name}_1_conv", bias=False, pad=f"{name}_1_pad")
+    x = conv(x, filters[0], 3, stride, f"{name}_1_conv", bias=False)
     x = batch_norm(x, f"{name}_1_bn")
     x = relu(x, f"{name}_1_relu")
     x = conv(x, filters[1], 3, 1, f"{name}_2_conv", bias=False)
@@ -132,7 +132,7 @@ def preprocess_input(x):
     return x / keras.ops.convert_to_tensor(STD, "float32")
 
 
-# The stage table: name, its block rows' filters, and its blocks as runs of (function, stride, count).
+# What differs between blocks that share a function, by block name.
 DROP_RATES = {
     "conv2_block1": 0.009259259259,
     "conv2_block2": 0.018518518519,
@@ -190,10 +190,12 @@ DROP_RATES = {
     "conv4_block18": 0.5,
 }
 
+# The stage table: its output's name, its blocks' name (and number), its block rows' filters, and
+# its blocks as runs of (function, stride, count).
 STAGES = [
-    ("conv2", (16, 16), [(basic_identity, 1, 18)]),
-    ("conv3", (32, 32), [(basic_zero_pad, 2, 1), (basic_identity, 1, 17)]),
-    ("conv4", (64, 64), [(basic_zero_pad, 2, 1), (basic_identity, 1, 17)]),
+    ("C2", "conv2_block", (16, 16), [(basic_identity, 1, 18)]),
+    ("C3", "conv3_block", (32, 32), [(basic_zero_pad, 2, 1), (basic_identity, 1, 17)]),
+    ("C4", "conv4_block", (64, 64), [(basic_zero_pad, 2, 1), (basic_identity, 1, 17)]),
 ]
 
 
@@ -230,13 +232,13 @@ def build(
         inputs, x = keras.utils.get_source_inputs(input_tensor), input_tensor
     x = stem(x)
     features = {}
-    for level, (stage, filters, blocks) in enumerate(STAGES, start=2):
-        index = 1
+    for feature, block_name, filters, blocks in STAGES:
+        number = 1
         for block, stride, count in blocks:
             for _ in range(count):
-                x = block(x, filters, stride, f"{stage}_block{index}")
-                index += 1
-        features[f"C{level}"] = x
+                x = block(x, filters, stride, f"{block_name}{number}")
+                number += 1
+        features[feature] = x
     outputs = outputs or OUTPUTS
     if outputs:
         x = [features[name] for name in outputs]

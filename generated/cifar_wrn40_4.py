@@ -29,11 +29,11 @@ REGULARIZER = keras.regularizers.L2(0.00025)
 
 
 def conv(x, filters, kernel, stride, name, bias, pad=None, groups=1):
-    """A convolution padded by kernel // 2 on every side, as the paper pads: strided, explicitly
-    (a ZeroPadding2D named `pad`), since Keras' "same" would pad one side only; `groups` > 1 is a
-    grouped convolution (ResNeXt)."""
+    """A convolution padded by kernel // 2 on every side, as the paper pads: where strided,
+    explicitly by a ZeroPadding2D named `pad` (Keras' "same" would pad one side only); `groups`
+    > 1 is a grouped convolution (ResNeXt)."""
     padding = "same"
-    if stride > 1 and kernel > 1:
+    if pad:
         x = layers.ZeroPadding2D(kernel // 2, name=pad)(x)
         padding = "valid"
     return layers.Conv2D(
@@ -82,7 +82,7 @@ def preact_basic_projection(x, filters, stride, name):
     x = batch_norm(x, f"{name}_preact_bn")
     x = relu(x, f"{name}_preact_relu")
     shortcut = conv(x, filters[1], 1, stride, f"{name}_0_conv", bias=False)
-    x = conv(x, filters[0], 3, stride, f"{name}_1_conv", bias=False, pad=f"{name}_1_pad")
+    x = conv(x, filters[0], 3, stride, f"{name}_1_conv", bias=False)
     x = batch_norm(x, f"{name}_1_bn")
     x = relu(x, f"{name}_1_relu")
     x = layers.Dropout(0.3, name=f"{name}_1_dropout")(x)
@@ -96,6 +96,20 @@ def preact_basic_identity(x, filters, stride, name):
     shortcut = x
     x = batch_norm(x, f"{name}_preact_bn")
     x = relu(x, f"{name}_preact_relu")
+    x = conv(x, filters[0], 3, stride, f"{name}_1_conv", bias=False)
+    x = batch_norm(x, f"{name}_1_bn")
+    x = relu(x, f"{name}_1_relu")
+    x = layers.Dropout(0.3, name=f"{name}_1_dropout")(x)
+    x = conv(x, filters[1], 3, 1, f"{name}_2_conv", bias=False)
+    x = layers.Add(name=f"{name}_out")([shortcut, x])
+    return x
+
+
+def preact_basic_projection_padded(x, filters, stride, name):
+    """Pre-activation basic block (3x3 / 3x3 convs), projection shortcut (1x1 conv)."""
+    x = batch_norm(x, f"{name}_preact_bn")
+    x = relu(x, f"{name}_preact_relu")
+    shortcut = conv(x, filters[1], 1, stride, f"{name}_0_conv", bias=False)
     x = conv(x, filters[0], 3, stride, f"{name}_1_conv", bias=False, pad=f"{name}_1_pad")
     x = batch_norm(x, f"{name}_1_bn")
     x = relu(x, f"{name}_1_relu")
@@ -117,11 +131,22 @@ def preprocess_input(x):
     return x / keras.ops.convert_to_tensor(STD, "float32")
 
 
-# The stage table: name, its block rows' filters, and its blocks as runs of (function, stride, count).
+# The stage table: its output's name, its blocks' name (and number), its block rows' filters, and
+# its blocks as runs of (function, stride, count).
 STAGES = [
-    ("conv2", (64, 64), [(preact_basic_projection, 1, 1), (preact_basic_identity, 1, 5)]),
-    ("conv3", (128, 128), [(preact_basic_projection, 2, 1), (preact_basic_identity, 1, 5)]),
-    ("conv4", (256, 256), [(preact_basic_projection, 2, 1), (preact_basic_identity, 1, 5)]),
+    ("C2", "conv2_block", (64, 64), [(preact_basic_projection, 1, 1), (preact_basic_identity, 1, 5)]),
+    (
+        "C3",
+        "conv3_block",
+        (128, 128),
+        [(preact_basic_projection_padded, 2, 1), (preact_basic_identity, 1, 5)],
+    ),
+    (
+        "C4",
+        "conv4_block",
+        (256, 256),
+        [(preact_basic_projection_padded, 2, 1), (preact_basic_identity, 1, 5)],
+    ),
 ]
 
 
@@ -158,13 +183,13 @@ def build(
         inputs, x = keras.utils.get_source_inputs(input_tensor), input_tensor
     x = stem(x)
     features = {}
-    for level, (stage, filters, blocks) in enumerate(STAGES, start=2):
-        index = 1
+    for feature, block_name, filters, blocks in STAGES:
+        number = 1
         for block, stride, count in blocks:
             for _ in range(count):
-                x = block(x, filters, stride, f"{stage}_block{index}")
-                index += 1
-        features[f"C{level}"] = x
+                x = block(x, filters, stride, f"{block_name}{number}")
+                number += 1
+        features[feature] = x
     x = batch_norm(x, "post_bn")
     x = relu(x, "post_relu")
     outputs = outputs or OUTPUTS

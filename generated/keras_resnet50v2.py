@@ -28,11 +28,11 @@ REGULARIZER = None
 
 
 def conv(x, filters, kernel, stride, name, bias, pad=None, groups=1):
-    """A convolution padded by kernel // 2 on every side, as the paper pads: strided, explicitly
-    (a ZeroPadding2D named `pad`), since Keras' "same" would pad one side only; `groups` > 1 is a
-    grouped convolution (ResNeXt)."""
+    """A convolution padded by kernel // 2 on every side, as the paper pads: where strided,
+    explicitly by a ZeroPadding2D named `pad` (Keras' "same" would pad one side only); `groups`
+    > 1 is a grouped convolution (ResNeXt)."""
     padding = "same"
-    if stride > 1 and kernel > 1:
+    if pad:
         x = layers.ZeroPadding2D(kernel // 2, name=pad)(x)
         padding = "valid"
     return layers.Conv2D(
@@ -92,7 +92,7 @@ def preact_bottleneck_projection(x, filters, stride, name):
     x = conv(x, filters[0], 1, 1, f"{name}_1_conv", bias=False)
     x = batch_norm(x, f"{name}_1_bn")
     x = relu(x, f"{name}_1_relu")
-    x = conv(x, filters[1], 3, stride, f"{name}_2_conv", bias=False, pad=f"{name}_2_pad")
+    x = conv(x, filters[1], 3, stride, f"{name}_2_conv", bias=False)
     x = batch_norm(x, f"{name}_2_bn")
     x = relu(x, f"{name}_2_relu")
     x = conv(x, filters[2], 1, 1, f"{name}_3_conv", bias=True)
@@ -108,7 +108,7 @@ def preact_bottleneck_identity(x, filters, stride, name):
     x = conv(x, filters[0], 1, 1, f"{name}_1_conv", bias=False)
     x = batch_norm(x, f"{name}_1_bn")
     x = relu(x, f"{name}_1_relu")
-    x = conv(x, filters[1], 3, stride, f"{name}_2_conv", bias=False, pad=f"{name}_2_pad")
+    x = conv(x, filters[1], 3, stride, f"{name}_2_conv", bias=False)
     x = batch_norm(x, f"{name}_2_bn")
     x = relu(x, f"{name}_2_relu")
     x = conv(x, filters[2], 1, 1, f"{name}_3_conv", bias=True)
@@ -145,10 +145,12 @@ def preprocess_input(x):
     return x / keras.ops.convert_to_tensor(STD, "float32")
 
 
-# The stage table: name, its block rows' filters, and its blocks as runs of (function, stride, count).
+# The stage table: its output's name, its blocks' name (and number), its block rows' filters, and
+# its blocks as runs of (function, stride, count).
 STAGES = [
     (
-        "conv2",
+        "C2",
+        "conv2_block",
         (64, 64, 256),
         [
             (preact_bottleneck_projection, 1, 1),
@@ -157,7 +159,8 @@ STAGES = [
         ],
     ),
     (
-        "conv3",
+        "C3",
+        "conv3_block",
         (128, 128, 512),
         [
             (preact_bottleneck_projection, 1, 1),
@@ -166,7 +169,8 @@ STAGES = [
         ],
     ),
     (
-        "conv4",
+        "C4",
+        "conv4_block",
         (256, 256, 1024),
         [
             (preact_bottleneck_projection, 1, 1),
@@ -174,7 +178,12 @@ STAGES = [
             (preact_bottleneck_pooled_identity, 2, 1),
         ],
     ),
-    ("conv5", (512, 512, 2048), [(preact_bottleneck_projection, 1, 1), (preact_bottleneck_identity, 1, 2)]),
+    (
+        "C5",
+        "conv5_block",
+        (512, 512, 2048),
+        [(preact_bottleneck_projection, 1, 1), (preact_bottleneck_identity, 1, 2)],
+    ),
 ]
 
 
@@ -211,13 +220,13 @@ def build(
         inputs, x = keras.utils.get_source_inputs(input_tensor), input_tensor
     x = stem(x)
     features = {}
-    for level, (stage, filters, blocks) in enumerate(STAGES, start=2):
-        index = 1
+    for feature, block_name, filters, blocks in STAGES:
+        number = 1
         for block, stride, count in blocks:
             for _ in range(count):
-                x = block(x, filters, stride, f"{stage}_block{index}")
-                index += 1
-        features[f"C{level}"] = x
+                x = block(x, filters, stride, f"{block_name}{number}")
+                number += 1
+        features[feature] = x
     x = batch_norm(x, "post_bn")
     x = relu(x, "post_relu")
     outputs = outputs or OUTPUTS

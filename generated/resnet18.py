@@ -28,11 +28,11 @@ REGULARIZER = None
 
 
 def conv(x, filters, kernel, stride, name, bias, pad=None, groups=1):
-    """A convolution padded by kernel // 2 on every side, as the paper pads: strided, explicitly
-    (a ZeroPadding2D named `pad`), since Keras' "same" would pad one side only; `groups` > 1 is a
-    grouped convolution (ResNeXt)."""
+    """A convolution padded by kernel // 2 on every side, as the paper pads: where strided,
+    explicitly by a ZeroPadding2D named `pad` (Keras' "same" would pad one side only); `groups`
+    > 1 is a grouped convolution (ResNeXt)."""
     padding = "same"
-    if stride > 1 and kernel > 1:
+    if pad:
         x = layers.ZeroPadding2D(kernel // 2, name=pad)(x)
         padding = "valid"
     return layers.Conv2D(
@@ -89,7 +89,7 @@ def stem(x):
 def basic_identity(x, filters, stride, name):
     """Post-activation basic block (3x3 / 3x3 convs), identity shortcut."""
     shortcut = x
-    x = conv(x, filters[0], 3, stride, f"{name}_1_conv", bias=False, pad=f"{name}_1_pad")
+    x = conv(x, filters[0], 3, stride, f"{name}_1_conv", bias=False)
     x = batch_norm(x, f"{name}_1_bn")
     x = relu(x, f"{name}_1_relu")
     x = conv(x, filters[1], 3, 1, f"{name}_2_conv", bias=False)
@@ -125,12 +125,13 @@ def preprocess_input(x):
     return x / keras.ops.convert_to_tensor(STD, "float32")
 
 
-# The stage table: name, its block rows' filters, and its blocks as runs of (function, stride, count).
+# The stage table: its output's name, its blocks' name (and number), its block rows' filters, and
+# its blocks as runs of (function, stride, count).
 STAGES = [
-    ("conv2_x", (64, 64), [(basic_identity, 1, 2)]),
-    ("conv3_x", (128, 128), [(basic_projection, 2, 1), (basic_identity, 1, 1)]),
-    ("conv4_x", (256, 256), [(basic_projection, 2, 1), (basic_identity, 1, 1)]),
-    ("conv5_x", (512, 512), [(basic_projection, 2, 1), (basic_identity, 1, 1)]),
+    ("C2", "conv2_x_block", (64, 64), [(basic_identity, 1, 2)]),
+    ("C3", "conv3_x_block", (128, 128), [(basic_projection, 2, 1), (basic_identity, 1, 1)]),
+    ("C4", "conv4_x_block", (256, 256), [(basic_projection, 2, 1), (basic_identity, 1, 1)]),
+    ("C5", "conv5_x_block", (512, 512), [(basic_projection, 2, 1), (basic_identity, 1, 1)]),
 ]
 
 
@@ -167,13 +168,13 @@ def build(
         inputs, x = keras.utils.get_source_inputs(input_tensor), input_tensor
     x = stem(x)
     features = {}
-    for level, (stage, filters, blocks) in enumerate(STAGES, start=2):
-        index = 1
+    for feature, block_name, filters, blocks in STAGES:
+        number = 1
         for block, stride, count in blocks:
             for _ in range(count):
-                x = block(x, filters, stride, f"{stage}_block{index}")
-                index += 1
-        features[f"C{level}"] = x
+                x = block(x, filters, stride, f"{block_name}{number}")
+                number += 1
+        features[feature] = x
     outputs = outputs or OUTPUTS
     if outputs:
         x = [features[name] for name in outputs]

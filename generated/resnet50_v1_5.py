@@ -28,11 +28,11 @@ REGULARIZER = None
 
 
 def conv(x, filters, kernel, stride, name, bias, pad=None, groups=1):
-    """A convolution padded by kernel // 2 on every side, as the paper pads: strided, explicitly
-    (a ZeroPadding2D named `pad`), since Keras' "same" would pad one side only; `groups` > 1 is a
-    grouped convolution (ResNeXt)."""
+    """A convolution padded by kernel // 2 on every side, as the paper pads: where strided,
+    explicitly by a ZeroPadding2D named `pad` (Keras' "same" would pad one side only); `groups`
+    > 1 is a grouped convolution (ResNeXt)."""
     padding = "same"
-    if stride > 1 and kernel > 1:
+    if pad:
         x = layers.ZeroPadding2D(kernel // 2, name=pad)(x)
         padding = "valid"
     return layers.Conv2D(
@@ -93,7 +93,7 @@ def bottleneck_projection(x, filters, stride, name):
     x = conv(x, filters[0], 1, 1, f"{name}_1_conv", bias=False)
     x = batch_norm(x, f"{name}_1_bn")
     x = relu(x, f"{name}_1_relu")
-    x = conv(x, filters[1], 3, stride, f"{name}_2_conv", bias=False, pad=f"{name}_2_pad")
+    x = conv(x, filters[1], 3, stride, f"{name}_2_conv", bias=False)
     x = batch_norm(x, f"{name}_2_bn")
     x = relu(x, f"{name}_2_relu")
     x = conv(x, filters[2], 1, 1, f"{name}_3_conv", bias=False)
@@ -106,6 +106,23 @@ def bottleneck_projection(x, filters, stride, name):
 def bottleneck_identity(x, filters, stride, name):
     """Post-activation bottleneck block (1x1 / 3x3 / 1x1 convs), identity shortcut."""
     shortcut = x
+    x = conv(x, filters[0], 1, 1, f"{name}_1_conv", bias=False)
+    x = batch_norm(x, f"{name}_1_bn")
+    x = relu(x, f"{name}_1_relu")
+    x = conv(x, filters[1], 3, stride, f"{name}_2_conv", bias=False)
+    x = batch_norm(x, f"{name}_2_bn")
+    x = relu(x, f"{name}_2_relu")
+    x = conv(x, filters[2], 1, 1, f"{name}_3_conv", bias=False)
+    x = batch_norm(x, f"{name}_3_bn")
+    x = layers.Add(name=f"{name}_add")([shortcut, x])
+    x = relu(x, f"{name}_out")
+    return x
+
+
+def bottleneck_projection_padded(x, filters, stride, name):
+    """Post-activation bottleneck block (1x1 / 3x3 / 1x1 convs), projection shortcut (1x1 conv)."""
+    shortcut = conv(x, filters[2], 1, stride, f"{name}_0_conv", bias=False)
+    shortcut = batch_norm(shortcut, f"{name}_0_bn")
     x = conv(x, filters[0], 1, 1, f"{name}_1_conv", bias=False)
     x = batch_norm(x, f"{name}_1_bn")
     x = relu(x, f"{name}_1_relu")
@@ -131,12 +148,28 @@ def preprocess_input(x):
     return x / keras.ops.convert_to_tensor(STD, "float32")
 
 
-# The stage table: name, its block rows' filters, and its blocks as runs of (function, stride, count).
+# The stage table: its output's name, its blocks' name (and number), its block rows' filters, and
+# its blocks as runs of (function, stride, count).
 STAGES = [
-    ("conv2_x", (64, 64, 256), [(bottleneck_projection, 1, 1), (bottleneck_identity, 1, 2)]),
-    ("conv3_x", (128, 128, 512), [(bottleneck_projection, 2, 1), (bottleneck_identity, 1, 3)]),
-    ("conv4_x", (256, 256, 1024), [(bottleneck_projection, 2, 1), (bottleneck_identity, 1, 5)]),
-    ("conv5_x", (512, 512, 2048), [(bottleneck_projection, 2, 1), (bottleneck_identity, 1, 2)]),
+    ("C2", "conv2_x_block", (64, 64, 256), [(bottleneck_projection, 1, 1), (bottleneck_identity, 1, 2)]),
+    (
+        "C3",
+        "conv3_x_block",
+        (128, 128, 512),
+        [(bottleneck_projection_padded, 2, 1), (bottleneck_identity, 1, 3)],
+    ),
+    (
+        "C4",
+        "conv4_x_block",
+        (256, 256, 1024),
+        [(bottleneck_projection_padded, 2, 1), (bottleneck_identity, 1, 5)],
+    ),
+    (
+        "C5",
+        "conv5_x_block",
+        (512, 512, 2048),
+        [(bottleneck_projection_padded, 2, 1), (bottleneck_identity, 1, 2)],
+    ),
 ]
 
 
@@ -173,13 +206,13 @@ def build(
         inputs, x = keras.utils.get_source_inputs(input_tensor), input_tensor
     x = stem(x)
     features = {}
-    for level, (stage, filters, blocks) in enumerate(STAGES, start=2):
-        index = 1
+    for feature, block_name, filters, blocks in STAGES:
+        number = 1
         for block, stride, count in blocks:
             for _ in range(count):
-                x = block(x, filters, stride, f"{stage}_block{index}")
-                index += 1
-        features[f"C{level}"] = x
+                x = block(x, filters, stride, f"{block_name}{number}")
+                number += 1
+        features[feature] = x
     outputs = outputs or OUTPUTS
     if outputs:
         x = [features[name] for name in outputs]

@@ -365,31 +365,36 @@ def build_command(
     weights_format: WeightsFormat = None,
 ) -> None:
     """Generate the Keras module, build the model and save <out>/<name>.keras."""
-    from rescompile.keras_backend.build import build
+    from rescompile.analysis.analyze import analyze
+    from rescompile.keras_backend.build import build, build_target
     from rescompile.keras_backend.summary import print_build_summary
     from rescompile.spec.library import resolve_spec
 
     features = [name.strip() for name in outputs.split(",")] if outputs is not None else None
-    result = build(
-        resolve_spec(spec),
-        out,
+    target = build_target(
         input_size=input_size,
         classes=classes,
         in_channels=in_channels,
-        weights=weights,
         include_top=include_top,
-        freeze=freeze,
         outputs=features,
+    )
+    result = build(
+        analyze(resolve_spec(spec), target),
+        out,
+        weights=weights,
+        freeze=freeze,
         check_memory=memory_check,
         allow_partial=allow_partial,
         weights_format=weights_format,
     )
     print_build_summary(result)
     if onnx:
+        from rescompile.keras_backend.weights import weight_store
         from rescompile.onnx_backend.export import export_with_record
 
         path = out / f"{result.analysis.spec.name}.onnx"
-        export_with_record(result.model, result.analysis, result.record, path)
+        weights = weight_store(result.model, result.analysis.graph)
+        export_with_record(weights, result.analysis, result.record, path)
         typer.echo(f"wrote {path}")
 
 
@@ -422,9 +427,9 @@ def export_command(
     weights_format: WeightsFormat = None,
 ) -> None:
     """Export a Keras model to ONNX through the IR (BN folded, one transpose, dynamic batch)."""
+    from rescompile.commands.export import export
     from rescompile.data.class_names import read_class_names
     from rescompile.onnx_backend.emit import ExportOptions
-    from rescompile.onnx_backend.export import export
     from rescompile.spec.library import resolve_spec
 
     if int8 and (fp16 or calibration is None):
@@ -438,7 +443,7 @@ def export_command(
         analysis = export(source, out, spec, options, weights, weights_format)
         typer.echo(f"wrote {out} ({analysis.spec.name}, {analysis.graph.input.shape[0]}px)")
         return
-    from rescompile.onnx_backend.export import export_int8
+    from rescompile.commands.export import export_int8
 
     analysis, count = export_int8(
         source, out, spec, options, calibration, calibration_size, weights, weights_format

@@ -8,7 +8,7 @@ from pathlib import Path
 from rescompile.analysis.analyze import Analysis, analyze
 from rescompile.analysis.tables import render
 from rescompile.fileio import write_text_atomic
-from rescompile.keras_backend.printer import render_keras
+from rescompile.keras_backend.build import module_source
 from rescompile.spec.library import find_specs
 
 TABLE1_SPECS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
@@ -21,7 +21,7 @@ def expected_files(spec_root: Path) -> dict[str, str]:
     table1: list[Analysis] = [by_name[name] for name in TABLE1_SPECS if name in by_name]
     files = {"tables.md": render("tables.md.j2", analyses=analyses, table1=table1)}
     for a in analyses:
-        files[f"{a.spec.name}.py"] = render_keras(a.spec, a.path)
+        files[f"{a.spec.name}.py"] = module_source(a)
     return files
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from rescompile import ir
 from rescompile.analysis.analyze import Analysis, analyze
+from rescompile.ir.target import Target
 from rescompile.keras_backend.model import load_module, recursion_limit
 from rescompile.keras_backend.printer import needed_recursion_limit
 
@@ -18,7 +19,7 @@ def generated_model(spec: str, input_size: int | None = None, seed: int = 0, **k
     import keras
 
     keras.utils.set_random_seed(seed)
-    analysis: Analysis = analyze(spec, input_size)
+    analysis: Analysis = analyze(spec, Target(input_size=input_size))
     module = load_module(Path("generated") / f"{analysis.spec.name}.py")
     with recursion_limit(needed_recursion_limit(analysis.graph) or 0):
         return analysis, module.build(input_shape=analysis.graph.input.shape, **kwargs)
@@ -44,9 +45,8 @@ def randomize_batchnorm(
     branch_ends = set()
     if graph is not None:
         branch_ends = {name for node in graph.nodes if isinstance(node, ir.Add) for name in node.inputs}
-        passing = (ir.SqueezeExcite, ir.DropPath)  # a gate or drop-path ends the branch after its BN
-        for node in reversed(graph.nodes):  # drop-path after SE after BN: walk back from the sum
-            if isinstance(node, passing) and node.name in branch_ends:
+        for node in reversed(graph.nodes):  # drop-path after a gate after BN: walk back from the sum
+            if node.passes_through and node.name in branch_ends:  # the branch ends before it
                 branch_ends.add(node.inputs[0])
     for layer in model.layers:
         if layer.name in branch_ends and type(layer).__name__ == "Conv2D":

@@ -9,6 +9,7 @@ import onnx
 
 from rescompile import ir
 from rescompile.analysis.analyze import Analysis, analyze
+from rescompile.ir.target import Target
 from rescompile.keras_backend.model_file import model_record
 from rescompile.onnx_backend.emit import ExportOptions, export_onnx
 
@@ -55,7 +56,7 @@ def export_spec(
 ) -> Analysis:
     """Export `spec` (at `input_size`) with random weights to `path`, carrying its rescompile
     record unless `record` is False; `options`: ExportOptions fields (fold_bn, fp16...)."""
-    analysis = analyze(spec, input_size)
+    analysis = analyze(spec, Target(input_size=input_size))
     carried = model_record(analysis, include_top=True) if record else None
     exported = export_onnx(
         analysis.spec,

@@ -77,7 +77,7 @@ def test_hostile_text_parses_never_runs_and_round_trips(tmp_path: Path) -> None:
         spec_file.write_text(yaml.safe_dump(_with_text(text)))
         analysis = analyze(spec_file)
         assert analysis.spec.source == text
-        module_text = render_keras(analysis.spec, text)  # the path slot, too
+        module_text = render_keras(analysis.network.whole, spec_label(text))  # the path slot, too
         tree = ast.parse(module_text)
         docstring = ast.get_docstring(tree, clean=False)
         label = spec_label(text)  # the path slot prints as the spec's name (its file name here)

@@ -26,13 +26,14 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict:
     """A ResNet-20 fitted briefly to the colour classes, as .keras and as .onnx, and data files."""
-    from rescompile.keras_backend.build import build
+    from rescompile.keras_backend.build import build_spec
     from rescompile.keras_backend.model_file import model_record, save_model
+    from rescompile.keras_backend.weights import weight_store
     from rescompile.onnx_backend.export import export_with_record
 
     folder = tmp_path_factory.mktemp("evaluate_onnx")
     keras.utils.set_random_seed(0)
-    result = build(Path("specs/cifar/resnet20.yaml"), folder, save=False)
+    result = build_spec(Path("specs/cifar/resnet20.yaml"), folder, save=False)
     images, labels = colour_images(320, seed=0)
     result.model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
     result.model.fit(
@@ -40,7 +41,9 @@ def models(tmp_path_factory) -> dict:
     )
     record = model_record(result.analysis, include_top=True, preprocess=PREPROCESS, class_names=NAMES)
     save_model(result.model, folder / "r20.keras", record)
-    export_with_record(result.model, result.analysis, record, folder / "r20.onnx")
+    export_with_record(
+        weight_store(result.model, result.analysis.graph), result.analysis, record, folder / "r20.onnx"
+    )
     return {
         "folder": folder,
         "keras": folder / "r20.keras",

@@ -18,7 +18,8 @@ import pytest
 
 from rescompile import ir
 from rescompile.analysis.analyze import analyze
-from rescompile.onnx_backend.emit import ExportOptions, export_onnx, keras_weights
+from rescompile.keras_backend.weights import weight_store
+from rescompile.onnx_backend.emit import ExportOptions, export_onnx
 from rescompile.spec import Spec, load_spec
 from tests.keras_helpers import generated_model, randomize_batchnorm
 from tests.run_helpers import interrupt_after_first_epoch
@@ -66,11 +67,11 @@ SE_GATES = {
 
 @pytest.mark.parametrize("position", sorted(SE_GATES))
 def test_squeeze_excitation_positions_in_the_ir_keras_and_onnx(position: str, tmp_path: Path) -> None:
-    from rescompile.keras_backend.build import build
+    from rescompile.keras_backend.build import build_spec
 
     spec = _variant(tmp_path, "specs/seresnet50.yaml", f"se_{position}", f"{{se: {{position: {position}}}}}")
     keras.utils.set_random_seed(0)
-    result = build(spec, tmp_path, input_size=64, save=False)
+    result = build_spec(spec, tmp_path, input_size=64, save=False)
     analysis, model, graph = result.analysis, result.model, result.analysis.graph
     gated, consumer, channels = SE_GATES[position]
     assert graph.node("conv3_x_block1_se").inputs == (gated,)
@@ -86,7 +87,7 @@ def test_squeeze_excitation_positions_in_the_ir_keras_and_onnx(position: str, tm
     randomize_batchnorm(model, graph=graph, x=np.concatenate([x, x[::-1] * 0.5]))
     feature = "conv5_x_block3_out"
     options = ExportOptions(outputs=[feature, "predictions"])
-    exported = export_onnx(analysis.spec, graph, keras_weights(model), options)
+    exported = export_onnx(analysis.spec, graph, weight_store(model, graph), options)
     ops = [node.op_type for node in exported.graph.node]
     assert ops.count("Sigmoid") == ops.count("Mul") == ops.count("GlobalAveragePool") - 1 == 16
     assert "BatchNormalization" not in ops, "BN folded"
@@ -111,7 +112,9 @@ def test_avg_down_shortcut_averages_before_its_unstrided_projection() -> None:
     assert model.get_layer("conv3_x_block1_0_conv").strides == (1, 1)
     assert model.get_layer("conv2_x_block1_0_conv").strides == (1, 1)
     assert "conv2_x_block1_0_pool" not in {layer.name for layer in model.layers}, "no pool at stride 1"
-    exported = export_onnx(analysis.spec, analysis.graph, keras_weights(model), ExportOptions())
+    exported = export_onnx(
+        analysis.spec, analysis.graph, weight_store(model, analysis.graph), ExportOptions()
+    )
     pools = [n for n in exported.graph.node if n.op_type == "AveragePool"]
     assert len(pools) == 3 and all(onnx.helper.get_attribute_value(p.attribute[0]) for p in pools)
 
@@ -126,11 +129,11 @@ SURVIVAL = {  # Huang et al. Eq. 4 (p_L = 0.5 over ResNet-110's 54 blocks), and 
 def test_stochastic_depth_rules_train_stochastically_and_vanish_at_inference(
     rule: str, tmp_path: Path
 ) -> None:
-    from rescompile.keras_backend.build import build
+    from rescompile.keras_backend.build import build_spec
 
     library = "specs/cifar/resnet110_stochastic_depth.yaml"
     spec = _variant(tmp_path, library, f"sd_{rule}", f"{{stochastic_depth: {{rule: {rule}}}}}")
-    result = build(spec, tmp_path, save=False)
+    result = build_spec(spec, tmp_path, save=False)
     analysis, model = result.analysis, result.model
     blocks = [block for stage in analysis.graph.stages for block in stage.blocks]
     assert np.allclose([block.survival for block in blocks], SURVIVAL[rule])
@@ -141,7 +144,9 @@ def test_stochastic_depth_rules_train_stochastically_and_vanish_at_inference(
     assert np.array_equal(*inference)
     training = [np.asarray(model(x, training=True)) for _ in range(2)]
     assert not np.allclose(*training), "residuals are dropped at random in training"
-    exported = export_onnx(analysis.spec, analysis.graph, keras_weights(model), ExportOptions())
+    exported = export_onnx(
+        analysis.spec, analysis.graph, weight_store(model, analysis.graph), ExportOptions()
+    )
     assert not {"Dropout", "RandomUniformLike"} & {n.op_type for n in exported.graph.node}
 
 
@@ -207,10 +212,10 @@ def test_every_construct_trains_and_an_interrupted_run_resumes_exactly(
 def test_random_generators_are_restored_so_masks_repeat_after_a_reload(
     family_spec: Path, tmp_path: Path
 ) -> None:
-    from rescompile.keras_backend.build import build
+    from rescompile.keras_backend.build import build_spec
     from rescompile.keras_backend.model import restore_seed_states, seed_states
 
-    model = build(family_spec, tmp_path, save=False).model
+    model = build_spec(family_spec, tmp_path, save=False).model
     x = np.ones((8, 32, 32, 3), "float32")
     model(x, training=True)
     states = seed_states(model)

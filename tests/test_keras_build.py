@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rescompile.errors import RescompileError
-from rescompile.keras_backend.build import build
+from rescompile.keras_backend.build import build_spec
 from rescompile.keras_backend.model import freeze
 from tests.keras_helpers import generated_model, randomize_batchnorm
 from tests.numerics import assert_close_to_scale
@@ -66,14 +66,16 @@ def test_keras_applications_weights_give_the_same_outputs(
     spec: str, apps_weights: dict, tmp_path: Path
 ) -> None:
     path, x, expected, _ = apps_weights[spec]
-    result = build(Path(f"specs/keras/{spec}.yaml"), tmp_path, input_size=SIZE, weights=str(path), save=False)
+    result = build_spec(
+        Path(f"specs/keras/{spec}.yaml"), tmp_path, input_size=SIZE, weights=str(path), save=False
+    )
     assert_close_to_scale(result.model.predict(x, verbose=0), expected)
 
 
 @pytest.mark.parametrize("spec", ["resnet50", "resnet50v2"])
 def test_backbone_without_top_loads_the_same_weights(spec: str, apps_weights: dict, tmp_path: Path) -> None:
     path, x, _, expected = apps_weights[spec]
-    result = build(
+    result = build_spec(
         Path(f"specs/keras/{spec}.yaml"),
         tmp_path,
         input_size=SIZE,
@@ -87,8 +89,10 @@ def test_backbone_without_top_loads_the_same_weights(spec: str, apps_weights: di
 
 def test_single_channel_stem_sums_the_rgb_kernel(apps_weights: dict, tmp_path: Path) -> None:
     path, _, _, _ = apps_weights["resnet50"]
-    rgb = build(Path("specs/keras/resnet50.yaml"), tmp_path, input_size=SIZE, weights=str(path), save=False)
-    gray = build(
+    rgb = build_spec(
+        Path("specs/keras/resnet50.yaml"), tmp_path, input_size=SIZE, weights=str(path), save=False
+    )
+    gray = build_spec(
         Path("specs/keras/resnet50.yaml"),
         tmp_path,
         input_size=SIZE,
@@ -104,7 +108,7 @@ def test_single_channel_stem_sums_the_rgb_kernel(apps_weights: dict, tmp_path: P
 def test_mismatched_weights_list_the_layers(apps_weights: dict, tmp_path: Path) -> None:
     path, _, _, _ = apps_weights["resnet50v2"]
     with pytest.raises(RescompileError, match=r"layers do not match: .*conv2_block1_1_conv"):
-        build(Path("specs/keras/resnet50.yaml"), tmp_path / "out", input_size=SIZE, weights=str(path))
+        build_spec(Path("specs/keras/resnet50.yaml"), tmp_path / "out", input_size=SIZE, weights=str(path))
     assert not list((tmp_path / "out").glob("*.keras"))
 
 
@@ -112,9 +116,9 @@ def test_corrupt_and_missing_weights_are_clear_errors(tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.h5"
     corrupt.write_bytes(b"\x89HDF\r\n\x1a\n" + b"garbage" * 10)
     with pytest.raises(RescompileError, match="cannot read weights"):
-        build(Path("specs/keras/resnet50.yaml"), tmp_path / "out", input_size=SIZE, weights=str(corrupt))
+        build_spec(Path("specs/keras/resnet50.yaml"), tmp_path / "out", input_size=SIZE, weights=str(corrupt))
     with pytest.raises(RescompileError, match="file not found"):
-        build(Path("specs/keras/resnet50.yaml"), tmp_path / "out", weights=str(tmp_path / "nope.h5"))
+        build_spec(Path("specs/keras/resnet50.yaml"), tmp_path / "out", weights=str(tmp_path / "nope.h5"))
     assert not list((tmp_path / "out").glob("*.keras"))
 
 
@@ -140,7 +144,7 @@ def test_freezing_keeps_frozen_batchnorm_statistics(tmp_path: Path) -> None:
 
 
 def test_build_writes_the_generated_source_and_a_model_that_loads_without_rescompile(tmp_path: Path) -> None:
-    result = build(Path("specs/cifar/resnet20.yaml"), tmp_path)
+    result = build_spec(Path("specs/cifar/resnet20.yaml"), tmp_path)
     assert result.source_path.read_text() == Path("generated/cifar_resnet20.py").read_text()
     x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
     np.save(tmp_path / "x.npy", x)

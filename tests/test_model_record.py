@@ -100,9 +100,9 @@ def test_keras_and_onnx_of_a_run_predict_alike_from_another_directory(run: dict,
 
 
 def test_int8_calibrates_with_the_run_preprocessing(run: dict, monkeypatch, tmp_path: Path) -> None:
+    from rescompile.commands.export import export_int8
     from rescompile.onnx_backend import quantize
     from rescompile.onnx_backend.emit import ExportOptions
-    from rescompile.onnx_backend.export import export_int8
 
     seen = {}
 

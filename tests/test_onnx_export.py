@@ -13,7 +13,8 @@ import pytest
 from rescompile import ir
 from rescompile.keras_backend.archive import RECURSION_PER_LAYER
 from rescompile.keras_backend.model import recursion_limit
-from rescompile.onnx_backend.emit import ExportOptions, export_onnx, keras_weights
+from rescompile.keras_backend.weights import weight_store
+from rescompile.onnx_backend.emit import ExportOptions, export_onnx
 from rescompile.onnx_backend.recount import recount
 from rescompile.spec.library import find_specs
 from tests.keras_helpers import generated_model, randomize_batchnorm
@@ -82,7 +83,7 @@ def test_onnxruntime_equals_keras_and_recount_equals_analysis(path: Path, tmp_pa
     features, probabilities, (feature_noise, probability_noise), (_, fp16_noise) = _reference(
         model, x, feature
     )
-    weights = keras_weights(model)
+    weights = weight_store(model, analysis.graph)
     for fold in (True, False):
         options = ExportOptions(fold_bn=fold, outputs=[feature, "predictions"])
         exported = export_onnx(analysis.spec, analysis.graph, weights, options)
@@ -118,7 +119,9 @@ def test_fp16_export_is_close(spec: str) -> None:
     analysis, model = generated_model(spec)
     randomize_batchnorm(model)
     x = np.random.default_rng(0).normal(0, 1, (2, *analysis.graph.input.shape)).astype("float32")
-    exported = export_onnx(analysis.spec, analysis.graph, keras_weights(model), ExportOptions(fp16=True))
+    exported = export_onnx(
+        analysis.spec, analysis.graph, weight_store(model, analysis.graph), ExportOptions(fp16=True)
+    )
     assert exported.graph.initializer[0].data_type == onnx.TensorProto.FLOAT16
     got = _session(exported).run(None, {"input": x})[0]
     assert np.abs(got - model.predict(x, verbose=0)).max() < 1e-2
@@ -128,7 +131,9 @@ def test_resnet50_at_224_is_exact() -> None:
     analysis, model = generated_model("specs/keras/resnet50.yaml")
     randomize_batchnorm(model)
     x = np.random.default_rng(0).uniform(-1, 1, (2, 224, 224, 3)).astype("float32")
-    exported = export_onnx(analysis.spec, analysis.graph, keras_weights(model), ExportOptions())
+    exported = export_onnx(
+        analysis.spec, analysis.graph, weight_store(model, analysis.graph), ExportOptions()
+    )
     assert np.abs(_session(exported).run(None, {"input": x})[0] - model.predict(x, verbose=0)).max() < 1e-4
 
 
@@ -136,7 +141,7 @@ def test_graph_is_clean_with_metadata_and_dynamic_batch() -> None:
     analysis, model = generated_model("specs/cifar/resnet20.yaml")
     names = [f"class{i}" for i in range(10)]
     exported = export_onnx(
-        analysis.spec, analysis.graph, keras_weights(model), ExportOptions(class_names=names)
+        analysis.spec, analysis.graph, weight_store(model, analysis.graph), ExportOptions(class_names=names)
     )
     ops = [node.op_type for node in exported.graph.node]
     assert ops.count("Transpose") == 1 and "BatchNormalization" not in ops
@@ -147,7 +152,9 @@ def test_graph_is_clean_with_metadata_and_dynamic_batch() -> None:
     session = _session(exported)
     for batch in (1, 5):
         assert session.run(None, {"input": np.zeros((batch, 32, 32, 3), "float32")})[0].shape == (batch, 10)
-    nchw = export_onnx(analysis.spec, analysis.graph, keras_weights(model), ExportOptions(layout="nchw"))
+    nchw = export_onnx(
+        analysis.spec, analysis.graph, weight_store(model, analysis.graph), ExportOptions(layout="nchw")
+    )
     assert "Transpose" not in [node.op_type for node in nchw.graph.node]
     x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
     a = _session(nchw).run(None, {"input": x.transpose(0, 3, 1, 2)})[0]

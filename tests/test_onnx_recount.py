@@ -29,16 +29,18 @@ PREACT = Path("specs/cifar/preact_resnet110.yaml")  # BN after an add stays: fol
 def files(tmp_path_factory) -> dict[str, Path]:
     """resnet20 exported with BN folded (the default), unfolded, and quantized to INT8 (QDQ)."""
     pytest.importorskip("keras")
-    from rescompile.keras_backend.build import build
+    from rescompile.keras_backend.build import build_spec
+    from rescompile.keras_backend.weights import weight_store
     from rescompile.onnx_backend.emit import ExportOptions
     from rescompile.onnx_backend.export import write_onnx
     from rescompile.onnx_backend.quantize import quantize
 
     folder = tmp_path_factory.mktemp("onnx")
-    result = build(SPEC, folder, save=False)
+    result = build_spec(SPEC, folder, save=False)
     paths = {"fp32": folder / "resnet20.onnx", "unfolded": folder / "unfolded.onnx"}
-    write_onnx(result.model, result.analysis, paths["fp32"], ExportOptions())
-    write_onnx(result.model, result.analysis, paths["unfolded"], ExportOptions(fold_bn=False))
+    weights = weight_store(result.model, result.analysis.graph)
+    write_onnx(weights, result.analysis, paths["fp32"], ExportOptions())
+    write_onnx(weights, result.analysis, paths["unfolded"], ExportOptions(fold_bn=False))
     calibration = np.random.default_rng(0).uniform(0, 255, (32, 32, 32, 3)).astype("float32")
     paths["int8"] = folder / "resnet20_int8.onnx"
     quantize(paths["fp32"], paths["int8"], calibration, {"scale": 1 / 255})

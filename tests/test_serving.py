@@ -15,7 +15,7 @@ from PIL import Image
 from rescompile import __version__
 from rescompile.cpu import cpu_info
 from rescompile.data.images import preprocess
-from rescompile.keras_backend.build import build
+from rescompile.keras_backend.build import build_spec
 from rescompile.keras_backend.model_file import model_record, save_model
 from rescompile.onnx_backend.runtime import choose_providers
 from rescompile.train.compute import auto_precision
@@ -33,7 +33,7 @@ def trained(tmp_path_factory) -> dict:
     """A CIFAR ResNet-20 trained briefly on colour classes, saved as .keras, plus data files."""
     folder = tmp_path_factory.mktemp("serving")
     keras.utils.set_random_seed(0)
-    result = build(Path("specs/cifar/resnet20.yaml"), folder)
+    result = build_spec(Path("specs/cifar/resnet20.yaml"), folder)
     model = result.model
     images, labels = colour_images(640, seed=0)
     config = result.analysis.spec.preprocess.model_dump(mode="json")

@@ -35,14 +35,14 @@ for case in json.loads(sys.argv[1]):
 def torch_side_cases(folder: Path) -> tuple[list[dict], dict[str, tuple[Path, np.ndarray]]]:
     """Each reference built on TensorFlow from its checkpoint: the cases for TORCH_SIDE (module,
     input shape, weights saved by Keras, input, output file) and TensorFlow's outputs."""
-    from rescompile.keras_backend.build import build
+    from rescompile.keras_backend.build import build_spec
 
     refs = np.load(FIXTURES / "refs.npz")
     np.save(folder / "input.npy", refs["input"])
     cases, expected = [], {}
     for name in MODELS:
         weights = str(FIXTURES / f"{name}.safetensors")
-        result = build(FIXTURES / f"{name}.yaml", folder / name, weights=weights, save=False)
+        result = build_spec(FIXTURES / f"{name}.yaml", folder / name, weights=weights, save=False)
         saved, output = folder / f"{name}.weights.h5", folder / f"{name}.out.npy"
         result.model.save_weights(saved)
         expected[name] = (output, result.model.predict(refs["input"], verbose=0))

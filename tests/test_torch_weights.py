@@ -15,7 +15,7 @@ import pytest
 
 from rescompile.checkpoints.preprocess import IMAGENET
 from rescompile.errors import RescompileError
-from rescompile.keras_backend.build import build
+from rescompile.keras_backend.build import build_spec
 from rescompile.keras_backend.model import load_weights
 from rescompile.spec.artifact import read_keras_record
 from tests.checkpoint_helpers import FIXTURES, MODELS, fixture_state, write_safetensors, write_torch_zip
@@ -33,7 +33,7 @@ def _weights(model) -> dict[str, list[np.ndarray]]:
 
 @pytest.mark.parametrize("name", MODELS)
 def test_each_reference_checkpoint_gives_torchs_logits_in_keras(name: str, tmp_path: Path) -> None:
-    result = build(
+    result = build_spec(
         FIXTURES / f"{name}.yaml", tmp_path, weights=str(FIXTURES / f"{name}.safetensors"), save=False
     )
     assert_close_to_scale(result.model.predict(REFS["input"], verbose=0), REFS[name], relative=1e-5)
@@ -70,7 +70,7 @@ def test_missing_unexpected_and_misshaped_keys_are_one_error_and_nothing_loads(t
     state["layer2.0.conv4.weight"] = np.zeros((32, 8, 1, 1), np.float32)
     state["layer3.0.conv2.weight"] = state["layer3.0.conv2.weight"][:, :8]
     path = write_safetensors(tmp_path / "bad.safetensors", state)
-    built = build(BOTTLENECK, tmp_path, save=False)
+    built = build_spec(BOTTLENECK, tmp_path, save=False)
     model, graph = built.model, built.analysis.graph
     before = _weights(model)
     for allow_partial in (False, True):  # a mis-shaped key never loads
@@ -94,13 +94,13 @@ def test_allow_partial_loads_the_rest_and_warns_of_each_key(tmp_path: Path, caps
     state["\x1b[31m" + "x" * 300] = np.zeros(3, np.float32)  # shown escaped and cut
     path = write_safetensors(tmp_path / "partial.safetensors", state)
     with pytest.raises(RescompileError) as error:
-        build(BOTTLENECK, tmp_path, weights=str(path), save=False)
+        build_spec(BOTTLENECK, tmp_path, weights=str(path), save=False)
     unexpected = "extra.weight, \\x1b[31m" + "x" * 95 + "..."
     assert str(error.value).endswith(
         f"1 missing: layer2.0.bn3.running_var; 2 unexpected: {unexpected}{PARTIAL_HINT}"
     )
     capsys.readouterr()
-    result = build(BOTTLENECK, tmp_path, weights=str(path), save=False, allow_partial=True)
+    result = build_spec(BOTTLENECK, tmp_path, weights=str(path), save=False, allow_partial=True)
     warnings = capsys.readouterr().err.strip().splitlines()
     assert warnings == [
         f"warning: {path}: 2 keys unused: {unexpected}",
@@ -117,18 +117,20 @@ def test_non_finite_weights_are_refused(bad: float, tmp_path: Path) -> None:
     state["layer3.0.se.fc2.bias"][1] = bad
     path = write_safetensors(tmp_path / "poisoned.safetensors", state)
     with pytest.raises(RescompileError, match="layer conv4_x_block1_se_expand has non-finite weights"):
-        build(FIXTURES / "timm_seresnet.yaml", tmp_path, weights=str(path), save=False)
+        build_spec(FIXTURES / "timm_seresnet.yaml", tmp_path, weights=str(path), save=False)
 
 
 def test_a_new_classifier_is_a_new_head_and_the_backbone_still_loads(tmp_path: Path, capsys) -> None:
     weights = str(FIXTURES / "timm_resnetd.safetensors")
-    result = build(FIXTURES / "timm_resnetd.yaml", tmp_path, weights=weights, classes=5, save=False)
+    result = build_spec(FIXTURES / "timm_resnetd.yaml", tmp_path, weights=weights, classes=5, save=False)
     assert capsys.readouterr().err.strip() == f"{weights}: new head, randomly initialised: predictions"
-    features = build(FIXTURES / "timm_resnetd.yaml", tmp_path, weights=weights, include_top=False, save=False)
+    features = build_spec(
+        FIXTURES / "timm_resnetd.yaml", tmp_path, weights=weights, include_top=False, save=False
+    )
     assert capsys.readouterr().err == ""  # the file's fc is unused, not unexpected
-    late = build(FIXTURES / "timm_resnetd.yaml", tmp_path, weights=weights, outputs=["C3"], save=False)
+    late = build_spec(FIXTURES / "timm_resnetd.yaml", tmp_path, weights=weights, outputs=["C3"], save=False)
     assert capsys.readouterr().err == ""  # so are the stages after C3
-    reference = build(FIXTURES / "timm_resnetd.yaml", tmp_path, weights=weights, save=False).model
+    reference = build_spec(FIXTURES / "timm_resnetd.yaml", tmp_path, weights=weights, save=False).model
     inner = keras.Model(reference.input, reference.get_layer("conv5_x_block1_out").output)
     expected = inner.predict(REFS["input"], verbose=0)
     assert_close_to_scale(features.model.predict(REFS["input"], verbose=0), expected, relative=1e-6)
@@ -144,8 +146,8 @@ def test_a_new_classifier_is_a_new_head_and_the_backbone_still_loads(tmp_path: P
 
 def test_a_grey_stem_adapts_the_checkpoints_rgb_kernel(tmp_path: Path) -> None:
     weights = str(FIXTURES / "tv_resnet_basic.safetensors")
-    rgb = build(FIXTURES / "tv_resnet_basic.yaml", tmp_path, weights=weights, save=False).model
-    grey = build(
+    rgb = build_spec(FIXTURES / "tv_resnet_basic.yaml", tmp_path, weights=weights, save=False).model
+    grey = build_spec(
         FIXTURES / "tv_resnet_basic.yaml", tmp_path, weights=weights, in_channels=1, save=False
     ).model
     image = REFS["input"].mean(axis=3, keepdims=True)
@@ -167,7 +169,7 @@ def test_a_network_the_checkpoints_code_cannot_describe_is_refused(
 ) -> None:
     weights = FIXTURES / f"{spec}.safetensors"
     with pytest.raises(RescompileError) as error:
-        build(
+        build_spec(
             FIXTURES / f"{spec}.yaml", tmp_path, weights=str(weights), options=options or None,
             weights_format=weights_format, save=False,
         )  # fmt: skip
@@ -178,11 +180,13 @@ def test_weights_format_is_checked_and_only_for_pytorch_files(tmp_path: Path) ->
     with pytest.raises(
         RescompileError, match="--weights-format must be one of torchvision, timm, got 'keras'"
     ):
-        build(BOTTLENECK, tmp_path, weights=str(FIXTURES / "tv_resnext.safetensors"), weights_format="keras")
+        build_spec(
+            BOTTLENECK, tmp_path, weights=str(FIXTURES / "tv_resnext.safetensors"), weights_format="keras"
+        )
     h5 = tmp_path / "w.h5"
     h5.write_bytes(b"")
     with pytest.raises(RescompileError, match="--weights-format is for PyTorch checkpoints"):
-        build(BOTTLENECK, tmp_path, weights=str(h5), weights_format="timm", save=False)
+        build_spec(BOTTLENECK, tmp_path, weights=str(h5), weights_format="timm", save=False)
 
 
 def test_cli_refuses_a_malicious_pth_in_one_line_without_running_it(tmp_path: Path) -> None:
@@ -214,11 +218,11 @@ def test_cli_refuses_a_malicious_pth_in_one_line_without_running_it(tmp_path: Pa
 def test_a_timm_checkpoint_loads_under_the_transfer_specs_new_head(tmp_path: Path, capsys) -> None:
     weights = str(FIXTURES / "timm_resnetd.safetensors")
     spec = FIXTURES / "timm_resnetd_transfer.yaml"
-    result = build(spec, tmp_path, weights=weights, freeze="backbone", save=False)
+    result = build_spec(spec, tmp_path, weights=weights, freeze="backbone", save=False)
     new = capsys.readouterr().err.strip()
     assert new.startswith(f"{weights}: new head, randomly initialised: head_bn2, head_dense3,")
     images = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype("float32")
-    reference = build(
+    reference = build_spec(
         FIXTURES / "timm_resnetd.yaml", tmp_path, weights=weights, input_size=64, save=False
     ).model
     expected = keras.Model(reference.input, reference.get_layer("conv5_x_block1_out").output)
@@ -257,8 +261,8 @@ def test_train_transfers_from_a_timm_checkpoint_normalising_as_it_expects(tmp_pa
 
 
 def test_export_of_a_spec_with_a_checkpoint_writes_its_onnx_and_preprocessing(tmp_path: Path) -> None:
+    from rescompile.commands.export import export
     from rescompile.onnx_backend.emit import ExportOptions
-    from rescompile.onnx_backend.export import export
 
     weights = str(FIXTURES / "timm_seresnet.safetensors")
     out = tmp_path / "seresnet.onnx"

@@ -13,8 +13,9 @@ import onnxruntime as ort
 import pytest
 
 from rescompile.analysis.analyze import analyze
-from rescompile.keras_backend.build import build
-from rescompile.onnx_backend.emit import ExportOptions, export_onnx, keras_weights
+from rescompile.keras_backend.build import build_spec
+from rescompile.keras_backend.weights import weight_store
+from rescompile.onnx_backend.emit import ExportOptions, export_onnx
 from tests.keras_helpers import randomize_batchnorm
 from tests.numerics import assert_close_to_scale
 from tests.synthetic import write_cifar_tarball
@@ -60,7 +61,7 @@ def test_spec_declares_upsampling_and_a_head_of_dense_dropout_batchnorm() -> Non
 
 def test_imagenet_backbone_weights_load_and_onnx_matches(notop_weights: tuple, tmp_path: Path) -> None:
     path, apps = notop_weights
-    result = build(SPEC, tmp_path, weights=str(path), save=False)
+    result = build_spec(SPEC, tmp_path, weights=str(path), save=False)
     images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     upsampled = np.repeat(np.repeat(images, 8, axis=1), 8, axis=2)
     backbone = keras.Model(result.model.input, result.model.get_layer("conv5_block3_out").output)
@@ -68,7 +69,10 @@ def test_imagenet_backbone_weights_load_and_onnx_matches(notop_weights: tuple, t
     assert_close_to_scale(backbone.predict(images, verbose=0), expected)
     randomize_batchnorm(result.model, graph=result.analysis.graph)
     exported = export_onnx(
-        result.analysis.spec, result.analysis.graph, keras_weights(result.model), ExportOptions()
+        result.analysis.spec,
+        result.analysis.graph,
+        weight_store(result.model, result.analysis.graph),
+        ExportOptions(),
     )
     session = ort.InferenceSession(exported.SerializeToString(), providers=["CPUExecutionProvider"])
     got = session.run(None, {"input": images})[0]

@@ -12,6 +12,7 @@ import pytest
 
 from rescompile.analysis.analyze import analyze
 from rescompile.data.datasets import load_cifar
+from rescompile.ir.target import Target
 from tests.synthetic import colour_images, write_cifar_batch, write_cifar_tarball
 
 DEEP_STEM = """\
@@ -37,7 +38,7 @@ outputs: [C3, C4, C5]
 def test_deep_stem_on_one_channel_counts_its_three_convs(tmp_path: Path) -> None:
     spec = tmp_path / "deep.yaml"
     spec.write_text(DEEP_STEM)
-    deep, paper = analyze(spec), analyze("specs/resnet50.yaml", outputs=["C3", "C4", "C5"])
+    deep, paper = analyze(spec), analyze("specs/resnet50.yaml", Target(outputs=("C3", "C4", "C5")))
     stem_params = (3 * 3 * 1 * 32 + 64) + (3 * 3 * 32 * 32 + 64) + (3 * 3 * 32 * 64 + 128)
     paper_stem = 7 * 7 * 3 * 64 + 128
     assert deep.cost.params - paper.cost.params == stem_params - paper_stem

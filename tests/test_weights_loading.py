@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rescompile.errors import RescompileError
-from rescompile.keras_backend.build import build
+from rescompile.keras_backend.build import build_spec
 from rescompile.keras_backend.model import load_weights
 from tests.keras_helpers import randomize_batchnorm
 
@@ -42,7 +42,7 @@ def _weights(model) -> dict[str, list[np.ndarray]]:
 def _fresh(tmp_path: Path, seed: int = 1):
     """A newly built resnet20 with its own random initialisation, and its IR graph."""
     keras.utils.set_random_seed(seed)
-    result = build(SPEC, tmp_path, save=False)
+    result = build_spec(SPEC, tmp_path, save=False)
     return result.model, result.analysis.graph
 
 
@@ -51,7 +51,7 @@ def source(tmp_path_factory) -> tuple[dict[str, list[np.ndarray]], np.ndarray, n
     """A resnet20 with non-trivial weights: its weight arrays, an input batch and its output."""
     keras.utils.set_random_seed(0)
     folder = tmp_path_factory.mktemp("source")
-    model = build(SPEC, folder, save=False).model
+    model = build_spec(SPEC, folder, save=False).model
     randomize_batchnorm(model)
     x = np.random.default_rng(0).normal(0, 1, (2, 32, 32, 3)).astype("float32")
     return _weights(model), x, model.predict(x, verbose=0)

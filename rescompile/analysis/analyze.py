@@ -1,24 +1,27 @@
-"""Spec -> IR -> costs -> checks, for one spec file."""
+"""Spec -> compiled network -> costs -> checks, for one spec file or model record."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from rescompile import ir
 from rescompile.analysis.check import BudgetResult, CheckResult, check, check_budget
 from rescompile.analysis.cost import Cost, per_stage, total
-from rescompile.ir.lower import lower
+from rescompile.errors import RescompileError
+from rescompile.ir.network import Network, compile_network
+from rescompile.ir.target import OWN, Target
 from rescompile.spec import Spec, load_spec
+from rescompile.spec.artifact import ModelRecord
 
 
 @dataclass
 class Analysis:
-    """Everything the framework-free commands report about one spec."""
+    """Everything the framework-free commands report about one compiled network."""
 
-    path: str
-    spec: Spec
-    graph: ir.Graph
+    network: Network
     cost: Cost
     stages: dict[str, Cost]
     checks: list[CheckResult]
@@ -26,6 +29,21 @@ class Analysis:
     """False when the built network is not the one the spec's published numbers describe."""
     budget: list[BudgetResult] = field(default_factory=list)
     """The limits of the spec's `budget:` (checked when the network is the spec's own)."""
+
+    @property
+    def spec(self) -> Spec:
+        """The validated spec."""
+        return self.network.spec
+
+    @property
+    def graph(self) -> ir.Graph:
+        """The graph of the network for its target."""
+        return self.network.graph
+
+    @property
+    def path(self) -> str:
+        """The spec's file."""
+        return self.network.path
 
     @property
     def name(self) -> str:
@@ -43,47 +61,47 @@ class Analysis:
         return all(limit.ok for limit in self.budget)
 
 
-def analyze(
-    path: str | Path,
-    input_size: int | None = None,
-    channels: int | None = None,
-    classes: int | None = None,
-    include_top: bool = True,
-    options: dict | None = None,
-    outputs: list[str] | None = None,
-) -> Analysis:
-    """Load, lower, cost and check one spec file (optionally with another input or classifier,
-    stage outputs instead of the classifier, or with `options` overridden: the network is then
-    renamed `<name>_<option>_<value>`)."""
+def analyze(path: str | Path, target: Target = OWN, options: dict | None = None) -> Analysis:
+    """Load, compile, cost and check one spec file for `target` (optionally with `options`
+    overridden: the network is then renamed `<name>_<option>_<value>`)."""
     spec = load_spec(path)
     if options:
         suffix = "_".join(f"{key}_{str(value).lower()}" for key, value in sorted(options.items()))
         updated = spec.options.model_copy(update=options)
         spec = spec.model_copy(update={"options": updated, "name": f"{spec.name}_{suffix}"})
-    return analyze_spec(spec, input_size, channels, classes, include_top, outputs, compared=not options)
+    return analyze_network(compile_network(spec, target), compared=not options)
 
 
-def analyze_spec(
-    spec: Spec,
-    input_size: int | None = None,
-    channels: int | None = None,
-    classes: int | None = None,
-    include_top: bool = True,
-    outputs: list[str] | None = None,
-    compared: bool = True,
-) -> Analysis:
-    """Lower, cost and check a validated spec. Its published numbers are compared only when the
-    network built is the one they describe (the spec's input, classifier and outputs)."""
-    graph = lower(spec, input_size, channels, classes, include_top, outputs)
+def analyze_network(network: Network, compared: bool = True) -> Analysis:
+    """Cost and check a compiled network. Its published numbers are compared only when it is the
+    network they describe (the spec's input, classifier and outputs)."""
+    graph, spec = network.graph, network.spec
     cost = total(graph)
-    as_published = (
-        compared
-        and input_size in (None, spec.input.size)
-        and channels in (None, spec.input.channels)
-        and classes in (None, spec.head.classes)
-        and include_top
-        and outputs in (None, spec.outputs)
-    )
+    as_published = compared and network.target.is_published(spec)
     checks = check(spec, cost) if as_published else []
     budget = check_budget(spec, cost) if as_published else []
-    return Analysis(spec._file, spec, graph, cost, per_stage(graph), checks, as_published, budget)
+    return Analysis(network, cost, per_stage(graph), checks, as_published, budget)
+
+
+def analyze_record(record: ModelRecord, source: Path) -> Analysis:
+    """The compiled network a model file carries: its spec, at the input, classifier and outputs it
+    was built with."""
+    try:
+        spec = Spec.model_validate(record.spec)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        where = ".".join(map(str, error["loc"]))
+        raise RescompileError(f"{source}: the spec it carries is invalid ({where}: {error['msg']})") from None
+    spec._file = f"{source} (its spec)"
+    return analyze_network(compile_network(spec, record_target(record)))
+
+
+def record_target(record: ModelRecord) -> Target:
+    """The target a model file's record says it was built for."""
+    return Target(
+        input_size=record.input_size,
+        channels=record.channels,
+        classes=record.classes,
+        include_top=record.include_top,
+        outputs=tuple(record.outputs),
+    )

@@ -13,6 +13,7 @@ MACs are multiply-accumulates of convolutions and the fully connected layer: the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from rescompile import ir
@@ -54,39 +55,91 @@ class Cost:
         return Cost(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(Cost)})
 
 
+def _activations(node: ir.Node) -> int:
+    height, width, channels = node.shape
+    return height * width * channels
+
+
+def _conv(node: ir.Conv, graph: ir.Graph) -> Cost:
+    height, width, _ = node.shape
+    in_channels = graph.node(node.inputs[0]).shape[2]
+    kernel_weights = node.kernel * node.kernel * (in_channels // node.groups) * node.filters
+    return Cost(
+        weights=kernel_weights,
+        conv_bias=node.filters if node.bias else 0,
+        macs=height * width * kernel_weights,
+        activations=_activations(node),
+        depth=1 if node.main_path else 0,
+    )
+
+
+def _squeeze_excite(node: ir.SqueezeExcite, graph: ir.Graph) -> Cost:
+    """Two 1x1 convs on the pooled vector; not counted in depth."""
+    channels = node.shape[2]
+    return Cost(
+        weights=2 * channels * node.reduced,
+        conv_bias=node.reduced + channels,
+        macs=2 * channels * node.reduced,
+        # the gate's vectors: pooled (C), reduced and its ReLU (2r), expanded and its sigmoid (2C)
+        activations=_activations(node) + 3 * channels + 2 * node.reduced,
+    )
+
+
+def _channel_attention(node: ir.ChannelAttention, graph: ir.Graph) -> Cost:
+    """A 1-D convolution of `kernel` taps across the pooled vector; not counted in depth."""
+    channels = node.shape[2]
+    return Cost(
+        weights=node.kernel,
+        macs=channels * node.kernel,
+        activations=_activations(node) + 3 * channels,  # pooled, convolved and its sigmoid (3C)
+    )
+
+
+def _batch_norm(node: ir.BatchNorm, graph: ir.Graph) -> Cost:
+    channels = node.shape[2]
+    return Cost(bn_params=2 * channels, bn_stats=2 * channels, activations=_activations(node))
+
+
+def _dense(node: ir.Dense, graph: ir.Graph) -> Cost:
+    in_features = graph.node(node.inputs[0]).shape[2]
+    return Cost(
+        weights=in_features * node.units + node.units,
+        macs=in_features * node.units,
+        activations=_activations(node),
+        depth=1,
+    )
+
+
+def _output_only(node: ir.Node, graph: ir.Graph) -> Cost:
+    """An op without weights or multiply-adds: its output's values."""
+    return Cost(activations=_activations(node))
+
+
+COST_RULES: dict[type[ir.Node], Callable[..., Cost]] = {
+    ir.Input: _output_only,
+    ir.Conv: _conv,
+    ir.BatchNorm: _batch_norm,
+    ir.ReLU: _output_only,
+    ir.Add: _output_only,
+    ir.MaxPool: _output_only,
+    ir.ZeroPadShortcut: _output_only,
+    ir.AvgPool: _output_only,
+    ir.Upsample: _output_only,
+    ir.SqueezeExcite: _squeeze_excite,
+    ir.ChannelAttention: _channel_attention,
+    ir.DropPath: _output_only,
+    ir.Flatten: _output_only,
+    ir.Dropout: _output_only,
+    ir.GlobalPool: _output_only,
+    ir.Dense: _dense,
+}
+"""The cost rule of each IR op (the registry: tests/test_op_registry.py checks every node class
+has one)."""
+
+
 def node_cost(node: ir.Node, graph: ir.Graph) -> Cost:
     """The cost of one node."""
-    height, width, channels = node.shape
-    activations = height * width * channels
-    if isinstance(node, ir.Conv):
-        in_channels = graph.node(node.inputs[0]).shape[2]
-        kernel_weights = node.kernel * node.kernel * (in_channels // node.groups) * node.filters
-        return Cost(
-            weights=kernel_weights,
-            conv_bias=node.filters if node.bias else 0,
-            macs=height * width * kernel_weights,
-            activations=activations,
-            depth=1 if node.main_path else 0,
-        )
-    if isinstance(node, ir.SqueezeExcite):  # two 1x1 convs on the pooled vector; not counted in depth
-        return Cost(
-            weights=2 * channels * node.reduced,
-            conv_bias=node.reduced + channels,
-            macs=2 * channels * node.reduced,
-            # the gate's vectors: pooled (C), reduced and its ReLU (2r), expanded and its sigmoid (2C)
-            activations=activations + 3 * channels + 2 * node.reduced,
-        )
-    if isinstance(node, ir.BatchNorm):
-        return Cost(bn_params=2 * channels, bn_stats=2 * channels, activations=activations)
-    if isinstance(node, ir.Dense):
-        in_features = graph.node(node.inputs[0]).shape[2]
-        return Cost(
-            weights=in_features * node.units + node.units,
-            macs=in_features * node.units,
-            activations=activations,
-            depth=1,
-        )
-    return Cost(activations=activations)
+    return COST_RULES[type(node)](node, graph)
 
 
 def total(graph: ir.Graph) -> Cost:

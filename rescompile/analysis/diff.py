@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from rescompile.analysis.analyze import Analysis, analyze_spec
+from rescompile.analysis.analyze import Analysis, analyze_network
 from rescompile.analysis.cost import Cost, node_cost
 from rescompile.errors import RescompileError, printable
+from rescompile.ir.network import compile_network
 from rescompile.spec import load_spec
 from rescompile.spec.operands import Operand, SpecRef
 
@@ -171,7 +172,7 @@ def _analyze(ref: SpecRef, memo: dict[str, Analysis]) -> Analysis:
     spec = load_spec(ref.path, ref.files)
     key = spec.model_dump_json()
     if key not in memo:
-        memo[key] = analyze_spec(spec)
+        memo[key] = analyze_network(compile_network(spec))
     return replace(memo[key], path=spec._file, spec=spec)
 
 

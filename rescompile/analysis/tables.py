@@ -10,11 +10,12 @@ from typing import get_args
 
 import jinja2
 
+from rescompile import ir
 from rescompile.analysis.analyze import Analysis
 from rescompile.analysis.cost import Cost
 from rescompile.options import TableFormat
 from rescompile.resources import resource_dir
-from rescompile.spec.schema import Spec, Stage, StemConv
+from rescompile.spec.schema import Stage
 
 FORMATS = get_args(TableFormat)
 
@@ -72,16 +73,19 @@ def row_text(row: tuple[int, ...]) -> str:
     return f"{row[0]}x{row[0]}, {row[1]}" + (f", C={row[2]}" if len(row) > 2 else "")
 
 
-def stem_text(spec: Spec) -> str:
+def stem_text(graph: ir.Graph) -> str:
     """The stem as the paper writes it: 7x7, 64, stride 2; 3x3 max pool, stride 2."""
     parts = []
-    for layer in spec.stem:
-        if isinstance(layer, StemConv):
-            parts.append(f"{row_text(layer.conv)}, stride {layer.stride}")
-        elif hasattr(layer, "maxpool"):
-            parts.append(f"{layer.maxpool}x{layer.maxpool} max pool, stride {layer.stride}")
-        else:
-            parts.append(f"{layer.upsample}x upsampling")
+    for node in graph.nodes:
+        if node.stage != "stem":
+            continue
+        if isinstance(node, ir.Conv):
+            row = (node.kernel, node.filters, *([node.groups] if node.groups > 1 else []))
+            parts.append(f"{row_text(row)}, stride {node.stride}")
+        elif isinstance(node, ir.MaxPool):
+            parts.append(f"{node.size}x{node.size} max pool, stride {node.stride}")
+        elif isinstance(node, ir.Upsample):
+            parts.append(f"{node.factor}x upsampling")
     return "; ".join(parts)
 
 

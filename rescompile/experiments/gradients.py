@@ -72,11 +72,11 @@ def gradient_profile(
     import keras
     import tensorflow as tf
 
-    from rescompile.keras_backend.build import build
+    from rescompile.keras_backend.build import build_spec
 
     keras.utils.set_random_seed(seed)
     with tempfile.TemporaryDirectory() as scratch:
-        result = build(spec, Path(scratch), save=False, options=options)
+        result = build_spec(spec, Path(scratch), save=False, options=options)
     model, graph = result.model, result.analysis.graph
     weighted = [n.name for n in graph.nodes if isinstance(n, (ir.Conv, ir.Dense)) and n.main_path]
     rng = np.random.default_rng(seed)

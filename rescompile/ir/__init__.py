@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
+
+from rescompile.spec.schema import Preprocess
 
 Shape = tuple[int, int, int]
 """(height, width, channels) of one image; the batch dimension is implicit."""
@@ -19,6 +21,10 @@ class Node:
     stage: str
     block: int = 0
     main_path: bool = True
+
+    passes_through: ClassVar[bool] = False
+    """Ending a residual branch, the node passes the branch's end through (a gate, a drop-path):
+    the layer before it ends the branch."""
 
     def layer_names(self) -> tuple[str, ...]:
         """Every layer name this node gives a framework model (its own and its helpers')."""
@@ -95,6 +101,7 @@ class DropPath(Node):
     1 - `survival` (and scaled by 1 / `survival` otherwise); the identity at inference."""
 
     survival: float
+    passes_through: ClassVar[bool] = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,7 +114,8 @@ class AvgPool(Node):
 
 @dataclass(frozen=True, kw_only=True)
 class ZeroPadShortcut(Node):
-    """Option A: identity subsampled by `stride`, extra channels filled with zeros.
+    """Option A: identity subsampled by `stride`, extra channels filled with zeros (as many as it
+    has: option A doubles the channels).
 
     Frameworks without the op build it from a subsampling and a zeros layer, named here.
     """
@@ -128,9 +136,23 @@ class SqueezeExcite(Node):
 
     ratio: int
     reduced: int
+    passes_through: ClassVar[bool] = True
 
     def layer_names(self) -> tuple[str, ...]:
         return (f"{self.name}_squeeze", f"{self.name}_reduce", f"{self.name}_expand", self.name)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChannelAttention(Node):
+    """Efficient channel attention (ECA): x * sigmoid(conv1d(mean over H, W of x)), the 1-D
+    convolution running across the channels with `kernel` taps, zero-padded, without bias."""
+
+    kernel: int
+    passes_through: ClassVar[bool] = True
+
+    def layer_names(self) -> tuple[str, ...]:
+        parts = ("squeeze", "sequence", "conv", "gate")
+        return (*(f"{self.name}_{part}" for part in parts), self.name)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -187,22 +209,41 @@ class BlockPlan:
 
 @dataclass(frozen=True)
 class StagePlan:
-    """One stage of the table: its rows and the blocks they expand to."""
+    """One stage of the table: its rows and the blocks they expand to (named `block_prefix` and
+    their number), its output's shape, feature name (C2, C3, ...) and node."""
 
     name: str
     rows: tuple[tuple[int, int], ...]
     blocks: tuple[BlockPlan, ...]
     output: Shape
+    feature: str
+    block_prefix: str
+    last: str
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a model made from the graph needs beyond its nodes: where the network is published,
+    how its inputs are prepared, how its weights start and are regularised, and the stage outputs
+    it returns by default."""
+
+    source: str = ""
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    initializer: str = "he_normal"
+    weight_decay: float = 0.0
+    outputs: tuple[str, ...] = ()
 
 
 @dataclass
 class Graph:
-    """A lowered network: nodes in topological order, the stage plan, and named outputs."""
+    """A lowered network: nodes in topological order, the stage plan, named outputs and the
+    model's facts."""
 
     name: str
     nodes: list[Node]
     stages: list[StagePlan]
     outputs: dict[str, str] = field(default_factory=dict)
+    facts: ModelFacts = field(default_factory=ModelFacts)
 
     def __post_init__(self) -> None:
         self._by_name = {node.name: node for node in self.nodes}
@@ -228,10 +269,21 @@ class Graph:
         for node in self.nodes:
             if isinstance(node, Add):
                 end = self._by_name[node.inputs[1]]
-                while isinstance(end, (SqueezeExcite, DropPath)):
+                while end.passes_through:
                     end = self._by_name[end.inputs[0]]
                 ends.append(end.name)
         return ends
+
+    @property
+    def features(self) -> dict[str, str]:
+        """Each stage's feature name (C2, C3, ...) and its output node."""
+        return {stage.feature: stage.last for stage in self.stages}
+
+    @property
+    def classifier(self) -> Dense | None:
+        """The dense layer that ends the network, if it has one."""
+        last = self._by_name[self.outputs["output"]] if "output" in self.outputs else None
+        return last if isinstance(last, Dense) else None
 
     @property
     def input(self) -> Input:

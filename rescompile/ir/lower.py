@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from rescompile import ir
 from rescompile.errors import RescompileError, SpecError, gathered
+from rescompile.ir.target import OWN, Target
 from rescompile.spec.schema import (
+    RESERVED_STAGE_NAMES,
     HeadBatchNorm,
     HeadDense,
     HeadDropout,
+    HeadFlatten,
     Spec,
     StemConv,
     StemPool,
@@ -78,7 +82,7 @@ class _Builder:
         shape = (conv_output(height, kernel, stride, pad), conv_output(width, kernel, stride, pad), filters)
         normalized = normalized and self.options.batchnorm
         bias = {"all": True, "none": False, "unnormalized": not normalized}[self.options.conv_bias]
-        padded = kernel > 1 and (stride > 1 or strided)
+        padded = kernel > 1 and stride > 1  # explicitly, as the paper pads: "same" would pad one side
         return self.add(
             ir.Conv,
             f"{prefix}_conv",
@@ -330,6 +334,7 @@ def _lower_block(
             if b.options.dropout:
                 x = b.add(ir.Dropout, f"{name}_{j}_dropout", [x], x.shape, rate=float(b.options.dropout))
     x = _squeeze_excite(b, x, name, "standard")
+    x = _channel_attention(b, x, name)
     if b.options.stochastic_depth is not None and plan.survival < 1:
         x = b.add(ir.DropPath, f"{name}_drop_path", [x], x.shape, survival=plan.survival)
     if shortcut is not None:
@@ -354,6 +359,21 @@ def _squeeze_excite(b: _Builder, x: ir.Node, block: str, position: str) -> ir.No
         )
         return x
     return b.add(ir.SqueezeExcite, f"{block}_se", [x], x.shape, ratio=se.ratio, reduced=channels // se.ratio)
+
+
+def _channel_attention(b: _Builder, x: ir.Node, block: str) -> ir.Node:
+    """`<block>_eca` where the spec asks for efficient channel attention, else `x`."""
+    eca = b.options.eca
+    if eca is None:
+        return x
+    kernel = eca.kernel or eca_kernel(x.shape[2], eca.gamma, eca.beta)
+    return b.add(ir.ChannelAttention, f"{block}_eca", [x], x.shape, kernel=kernel)
+
+
+def eca_kernel(channels: int, gamma: int, beta: int) -> int:
+    """ECA's adaptive kernel size: |log2(C) / gamma + beta / gamma|, the odd number at or above."""
+    size = int(abs((math.log2(channels) + beta) / gamma))
+    return size if size % 2 else size + 1
 
 
 def _survival(b: _Builder, block: int, blocks: int) -> float:
@@ -395,7 +415,7 @@ def _lower_stages(
             kind = _shortcut_kind(b.options, block_stride, in_channels, rows[-1][1])
             number += 1
             plan = ir.BlockPlan(
-                f"{stage.name}_block{k + 1}",
+                f"{stage.name}_block{k + 1}",  # the stage's block_prefix and number
                 block_stride,
                 in_channels,
                 kind,
@@ -413,7 +433,17 @@ def _lower_stages(
             # the next stage starts from the size this one declares
             x = dataclasses.replace(x, shape=(stage.output, stage.output, x.shape[2]))
         follows = not follows or (stride is not None and produced)
-        plans.append(ir.StagePlan(stage.name, tuple(rows), tuple(blocks), x.shape))
+        plans.append(
+            ir.StagePlan(
+                stage.name,
+                tuple(rows),
+                tuple(blocks),
+                x.shape,
+                feature=f"C{index + 2}",
+                block_prefix=f"{stage.name}_block",
+                last=x.name,
+            )
+        )
         stage_outputs.append(x)
     return x, plans, stage_outputs
 
@@ -465,49 +495,102 @@ def _ancestors(nodes: list[ir.Node], names: list[str]) -> list[ir.Node]:
     return [node for node in nodes if node.name in needed]
 
 
-def lower(
-    spec: Spec,
-    input_size: int | None = None,
-    channels: int | None = None,
-    classes: int | None = None,
-    include_top: bool = True,
-    outputs: list[str] | None = None,
-) -> ir.Graph:
-    """Lower a spec to the IR graph. Its errors, each naming the spec line that caused it, are
-    raised together: the first, carrying the others in `more`.
+def _check_fields(spec: Spec) -> list[SpecError]:
+    """The rules that tie a spec's fields together (sizes are checked as the stages lower)."""
+    errors: list[SpecError] = []
 
-    `input_size`/`channels` override the spec's input: the strides stay those the spec's table
-    implies, and the input must be at least as large as the network's total downsampling.
-    `classes` overrides the classifier's width; `include_top=False` ends at the backbone.
-    `outputs` (default: the spec's `outputs:`) names stage outputs such as C3, C4, C5 to return
-    instead of the classifier: the graph then holds just what computes them.
+    def fail(path: tuple, message: str) -> None:
+        errors.append(spec.error(path, message))
+
+    seen: set[str] = set()
+    for index, stage in enumerate(spec.stages):
+        if stage.name in seen:
+            fail(("stages", index, "name"), f"duplicate stage name {stage.name!r}")
+        if stage.name in RESERVED_STAGE_NAMES:
+            fail(("stages", index, "name"), f"{stage.name!r} names a part of every network")
+        seen.add(stage.name)
+    channels = spec.input.channels
+    pre = spec.preprocess
+    if isinstance(pre.mean, list) and len(pre.mean) != channels:
+        fail(("preprocess", "mean"), f"expected {channels} values, got {len(pre.mean)}")
+    if len(pre.std) != channels:
+        fail(("preprocess", "std"), f"expected {channels} values, got {len(pre.std)}")
+    if spec.head.class_names == "imagenet" and spec.head.classes != 1000:
+        fail(("head", "class_names"), f"imagenet names 1000 classes; this head has {spec.head.classes}")
+    layers = spec.head.layers
+    if layers is not None:
+        if not isinstance(layers[-1], HeadDense) or layers[-1].dense != spec.head.classes:
+            fail(
+                ("head", "layers", len(layers) - 1),
+                f"the last layer must be a dense of {spec.head.classes} units (head.classes)",
+            )
+        flattens = [index for index, layer in enumerate(layers) if isinstance(layer, HeadFlatten)]
+        if spec.head.pool == "none" and not flattens:
+            fail(("head", "layers"), "without pooling the head needs a flatten layer")
+        if len(flattens) > 1:
+            fail(("head", "layers", flattens[1]), "the head can flatten only once")
+    for index, name in enumerate(spec.outputs):
+        if not _is_stage_output(spec, name):
+            fail(("outputs", index), f"{name} is not a stage output; this network has {_stage_range(spec)}")
+    return errors
+
+
+def _is_stage_output(spec: Spec, name: str) -> bool:
+    return name[:1] == "C" and name[1:].isdigit() and 2 <= int(name[1:]) < 2 + len(spec.stages)
+
+
+def _stage_range(spec: Spec) -> str:
+    return f"C2..C{len(spec.stages) + 1}"
+
+
+def _facts(spec: Spec) -> ir.ModelFacts:
+    options = spec.options
+    return ir.ModelFacts(
+        source=spec.source,
+        preprocess=spec.preprocess,
+        initializer=options.initializer,
+        weight_decay=float(options.weight_decay),
+        outputs=tuple(spec.outputs),
+    )
+
+
+def lower(spec: Spec, target: Target = OWN, reference: ir.Graph | None = None) -> ir.Graph:
+    """Lower a spec to the IR graph of `target`. Its errors, each naming the spec line that caused
+    it, are raised together: the first, carrying the others in `more`.
+
+    Another input keeps the strides the spec's table implies (those of `reference`, the spec's
+    own network, lowered here when not given), and must be at least as large as the network's
+    total downsampling. With stage outputs (the target's, else the spec's), the graph holds just
+    what computes them.
     """
+    errors = _check_fields(spec)
+    if errors:  # sizes checked on fields that contradict each other would only add noise
+        raise gathered(errors)
     strides = None
-    if input_size is not None:
-        reference = lower(spec)
+    size = target.input_size or spec.input.size
+    if target.input_size is not None:
+        reference = reference or lower(spec)
         strides = [max(block.stride for block in plan.blocks) for plan in reference.stages]
         downsampling = spec.input.size // reference.stages[-1].output[0]
-        if input_size < downsampling:
+        if size < downsampling:
             raise RescompileError(
-                f"input size {input_size} is too small for {spec.name}: it downsamples by {downsampling}"
+                f"input size {size} is too small for {spec.name}: it downsamples by {downsampling}"
             )
-    features = list(spec.outputs if outputs is None else outputs)
+    features = target.outputs_of(spec)
     for name in features:
-        if not name[:1] == "C" or not name[1:].isdigit() or not 2 <= int(name[1:]) < 2 + len(spec.stages):
-            raise RescompileError(
-                f"output {name!r}: {spec.name} has stage outputs C2..C{len(spec.stages) + 1}"
-            )
+        if not _is_stage_output(spec, name):
+            raise RescompileError(f"output {name!r}: {spec.name} has stage outputs {_stage_range(spec)}")
     b = _Builder(spec)
     b.stage = "input"
-    size = input_size or spec.input.size
-    x = b.add(ir.Input, "input", [], (size, size, channels or spec.input.channels))
+    x = b.add(ir.Input, "input", [], (size, size, target.channels or spec.input.channels))
     x = _lower_stem(b, x)
     x, plans, stage_outputs = _lower_stages(b, x, strides)
     if not features:
-        x = _lower_head(b, x, classes, include_top)
+        x = _lower_head(b, x, target.classes, target.include_top)
     if b.errors:
         raise gathered(b.errors)
+    facts = _facts(spec)
     if features:
         named = {name: stage_outputs[int(name[1:]) - 2].name for name in features}
-        return ir.Graph(spec.name, _ancestors(b.nodes, list(named.values())), plans, named)
-    return ir.Graph(spec.name, b.nodes, plans, {"output": x.name})
+        return ir.Graph(spec.name, _ancestors(b.nodes, list(named.values())), plans, named, facts)
+    return ir.Graph(spec.name, b.nodes, plans, {"output": x.name}, facts)

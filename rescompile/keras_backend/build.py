@@ -12,9 +12,11 @@ from rescompile.analysis.memory import require_memory
 from rescompile.checkpoints.preprocess import checkpoint_preprocess
 from rescompile.errors import RescompileError
 from rescompile.fileio import remove_stale_temporaries, write_text_atomic
+from rescompile.ir.target import Target
 from rescompile.keras_backend.model_file import model_record, save_model
 from rescompile.keras_backend.printer import needed_recursion_limit, render_keras
 from rescompile.spec.artifact import ModelRecord
+from rescompile.spec.library import spec_label
 from rescompile.spec.schema import MAX_SIZE
 
 
@@ -36,6 +38,27 @@ def _check_range(option: str, value: int | None, low: int, high: int) -> None:
         raise RescompileError(f"{option} must be between {low} and {high:,}, got {value}")
 
 
+def build_target(
+    *,
+    input_size: int | None = None,
+    classes: int | None = None,
+    in_channels: int | None = None,
+    include_top: bool = True,
+    outputs: list[str] | None = None,
+) -> Target:
+    """The target `build`'s options ask for, their ranges checked."""
+    _check_range("--classes", classes, 1, 1_000_000)
+    _check_range("--input-size", input_size, 1, MAX_SIZE)
+    _check_range("--in-channels", in_channels, 1, 64)
+    return Target(
+        input_size=input_size,
+        channels=in_channels,
+        classes=classes,
+        include_top=include_top,
+        outputs=None if outputs is None else tuple(outputs),
+    )
+
+
 def _check_writable(out: Path) -> None:
     """--out must be a writable folder, or one that can be made: checked before the model is built,
     and made only when its first file is written (a failed build leaves no empty folder)."""
@@ -48,43 +71,45 @@ def _check_writable(out: Path) -> None:
         raise RescompileError(f"--out {out}: folder is not writable")
 
 
-def build_model(analysis: Analysis, source_path: Path, classes: int | None = None, include_top: bool = True):
-    """Import the generated module and build the keras.Model for the analysed input shape."""
+def module_source(analysis: Analysis) -> str:
+    """The generated Keras module of the analysed network (printed from its whole graph)."""
+    return render_keras(analysis.network.whole, spec_label(analysis.path))
+
+
+def keras_model(analysis: Analysis, source: str):
+    """The keras.Model of the analysed network for its target, built by the module `source`
+    (imported from a scratch copy)."""
     from rescompile.keras_backend.model import load_module, recursion_limit
 
-    module = load_module(source_path)
+    target = analysis.network.target
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / f"{analysis.spec.name}.py"
+        path.write_text(source, encoding="utf-8")
+        module = load_module(path)
     features = [name for name in analysis.graph.outputs if name != "output"]
     with recursion_limit(needed_recursion_limit(analysis.graph) or 0):
         return module.build(
             input_shape=analysis.graph.input.shape,
-            classes=classes,
+            classes=target.classes,
             outputs=features or None,
-            include_top=include_top,
+            include_top=target.include_top,
         )
 
 
 def build(
-    spec_path: Path,
+    analysis: Analysis,
     out: Path,
     *,
-    input_size: int | None = None,
-    classes: int | None = None,
-    in_channels: int | None = None,
     weights: str | None = None,
-    include_top: bool = True,
     freeze: str | None = None,
     save: bool = True,
-    options: dict | None = None,
-    outputs: list[str] | None = None,
     check_memory: bool = True,
     allow_partial: bool = False,
     weights_format: str | None = None,
+    source: str | None = None,
 ) -> BuildResult:
-    """Validate, generate, build, load weights and save atomically; nothing is written on error."""
-    _check_range("--classes", classes, 1, 1_000_000)
-    _check_range("--input-size", input_size, 1, MAX_SIZE)
-    _check_range("--in-channels", in_channels, 1, 64)
-    analysis = analyze(spec_path, input_size, in_channels, classes, include_top, options, outputs)
+    """Generate, build, load weights and save atomically the compiled network of `analysis`;
+    nothing is written on error. `source`: the module, where the caller printed it already."""
     if check_memory:
         require_memory(analysis)
     if weights and weights != "imagenet" and not Path(weights).is_file():
@@ -96,11 +121,8 @@ def build(
     source_path = out / f"{analysis.spec.name}.py"
     for name in (source_path.name, f"{analysis.spec.name}.keras", f"{analysis.spec.name}.onnx"):
         remove_stale_temporaries(out, name)
-    source = render_keras(analysis.spec, analysis.path)
-    with tempfile.TemporaryDirectory() as scratch:  # the module is written only once it builds
-        scratch_source = Path(scratch) / source_path.name
-        scratch_source.write_text(source, encoding="utf-8")
-        model = build_model(analysis, scratch_source, classes, include_top)
+    source = source or module_source(analysis)
+    model = keras_model(analysis, source)  # the module is written only once it builds
     loaded = 0
     if weights:
         from rescompile.keras_backend.model import load_weights
@@ -113,9 +135,33 @@ def build(
 
         freeze_stages(model, analysis.graph, frozen)
     write_text_atomic(source_path, source)
-    record = model_record(analysis, include_top, checkpoint_preprocess(weights))
+    record = model_record(analysis, analysis.network.target.include_top, checkpoint_preprocess(weights))
     model_path = None
     if save:
         model_path = out / f"{analysis.spec.name}.keras"
         save_model(model, model_path, record)
     return BuildResult(analysis, model, source_path, model_path, loaded, record)
+
+
+def build_spec(
+    spec_path: Path,
+    out: Path,
+    *,
+    input_size: int | None = None,
+    classes: int | None = None,
+    in_channels: int | None = None,
+    include_top: bool = True,
+    outputs: list[str] | None = None,
+    options: dict | None = None,
+    **build_options,
+) -> BuildResult:
+    """Compile a spec file for the target these options ask for (`options`: spec options
+    overridden, see `analyze`), then `build` it with `build_options`."""
+    target = build_target(
+        input_size=input_size,
+        classes=classes,
+        in_channels=in_channels,
+        include_top=include_top,
+        outputs=outputs,
+    )
+    return build(analyze(spec_path, target, options), out, **build_options)

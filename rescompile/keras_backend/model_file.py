@@ -3,22 +3,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from rescompile.analysis.analyze import Analysis, analyze, analyze_spec
+from rescompile import ir
+from rescompile.analysis.analyze import Analysis, analyze, analyze_record, record_target
 from rescompile.data.class_names import named_class_names
 from rescompile.errors import RescompileError
 from rescompile.fileio import write_atomic
-from rescompile.ir import Dense
-from rescompile.ir.lower import lower
+from rescompile.ir.target import Target
 from rescompile.keras_backend.archive import keras_load_recursion_limit
 from rescompile.keras_backend.model import recursion_limit
 from rescompile.spec.artifact import ModelRecord, Preprocessing, add_to_keras_file, read_keras_record
 from rescompile.spec.library import resolve_spec
-from rescompile.spec.loader import load_spec
-from rescompile.spec.schema import Spec
 
 
 def model_record(
@@ -70,20 +67,6 @@ def load_keras_model(path: Path):
         raise RescompileError(f"{path}: cannot load Keras model ({exc})") from None
 
 
-def analysis_from_record(record: ModelRecord, source: Path) -> Analysis:
-    """The IR of the spec a model file carries, at the input, classifier and outputs it was built with."""
-    try:
-        spec = Spec.model_validate(record.spec)
-    except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
-        where = ".".join(map(str, error["loc"]))
-        raise RescompileError(f"{source}: the spec it carries is invalid ({where}: {error['msg']})") from None
-    spec._file = f"{source} (its spec)"
-    return analyze_spec(
-        spec, record.input_size, record.channels, record.classes, record.include_top, record.outputs
-    )
-
-
 def analysis_for_model(model, model_path: Path, spec: Path | None) -> tuple[Analysis, ModelRecord]:
     """The IR and record of a Keras model: from the record it carries, or from `spec` (which wins;
     for models made elsewhere, e.g. keras.applications, whose layer names the spec follows)."""
@@ -96,17 +79,25 @@ def analysis_for_model(model, model_path: Path, spec: Path | None) -> tuple[Anal
                 f"{model_path}: carries no rescompile record (made elsewhere, or re-saved without it):"
                 " pass --spec SPEC"
             )
-        return analysis_from_record(record, model_path), record
+        return analyze_record(record, model_path), record
     spec = resolve_spec(spec)
     _, height, _, channels = model.input.shape
     if record is not None:
-        include_top, classes, outputs = record.include_top, record.classes, record.outputs
+        target = replace(record_target(record), input_size=height, channels=channels)
+        analysis = analyze(spec, target)
     else:
-        include_top, classes, outputs = *_classifier_in(model, spec, height, channels), None
-    analysis = analyze(spec, height, channels, classes, include_top, outputs=outputs)
+        analysis = analyze(spec, Target(input_size=height, channels=channels))
+        include_top, classes = _classifier_in(model, analysis.graph)
+        if (include_top, classes) != (
+            True,
+            analysis.graph.classifier.units if analysis.graph.classifier else None,
+        ):
+            analysis = analyze(
+                spec, Target(input_size=height, channels=channels, classes=classes, include_top=include_top)
+            )
     if analysis.spec.name != model.name:
         raise RescompileError(f"{spec} describes {analysis.spec.name}, but the model is {model.name}")
-    return analysis, record or model_record(analysis, include_top)
+    return analysis, record or model_record(analysis, analysis.network.target.include_top)
 
 
 def check_record(record: ModelRecord, model, path: Path) -> None:
@@ -124,11 +115,10 @@ def check_record(record: ModelRecord, model, path: Path) -> None:
             )
 
 
-def _classifier_in(model, spec: Path, height: int, channels: int) -> tuple[bool, int | None]:
-    """Whether a model made elsewhere has the spec's classifier (the IR names its Dense layer) and
-    its class count: (include_top, classes)."""
-    graph = lower(load_spec(spec), height, channels)
-    head = next((node for node in reversed(graph.nodes) if isinstance(node, Dense)), None)
+def _classifier_in(model, graph: ir.Graph) -> tuple[bool, int | None]:
+    """Whether a model made elsewhere has the classifier of `graph` (the spec's, by the IR's name
+    for it) and its class count: (include_top, classes)."""
+    head = graph.classifier
     present = {layer.name: layer for layer in model.layers}
     if head is None or head.name not in present:
         return False, None

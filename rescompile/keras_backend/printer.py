@@ -16,10 +16,7 @@ from dataclasses import dataclass
 from rescompile import ir
 from rescompile.analysis.tables import stem_text
 from rescompile.errors import RescompileError
-from rescompile.ir.lower import lower
 from rescompile.keras_backend.literals import Code, code_environment, py_literal
-from rescompile.spec.library import spec_label
-from rescompile.spec.schema import Spec
 
 _SUFFIX = re.compile(r"_[A-Za-z0-9_]+")
 
@@ -31,6 +28,11 @@ class Scope:
 
     block: str = ""
     classifier: str = ""
+
+    def per_block(self, table: str, value: float) -> Code:
+        """A value that may differ between blocks of one kind: inside a block function, looked up
+        by the block's name in `table` (which the module prints from the IR), else the number."""
+        return Code(f"{table}[name]" if self.block else py_literal(value))
 
     def name(self, layer: str) -> Code:
         """A layer name: a literal, or `f"{name}_suffix"` for the block's own layers."""
@@ -91,14 +93,29 @@ def _zero_pad_shortcut(node: ir.ZeroPadShortcut, x: list[str], scope: Scope) -> 
 
 
 def _squeeze_excite(node: ir.SqueezeExcite, x: list[str], scope: Scope) -> str:
-    return f"squeeze_excite({x[0]}, {node.ratio}, {scope.name(node.name)})"
+    width = scope.per_block(*_se_width(node))
+    return f"squeeze_excite({x[0]}, {width}, {scope.name(node.name)})"
+
+
+def _channel_attention(node: ir.ChannelAttention, x: list[str], scope: Scope) -> str:
+    kernel = scope.per_block(*_eca_kernel(node))
+    return f"channel_attention({x[0]}, {kernel}, {scope.name(node.name)})"
+
+
+def _eca_kernel(node: ir.ChannelAttention) -> tuple[str, float]:
+    return "ECA_KERNELS", node.kernel
+
+
+def _se_width(node: ir.SqueezeExcite) -> tuple[str, float]:
+    return "SE_WIDTHS", node.reduced
 
 
 def _drop_path(node: ir.DropPath, x: list[str], scope: Scope) -> str:
-    """Inside a block the rate is looked up by the block's name in DROP_RATES (printed from the
-    IR), so blocks that differ only in it share one function."""
-    rate = "DROP_RATES[name]" if scope.block else py_literal(1 - node.survival)
-    return f"drop_path({x[0]}, {rate}, {scope.name(node.name)})"
+    return f"drop_path({x[0]}, {scope.per_block(*_drop_rate(node))}, {scope.name(node.name)})"
+
+
+def _drop_rate(node: ir.DropPath) -> tuple[str, float]:
+    return "DROP_RATES", round(1 - node.survival, 12)
 
 
 def _upsample(node: ir.Upsample, x: list[str], scope: Scope) -> str:
@@ -125,23 +142,36 @@ def _dense(node: ir.Dense, x: list[str], scope: Scope) -> str:
     return f"dense({x[0]}, {node.units}, {activation}, {name})"
 
 
-PRINTERS: dict[type[ir.Node], Callable[..., str]] = {
-    ir.Conv: _conv,
-    ir.BatchNorm: _batch_norm,
-    ir.ReLU: _relu,
-    ir.Add: _add,
-    ir.MaxPool: _max_pool,
-    ir.ZeroPadShortcut: _zero_pad_shortcut,
-    ir.AvgPool: _avg_pool,
-    ir.Upsample: _upsample,
-    ir.SqueezeExcite: _squeeze_excite,
-    ir.DropPath: _drop_path,
-    ir.Flatten: _flatten,
-    ir.Dropout: _dropout,
-    ir.GlobalPool: _global_pool,
-    ir.Dense: _dense,
+@dataclass(frozen=True)
+class KerasOp:
+    """How one IR op prints: its call, the module's helper function the call uses (if any), and
+    the value it looks up per block (table name and value: see Scope.per_block)."""
+
+    print: Callable[..., str]
+    helper: str = ""
+    per_block: Callable[..., tuple[str, float]] | None = None
+
+
+KERAS_OPS: dict[type[ir.Node], KerasOp] = {
+    ir.Input: KerasOp(lambda node, x, scope: ""),  # `keras.Input` in build()
+    ir.Conv: KerasOp(_conv, "conv"),
+    ir.BatchNorm: KerasOp(_batch_norm, "batch_norm"),
+    ir.ReLU: KerasOp(_relu, "relu"),
+    ir.Add: KerasOp(_add),
+    ir.MaxPool: KerasOp(_max_pool, "max_pool"),
+    ir.ZeroPadShortcut: KerasOp(_zero_pad_shortcut, "zero_pad_shortcut"),
+    ir.AvgPool: KerasOp(_avg_pool),
+    ir.Upsample: KerasOp(_upsample),
+    ir.SqueezeExcite: KerasOp(_squeeze_excite, "squeeze_excite", _se_width),
+    ir.ChannelAttention: KerasOp(_channel_attention, "channel_attention", _eca_kernel),
+    ir.DropPath: KerasOp(_drop_path, "drop_path", _drop_rate),
+    ir.Flatten: KerasOp(_flatten),
+    ir.Dropout: KerasOp(_dropout),
+    ir.GlobalPool: KerasOp(_global_pool),
+    ir.Dense: KerasOp(_dense, "dense"),
 }
-"""One Keras printer per IR op (the Input node is `keras.Input` in build())."""
+"""The Keras entry of each IR op (the registry: tests/test_op_registry.py checks every node class
+has one)."""
 
 
 def statements(nodes: list[ir.Node], entry: str, scope: Scope) -> list[Code]:
@@ -164,7 +194,7 @@ def statements(nodes: list[ir.Node], entry: str, scope: Scope) -> list[Code]:
                 held[value] = spare
         held = {value: variable for value, variable in held.items() if variable != target}
         held[node.name] = target
-        lines.append(Code(f"{target} = {PRINTERS[type(node)](node, args, scope)}"))
+        lines.append(Code(f"{target} = {KERAS_OPS[type(node)].print(node, args, scope)}"))
     if nodes and held[nodes[-1].name] != "x":
         raise RescompileError(f"internal: {nodes[-1].name} does not end on the main path")
     return lines
@@ -181,9 +211,11 @@ class BlockFunction:
 
 @dataclass(frozen=True)
 class StageEntry:
-    """One row of the module's stage table: name, its rows' filters, and runs of blocks."""
+    """One row of the module's stage table: its output's feature name, its blocks' name prefix,
+    its rows' filters, and runs of blocks."""
 
-    name: str
+    feature: str
+    block_prefix: str
     filters: tuple[int, ...]
     runs: list[tuple[Code, int, int]]
 
@@ -195,11 +227,17 @@ def stage_table(stages: list[StageEntry]) -> list[Code]:
     """The STAGES entries, one line each where it fits, else split as ruff formats them."""
     lines = []
     for stage in stages:
-        name, filters, runs = py_literal(stage.name), py_literal(stage.filters), py_literal(stage.runs)
-        if len(one_line := f"    ({name}, {filters}, {runs}),") <= LINE_LENGTH:
+        feature, prefix = py_literal(stage.feature), py_literal(stage.block_prefix)
+        filters, runs = py_literal(stage.filters), py_literal(stage.runs)
+        if len(one_line := f"    ({feature}, {prefix}, {filters}, {runs}),") <= LINE_LENGTH:
             lines.append(Code(one_line))
             continue
-        lines += [Code("    ("), Code(f"        {name},"), Code(f"        {filters},")]
+        lines += [
+            Code("    ("),
+            Code(f"        {feature},"),
+            Code(f"        {prefix},"),
+            Code(f"        {filters},"),
+        ]
         if len(f"        {runs},") <= LINE_LENGTH:
             lines.append(Code(f"        {runs},"))
         else:
@@ -213,6 +251,11 @@ def stage_table(stages: list[StageEntry]) -> list[Code]:
 class ModulePlan:
     """Everything the module template prints, from the IR."""
 
+    name: str
+    facts: ir.ModelFacts
+    stem_text: str
+    input_shape: ir.Shape
+    classes: int | None
     input_name: str
     recursion_limit: int | None
     """The Python recursion limit Keras needs to build a network this deep, where the default
@@ -224,8 +267,8 @@ class ModulePlan:
     top: list[Code]
     helpers: set[str]
     batch_norm: tuple[float, float] | None
-    drop_rates: dict[str, float]
-    """Each block's stochastic-depth drop rate (1 - survival), where it has one."""
+    per_block: dict[str, dict[str, float]]
+    """The tables of values looked up per block (DROP_RATES, SE_WIDTHS): block name -> value."""
     classifier_activation: str | None
     """The classifier's activation: build()'s default for `classifier_activation`."""
 
@@ -253,11 +296,12 @@ SHORTCUTS = {
 }
 
 
-def _kind_name(plan: ir.BlockPlan, nodes: list[ir.Node]) -> tuple[str, str]:
+def _kind_name(plan: ir.BlockPlan, nodes: list[ir.Node], taken: set[str]) -> tuple[str, str]:
     """A block kind's function name and docstring, e.g. `bottleneck_projection`,
     `se_bottleneck_identity`, `bottleneck_avg_projection` (ResNet-D)."""
     kernels = tuple(n.kernel for n in nodes if isinstance(n, ir.Conv) and n.main_path and n.row)
     se = any(isinstance(n, ir.SqueezeExcite) for n in nodes)
+    eca = any(isinstance(n, ir.ChannelAttention) for n in nodes)
     shape = SHAPES.get(kernels, "block" + "".join(map(str, kernels)))
     suffix, shortcut = SHORTCUTS[plan.shortcut]
     if any(isinstance(n, ir.AvgPool) for n in nodes):
@@ -265,10 +309,13 @@ def _kind_name(plan: ir.BlockPlan, nodes: list[ir.Node]) -> tuple[str, str]:
     name = ("preact_" if plan.form == "pre-activation" else "") + (
         "plain_" if plan.shortcut == "none" else ""
     )
-    name += ("se_" if se else "") + shape + (f"_{suffix}" if suffix else "")
+    name += ("se_" if se else "") + ("eca_" if eca else "") + shape + (f"_{suffix}" if suffix else "")
     rows = " / ".join(f"{k}x{k}" for k in kernels)
-    excite = ", squeeze-and-excitation" if se else ""
-    return name, f"{plan.form.capitalize()} {shape} block ({rows} convs{excite}), {shortcut}."
+    excite = (", squeeze-and-excitation" if se else "") + (", efficient channel attention" if eca else "")
+    doc = f"{plan.form.capitalize()} {shape} block ({rows} convs{excite}), {shortcut}."
+    if name in taken and any(isinstance(n, ir.Conv) and n.pad_name for n in nodes):
+        name = f"{name}_padded"  # its strided convolution padded explicitly
+    return _unique(name, taken), doc
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -286,30 +333,44 @@ def _block_functions(graph: ir.Graph) -> tuple[list[BlockFunction], list[StageEn
     for stage in graph.stages:
         chosen = []
         for number, plan in enumerate(stage.blocks, start=1):
-            if plan.name != f"{stage.name}_block{number}":
-                raise RescompileError(f"internal: block {plan.name} is not named {stage.name}_block{number}")
+            if plan.name != f"{stage.block_prefix}{number}":
+                raise RescompileError(
+                    f"internal: block {plan.name} is not named {stage.block_prefix}{number}"
+                )
             nodes = ops[(stage.name, number)]
             entry = nodes[0].inputs[0]
             lines = tuple(statements(nodes, entry, Scope(block=plan.name)))
             if lines not in kinds:
-                name, doc = _kind_name(plan, nodes)
-                kinds[lines] = BlockFunction(
-                    Code(_unique(name, {kind.name for kind in kinds.values()})), doc, lines
-                )
+                name, doc = _kind_name(plan, nodes, {kind.name for kind in kinds.values()})
+                kinds[lines] = BlockFunction(Code(name), doc, lines)
             chosen.append((Code(kinds[lines].name), plan.stride))
         runs = [
             (function, stride, len(list(group))) for (function, stride), group in itertools.groupby(chosen)
         ]
-        stages.append(StageEntry(stage.name, tuple(filters for _, filters in stage.rows), runs))
+        filters = tuple(filters for _, filters in stage.rows)
+        stages.append(StageEntry(stage.feature, stage.block_prefix, filters, runs))
     return list(kinds.values()), stages
 
 
 def _helpers(graph: ir.Graph) -> set[str]:
     """The module's helper functions that the printed calls use."""
-    calls = {ir.Conv: "conv", ir.BatchNorm: "batch_norm", ir.ReLU: "relu", ir.MaxPool: "max_pool"}
-    calls |= {ir.ZeroPadShortcut: "zero_pad_shortcut", ir.Dense: "dense", ir.SqueezeExcite: "squeeze_excite"}
-    calls[ir.DropPath] = "drop_path"
-    return {calls[type(node)] for node in graph.nodes if type(node) in calls}
+    return {KERAS_OPS[type(node)].helper for node in graph.nodes} - {""}
+
+
+def _per_block_tables(graph: ir.Graph) -> dict[str, dict[str, float]]:
+    """The values block functions look up by block name, from the blocks' nodes."""
+    tables: dict[str, dict[str, float]] = {}
+    blocks = {
+        (stage.name, number): plan.name
+        for stage in graph.stages
+        for number, plan in enumerate(stage.blocks, 1)
+    }
+    for node in graph.nodes:
+        lookup = KERAS_OPS[type(node)].per_block
+        if lookup is not None and node.block:
+            table, value = lookup(node)
+            tables.setdefault(Code(table), {})[blocks[(node.stage, node.block)]] = value
+    return tables
 
 
 def _batch_norm_settings(graph: ir.Graph) -> tuple[float, float] | None:
@@ -341,6 +402,11 @@ def plan_module(graph: ir.Graph) -> ModulePlan:
     scope = Scope(classifier=classifier)
     dense = [node for node in top if isinstance(node, ir.Dense) and node.name == classifier]
     return ModulePlan(
+        name=graph.name,
+        facts=graph.facts,
+        stem_text=stem_text(graph),
+        input_shape=graph.input.shape,
+        classes=graph.classifier.units if graph.classifier else None,
         input_name=graph.input.name,
         recursion_limit=needed_recursion_limit(graph),
         stem=statements(stem, graph.input.name, scope),
@@ -350,26 +416,14 @@ def plan_module(graph: ir.Graph) -> ModulePlan:
         top=statements(top, tail[-1].name if tail else last_block, scope),
         helpers=_helpers(graph),
         batch_norm=_batch_norm_settings(graph),
-        drop_rates={
-            block.name: round(1 - block.survival, 12)
-            for stage in graph.stages
-            for block in stage.blocks
-            if block.survival < 1
-        },
+        per_block=_per_block_tables(graph),
         classifier_activation=dense[0].activation if dense else "softmax",
     )
 
 
-def render_keras(spec: Spec, path: str) -> str:
-    """The generated Keras module for a spec (deterministic: same spec, same text), printed from
-    its full IR graph (with the classifier; stage outputs are an argument of build()); its header
-    names the spec by library name where it is one (else by file name)."""
+def render_keras(graph: ir.Graph, label: str) -> str:
+    """The generated Keras module of a whole graph (lowered with its classifier, without stage
+    outputs: those are an argument of build()), printed from the graph alone and deterministic;
+    its header names the spec by `label` (its library name, else its file name)."""
     template = code_environment().get_template("keras_model.py.j2")
-    graph = lower(spec, outputs=[])
-    return template.render(
-        spec=spec,
-        label=spec_label(path),
-        plan=plan_module(graph),
-        stem_text=stem_text(spec),
-        stage_table=stage_table,
-    )
+    return template.render(label=label, plan=plan_module(graph), stage_table=stage_table)

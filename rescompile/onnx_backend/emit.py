@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +17,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from rescompile import __version__, ir
+from rescompile.ir.weights import WeightStore
 from rescompile.spec.artifact import ModelRecord
 from rescompile.spec.schema import Spec
 
@@ -52,7 +54,7 @@ def spec_hash(spec: Spec) -> str:
 
 
 class _Emitter:
-    def __init__(self, graph: ir.Graph, weights: dict[str, list[np.ndarray]], options: ExportOptions) -> None:
+    def __init__(self, graph: ir.Graph, weights: WeightStore, options: ExportOptions) -> None:
         self.graph = graph
         self.weights = weights
         self.options = options
@@ -88,12 +90,12 @@ class _Emitter:
         return None
 
     def conv(self, node: ir.Conv) -> str:
-        arrays = self.weights[node.name]
-        kernel = arrays[0].transpose(3, 2, 0, 1).astype(np.float64)  # HWIO -> OIHW
-        bias = arrays[1].astype(np.float64) if node.bias else np.zeros(node.filters)
+        weights = self.weights[node.name]
+        kernel = weights["kernel"].transpose(3, 2, 0, 1).astype(np.float64)  # HWIO -> OIHW
+        bias = weights["bias"].astype(np.float64) if node.bias else np.zeros(node.filters)
         bn = self.folded_bn(node)
         if bn is not None:
-            gamma, beta, mean, var = (a.astype(np.float64) for a in self.weights[bn.name])
+            gamma, beta, mean, var = (a.astype(np.float64) for a in self.bn_arrays(bn))
             scale = gamma / np.sqrt(var + bn.epsilon)
             kernel = kernel * scale[:, None, None, None]
             bias = (bias - mean) * scale + beta
@@ -113,9 +115,13 @@ class _Emitter:
             self.tensor_of[bn.name] = out
         return out
 
+    def bn_arrays(self, node: ir.BatchNorm) -> list[np.ndarray]:
+        weights = self.weights[node.name]
+        return [weights[part] for part in ("gamma", "beta", "mean", "var")]
+
     def batch_norm(self, node: ir.BatchNorm) -> str:
         order = self.order.get(node.inputs[0])
-        arrays = self.weights[node.name]
+        arrays = self.bn_arrays(node)
         gamma, beta, mean, var = (a[order] for a in arrays) if order is not None else arrays
         if order is not None:  # the output keeps its input's feature order
             self.order[node.name] = order
@@ -150,7 +156,7 @@ class _Emitter:
         return self.emit("Pad", [x, self.constant(f"{node.name}.pads", pads)], node.name)
 
     def dense(self, node: ir.Dense) -> str:
-        kernel, bias = self.weights[node.name]
+        kernel, bias = self.weights[node.name]["kernel"], self.weights[node.name]["bias"]
         order = self.order.get(node.inputs[0])
         if order is not None:
             kernel = kernel[order]
@@ -187,14 +193,52 @@ class _Emitter:
     def squeeze_excite(self, node: ir.SqueezeExcite) -> str:
         x = self.source(node)
         s = self.emit("GlobalAveragePool", [x], f"{node.name}_squeeze")
+        weights = self.weights[node.name]
         for part, activation in (("reduce", "Relu"), ("expand", "Sigmoid")):
-            kernel, bias = self.weights[f"{node.name}_{part}"]
+            kernel, bias = weights[f"{part}_kernel"], weights[f"{part}_bias"]
             weight = self.constant(f"{node.name}_{part}.weight", kernel.transpose(3, 2, 0, 1))
             s = self.emit(
                 "Conv", [s, weight, self.constant(f"{node.name}_{part}.bias", bias)], f"{node.name}_{part}"
             )
             s = self.emit(activation, [s], f"{node.name}_{part}_{activation.lower()}")
         return self.emit("Mul", [x, s], node.name)
+
+    def channel_attention(self, node: ir.ChannelAttention) -> str:
+        """Pooled (N, C, 1, 1), turned to (N, 1, 1, C) for a (1, k) convolution across channels,
+        turned back and gated."""
+        x = self.source(node)
+        pooled = self.emit("GlobalAveragePool", [x], f"{node.name}_squeeze")
+        row = self.emit("Transpose", [pooled], f"{node.name}_sequence", perm=[0, 2, 3, 1])
+        kernel = self.weights[node.name]["kernel"].reshape(1, 1, 1, node.kernel)
+        half = node.kernel // 2
+        conv = self.emit(
+            "Conv",
+            [row, self.constant(f"{node.name}_conv.weight", kernel)],
+            f"{node.name}_conv",
+            kernel_shape=[1, node.kernel],
+            pads=[0, half, 0, half],
+        )
+        column = self.emit("Transpose", [conv], f"{node.name}_gate", perm=[0, 3, 1, 2])
+        gate = self.emit("Sigmoid", [column], f"{node.name}_sigmoid")
+        return self.emit("Mul", [x, gate], node.name)
+
+    def relu(self, node: ir.ReLU) -> str:
+        return self.emit("Relu", [self.source(node)], node.name)
+
+    def add(self, node: ir.Add) -> str:
+        return self.emit("Add", [self.source(node, 0), self.source(node, 1)], node.name)
+
+    def avg_pool(self, node: ir.AvgPool) -> str:
+        size = [node.size] * 2
+        return self.emit(
+            "AveragePool", [self.source(node)], node.name, kernel_shape=size, strides=size, ceil_mode=1
+        )  # count_include_pad defaults to 0: the clipped window's mean, as Keras' "same"
+
+    def identity(self, node: ir.Dropout | ir.DropPath) -> str:
+        """An op that is the identity at inference: its input, in its input's feature order."""
+        if node.inputs[0] in self.order:
+            self.order[node.name] = self.order[node.inputs[0]]
+        return self.source(node)
 
     def global_pool(self, node: ir.GlobalPool) -> str:
         op = "GlobalAveragePool" if node.mode == "avg" else "GlobalMaxPool"
@@ -211,39 +255,7 @@ class _Emitter:
                 "Cast", [self.tensor_of[source]], f"{source}_fp32", to=TensorProto.FLOAT
             )
             self.float = np.float32
-        if isinstance(node, ir.Conv):
-            out = self.conv(node)
-        elif isinstance(node, ir.BatchNorm):
-            out = self.batch_norm(node)
-        elif isinstance(node, ir.ReLU):
-            out = self.emit("Relu", [self.source(node)], node.name)
-        elif isinstance(node, ir.Add):
-            out = self.emit("Add", [self.source(node, 0), self.source(node, 1)], node.name)
-        elif isinstance(node, ir.MaxPool):
-            out = self.max_pool(node)
-        elif isinstance(node, ir.ZeroPadShortcut):
-            out = self.zero_pad_shortcut(node)
-        elif isinstance(node, ir.GlobalPool):
-            out = self.global_pool(node)
-        elif isinstance(node, ir.Dense):
-            out = self.dense(node)
-        elif isinstance(node, ir.Flatten):
-            out = self.flatten(node)
-        elif isinstance(node, ir.Upsample):
-            out = self.upsample(node)
-        elif isinstance(node, ir.SqueezeExcite):
-            out = self.squeeze_excite(node)
-        elif isinstance(node, ir.AvgPool):
-            size = [node.size] * 2
-            out = self.emit(
-                "AveragePool", [self.source(node)], node.name, kernel_shape=size, strides=size, ceil_mode=1
-            )  # count_include_pad defaults to 0: the clipped window's mean, as Keras' "same"
-        elif isinstance(node, (ir.Dropout, ir.DropPath)):  # identity at inference
-            out = self.source(node)
-            if node.inputs[0] in self.order:
-                self.order[node.name] = self.order[node.inputs[0]]
-        else:
-            raise TypeError(f"no ONNX lowering for {type(node).__name__}")
+        out = ONNX_OPS[type(node)].emit(self, node)
         self.tensor_of[node.name] = out
 
     def input(self) -> onnx.ValueInfoProto:
@@ -272,10 +284,42 @@ class _Emitter:
         return helper.make_tensor_value_info(final, TensorProto.FLOAT, shape)
 
 
-def export_onnx(
-    spec: Spec, graph: ir.Graph, weights: dict[str, list[np.ndarray]], options: ExportOptions
-) -> onnx.ModelProto:
-    """Build the ONNX model of `graph` with `weights` (layer name -> Keras weight arrays)."""
+@dataclass(frozen=True)
+class OnnxOp:
+    """How one IR op becomes ONNX nodes: its emitter method, and the pairs of ONNX ops it writes
+    for one IR node (first op -> the ops that may follow it), which the recount counts once."""
+
+    emit: Callable[[_Emitter, ir.Node], str]
+    pairs: dict[str, frozenset[str]] = field(default_factory=dict)
+
+
+ONNX_OPS: dict[type[ir.Node], OnnxOp] = {
+    ir.Input: OnnxOp(lambda emitter, node: "input"),  # the graph input (see _Emitter.input)
+    ir.Conv: OnnxOp(_Emitter.conv),
+    ir.BatchNorm: OnnxOp(_Emitter.batch_norm),
+    ir.ReLU: OnnxOp(_Emitter.relu),
+    ir.Add: OnnxOp(_Emitter.add),
+    ir.MaxPool: OnnxOp(_Emitter.max_pool, {"Pad": frozenset({"MaxPool"})}),
+    ir.ZeroPadShortcut: OnnxOp(_Emitter.zero_pad_shortcut, {"MaxPool": frozenset({"Pad"})}),
+    ir.AvgPool: OnnxOp(_Emitter.avg_pool),
+    ir.Upsample: OnnxOp(_Emitter.upsample),
+    ir.SqueezeExcite: OnnxOp(_Emitter.squeeze_excite),
+    ir.ChannelAttention: OnnxOp(_Emitter.channel_attention),
+    ir.DropPath: OnnxOp(_Emitter.identity),
+    ir.Flatten: OnnxOp(_Emitter.flatten),
+    ir.Dropout: OnnxOp(_Emitter.identity),
+    ir.GlobalPool: OnnxOp(
+        _Emitter.global_pool,
+        {"GlobalAveragePool": frozenset({"Flatten"}), "GlobalMaxPool": frozenset({"Flatten"})},
+    ),
+    ir.Dense: OnnxOp(_Emitter.dense, {"Gemm": frozenset({"Relu", "Softmax"})}),
+}
+"""The ONNX entry of each IR op (the registry: tests/test_op_registry.py checks every node class
+has one)."""
+
+
+def export_onnx(spec: Spec, graph: ir.Graph, weights: WeightStore, options: ExportOptions) -> onnx.ModelProto:
+    """Build the ONNX model of `graph` with `weights` (keyed by IR node)."""
     emitter = _Emitter(graph, weights, options)
     graph_input = emitter.input()
     for node in graph.nodes[1:]:
@@ -302,10 +346,3 @@ def export_onnx(
     stamp(model, metadata)
     onnx.checker.check_model(model, full_check=True)
     return model
-
-
-def keras_weights(model) -> dict[str, list[np.ndarray]]:
-    """Layer name -> weight arrays of a Keras model."""
-    return {
-        layer.name: [np.asarray(w) for w in layer.get_weights()] for layer in model.layers if layer.weights
-    }

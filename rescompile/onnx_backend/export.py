@@ -1,18 +1,15 @@
-"""`rescompile export`: a built/trained .keras model (or a spec) -> an ONNX file, atomically."""
+"""A compiled network and its weights (keyed by IR node) -> an ONNX file, written atomically."""
 
 from __future__ import annotations
 
-import sys
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 from rescompile.analysis.analyze import Analysis
 from rescompile.errors import RescompileError
 from rescompile.fileio import write_atomic
-from rescompile.keras_backend.model_file import analysis_for_model, load_keras_model
+from rescompile.ir.weights import WeightStore
 from rescompile.onnx_backend.emit import ExportOptions
-from rescompile.progress import Steps
 from rescompile.spec.artifact import ModelRecord
 
 
@@ -27,86 +24,19 @@ def onnx_options(options: ExportOptions, analysis: Analysis, record: ModelRecord
     )
 
 
-def write_onnx(model, analysis: Analysis, output: Path, options: ExportOptions) -> None:
-    """Export a Keras model through the IR and write the ONNX file atomically."""
+def write_onnx(weights: WeightStore, analysis: Analysis, output: Path, options: ExportOptions) -> None:
+    """Emit the analysed network with `weights` as ONNX and write the file atomically."""
     import onnx
 
-    from rescompile.onnx_backend.emit import export_onnx, keras_weights
+    from rescompile.onnx_backend.emit import export_onnx
 
     if output.suffix != ".onnx":
         raise RescompileError(f"-o {output}: the output file must end in .onnx")
-    onnx_model = export_onnx(analysis.spec, analysis.graph, keras_weights(model), options)
+    onnx_model = export_onnx(analysis.spec, analysis.graph, weights, options)
     write_atomic(output, lambda tmp: onnx.save(onnx_model, tmp))
 
 
-def export(
-    source: Path,
-    output: Path,
-    spec: Path | None,
-    options: ExportOptions,
-    weights: str | None = None,
-    weights_format: str | None = None,
-) -> Analysis:
-    """Export MODEL.keras (described by the record it carries, or --spec) or SPEC (freshly
-    initialised, or with `weights` loaded as `build --weights` loads them); the ONNX file carries
-    the model's record and preprocessing."""
-    spec_source = source.suffix in (".yaml", ".yml")
-    if weights is not None and not spec_source:
-        raise RescompileError(f"--weights is for a SPEC: {source} carries its own weights")
-    with Steps(f"export {source.name}", 2) as steps:
-        if spec_source:
-            from rescompile.keras_backend.build import build
-
-            steps.advance("building the Keras model")
-            with tempfile.TemporaryDirectory() as scratch:
-                result = build(
-                    source, Path(scratch), save=False, weights=weights, weights_format=weights_format
-                )
-            model, analysis, record = result.model, result.analysis, result.record
-        else:
-            steps.advance("loading the Keras model")
-            model = load_keras_model(source)
-            analysis, record = analysis_for_model(model, source, spec)
-        steps.advance(f"emitting {len(analysis.graph.nodes)} IR nodes as ONNX")
-        write_onnx(model, analysis, output, onnx_options(options, analysis, record))
-    return analysis
-
-
-def export_int8(
-    source: Path,
-    output: Path,
-    spec: Path | None,
-    options: ExportOptions,
-    calibration: Path,
-    limit: int,
-    weights: str | None = None,
-    weights_format: str | None = None,
-) -> tuple[Analysis, int]:
-    """Export fp32, then quantize it statically to INT8, calibrated on `limit` images preprocessed
-    as the model's record says (a run's per-pixel mean included); returns the calibration count."""
-    from rescompile.onnx_backend import DEFAULT_CALIBRATION
-    from rescompile.onnx_backend.quantize import calibration_images, quantize
-    from rescompile.onnx_backend.runtime import metadata, open_session
-
-    if output.suffix != ".onnx":
-        raise RescompileError(f"-o {output}: the output file must end in .onnx")
-    with tempfile.TemporaryDirectory() as scratch:
-        fp32 = Path(scratch) / "fp32.onnx"
-        analysis = export(source, fp32, spec, options, weights, weights_format)
-        images = calibration_images(calibration, analysis.graph.input.shape[0], limit)
-        if len(images) < DEFAULT_CALIBRATION // 4:
-            print(
-                f"warning: calibrating on only {len(images)} images ({DEFAULT_CALIBRATION} is the default):"
-                " INT8 activation ranges may not cover your data",
-                file=sys.stderr,
-                flush=True,
-            )
-        config = metadata(open_session(fp32, "cpu"), fp32)["preprocess"]
-        write_atomic(output, lambda tmp: quantize(fp32, tmp, images, config), suffix=".onnx")
-    return analysis, len(images)
-
-
-def export_with_record(model, analysis: Analysis, record: ModelRecord, output: Path) -> None:
+def export_with_record(weights: WeightStore, analysis: Analysis, record: ModelRecord, output: Path) -> None:
     """Export a model just built or trained, with the default options completed from its record
     (`build --onnx`, and a training run's model.onnx)."""
-    write_onnx(model, analysis, output, onnx_options(ExportOptions(), analysis, record))
+    write_onnx(weights, analysis, output, onnx_options(ExportOptions(), analysis, record))

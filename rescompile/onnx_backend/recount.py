@@ -7,24 +7,31 @@ from pathlib import Path
 
 import numpy as np
 
+from rescompile.analysis.analyze import analyze_record
 from rescompile.analysis.cost import Cost
 from rescompile.errors import RescompileError
+from rescompile.onnx_backend.emit import ONNX_OPS
 from rescompile.onnx_backend.runtime import refuse_non_onnx
 
 # Nodes that only move a tensor between layouts or precisions: weights are followed through
 # them back to their initializer, and their outputs are no activations of the network.
 PLUMBING = {"Identity", "Cast", "Transpose", "QuantizeLinear", "DequantizeLinear", "Dropout"}
+
+
 # A node whose only consumer is the second node of a pair computes half of one IR node (the
-# exporter writes a global pool as pool + Flatten, a dense layer with an activation as Gemm +
-# activation, a zero-padded subsampling shortcut as MaxPool + Pad, a zero-padded max pool as
-# Pad + MaxPool): the pair's activations are counted once, at its second node.
-FIRST_OF_PAIR = {
-    "GlobalAveragePool": {"Flatten"},
-    "GlobalMaxPool": {"Flatten"},
-    "Gemm": {"Relu", "Softmax", "Sigmoid", "Tanh"},
-    "MaxPool": {"Pad"},
-    "Pad": {"MaxPool"},
-}
+# emitter's pairs, ONNX_OPS: a global pool as pool + Flatten, a dense layer with an activation as
+# Gemm + activation, a zero-padded subsampling shortcut as MaxPool + Pad, a zero-padded max pool as
+# Pad + MaxPool; other exporters' dense activations too): the pair's activations are counted once,
+# at its second node.
+def _pairs() -> dict[str, frozenset[str]]:
+    pairs = {"Gemm": frozenset({"Sigmoid", "Tanh"})}
+    for op in ONNX_OPS.values():
+        for first, seconds in op.pairs.items():
+            pairs[first] = pairs.get(first, frozenset()) | seconds
+    return pairs
+
+
+FIRST_OF_PAIR = _pairs()
 # The weighted layers: depth counts them on the longest path from the input to an output.
 WEIGHTED = {"Conv", "Gemm", "MatMul"}
 
@@ -271,11 +278,10 @@ def _reference(metadata: dict[str, str], path: Path) -> tuple[Cost | None, str]:
     outputs it was exported with; (None, why) when it cannot be analysed, (None, "") without one."""
     if "rescompile" not in metadata:
         return None, ""
-    from rescompile.keras_backend.model_file import analysis_from_record
     from rescompile.spec.artifact import record_from_text
 
     try:
-        return analysis_from_record(record_from_text(metadata["rescompile"], str(path)), path).cost, ""
+        return analyze_record(record_from_text(metadata["rescompile"], str(path)), path).cost, ""
     except RescompileError as exc:
         return None, str(exc)
 

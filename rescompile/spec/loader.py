@@ -1,4 +1,5 @@
-"""Load a spec: safe YAML, `extends` resolution, pydantic validation, semantic checks."""
+"""Load a spec: safe YAML, `extends` resolution, pydantic validation (the rules that tie fields
+together are lowering's: ir/lower.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,10 @@ from typing import Any, Protocol, get_args
 from pydantic import BaseModel, ValidationError
 
 from rescompile.errors import SpecError, gathered, printable
-from rescompile.spec.schema import HeadDense, HeadFlatten, Spec, located_error
+from rescompile.spec.schema import Spec, located_error
 from rescompile.spec.yamlsrc import LocDict, LocList, load_yaml, parse_yaml, positions, read_text
 
 MAX_EXTENDS_DEPTH = 16
-RESERVED_STAGE_NAMES = frozenset({"input", "stem", "head"})
 
 
 def _display(path: Path) -> str:
@@ -268,52 +268,7 @@ def load_spec(path: str | Path | Any, files: SpecFiles | None = None) -> Spec:
         ) from None
     spec._file = display
     spec._positions = where
-    _check_semantics(spec)
     return spec
-
-
-def _check_semantics(spec: Spec) -> None:
-    """Checks that span several fields (sizes are checked when lowering), raising every error."""
-    errors: list[SpecError] = []
-
-    def fail(path: tuple, message: str) -> None:
-        errors.append(spec.error(path, message))
-
-    seen: set[str] = set()
-    for index, stage in enumerate(spec.stages):
-        if stage.name in seen:
-            fail(("stages", index, "name"), f"duplicate stage name {stage.name!r}")
-        if stage.name in RESERVED_STAGE_NAMES:
-            fail(("stages", index, "name"), f"{stage.name!r} names a part of every network")
-        seen.add(stage.name)
-    channels = spec.input.channels
-    pre = spec.preprocess
-    if isinstance(pre.mean, list) and len(pre.mean) != channels:
-        fail(("preprocess", "mean"), f"expected {channels} values, got {len(pre.mean)}")
-    if len(pre.std) != channels:
-        fail(("preprocess", "std"), f"expected {channels} values, got {len(pre.std)}")
-    if spec.head.class_names == "imagenet" and spec.head.classes != 1000:
-        fail(("head", "class_names"), f"imagenet names 1000 classes; this head has {spec.head.classes}")
-    layers = spec.head.layers
-    if layers is not None:
-        if not isinstance(layers[-1], HeadDense) or layers[-1].dense != spec.head.classes:
-            fail(
-                ("head", "layers", len(layers) - 1),
-                f"the last layer must be a dense of {spec.head.classes} units (head.classes)",
-            )
-        flattens = [index for index, layer in enumerate(layers) if isinstance(layer, HeadFlatten)]
-        if spec.head.pool == "none" and not flattens:
-            fail(("head", "layers"), "without pooling the head needs a flatten layer")
-        if len(flattens) > 1:
-            fail(("head", "layers", flattens[1]), "the head can flatten only once")
-    for index, name in enumerate(spec.outputs):
-        if not 2 <= int(name[1:]) < 2 + len(spec.stages):
-            fail(
-                ("outputs", index),
-                f"{name} is not a stage output; this network has C2..C{len(spec.stages) + 1}",
-            )
-    if errors:
-        raise gathered(errors)
 
 
 def load_yaml_mapping(path: Path) -> dict:

@@ -221,6 +221,25 @@ class SqueezeExcitation(Strict):
     the residual branch's input, `post` after the sum."""
 
 
+class ChannelAttentionOption(Strict):
+    """Efficient channel attention (Wang et al. 2020, ECA-Net): each block's residual scaled per
+    channel by sigmoid(conv1d(global average pool)), a 1-D convolution across channels without
+    bias; its kernel adapts to the C channels as k = |log2(C) / gamma + beta / gamma|, made odd."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"gamma": 2, "beta": 1}]})
+
+    gamma: Annotated[StrictInt, Field(ge=1, le=16)] = 2
+    beta: Annotated[StrictInt, Field(ge=0, le=16)] = 1
+    kernel: Annotated[StrictInt, Field(ge=1, le=MAX_FILTERS, multiple_of=1)] | None = None
+    """A fixed odd kernel size for every block instead of the adaptive one."""
+
+    @model_validator(mode="after")
+    def _odd(self) -> ChannelAttentionOption:
+        if self.kernel is not None and self.kernel % 2 == 0:
+            raise ValueError(f"kernel must be odd (centred on its channel), got {self.kernel}")
+        return self
+
+
 class StochasticDepth(Strict):
     """Stochastic depth (Huang et al. 2016): in training, each block's residual survives with
     probability p_l (else the block is the identity); at inference every residual is kept.
@@ -240,6 +259,10 @@ class StochasticDepth(Strict):
 
 MAX_WIDTH = 64
 """The largest width multiplier (published ones: k <= 12)."""
+
+
+RESERVED_STAGE_NAMES = frozenset({"input", "stem", "head"})
+"""Names of the parts every network has: no stage of the table may take them."""
 
 
 class Options(Strict):
@@ -269,6 +292,8 @@ class Options(Strict):
     when the spec is read: a resolved spec (spec.json, a model's record) holds the widened table."""
     se: Annotated[SqueezeExcitation | None, Field(examples=[{"ratio": 16}])] = None
     """Squeeze-and-excitation in every block (SE-ResNet)."""
+    eca: Annotated[ChannelAttentionOption | None, Field(examples=[{"gamma": 2, "beta": 1}])] = None
+    """Efficient channel attention on every block's residual before the sum (ECA-Net)."""
     stochastic_depth: Annotated[StochasticDepth | None, Field(examples=[{"survival": 0.5}])] = None
     """Drop whole residuals in training (drop-path); vanishes at inference and in ONNX."""
     avg_down: Annotated[bool, Field(examples=[True])] = False

@@ -24,11 +24,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rescompile.analysis.analyze import Analysis, analyze
+from rescompile.analysis.analyze import Analysis, analyze_network
 from rescompile.analysis.memory import require_memory
 from rescompile.checkpoints.preprocess import checkpoint_preprocess
 from rescompile.errors import Interrupted, RescompileError, printable
 from rescompile.fileio import remove_stale_temporaries, write_text_atomic
+from rescompile.ir.network import compile_network
+from rescompile.ir.target import Target
 from rescompile.keras_backend.archive import interface, keras_load_recursion_limit, read_keras_config
 from rescompile.keras_backend.model import (
     apply_l2,
@@ -39,7 +41,7 @@ from rescompile.keras_backend.model import (
 from rescompile.options import EVAL_BATCH, PRECISION_CHOICES, PrecisionChoice
 from rescompile.quiet import import_keras_quietly
 from rescompile.spec import load_spec
-from rescompile.spec.schema import Preprocess
+from rescompile.spec.schema import Preprocess, Spec
 from rescompile.train.compute import resolve_precision
 from rescompile.train.recipe import Recipe, field_value
 from rescompile.train.run_dir import (
@@ -351,12 +353,12 @@ def _train(options: TrainOptions, recipe: Recipe | None, shard: Shard) -> RunSum
     precision, why = resolve_precision(options.precision, state.precision, options.resume)
     options = dataclasses.replace(options, precision=precision)
     state = state.model_copy(update={"precision": precision})
-    analysis = analyze(spec_path)
+    spec = load_spec(spec_path)
     preprocess = checkpoint_preprocess(options.weights)
     if preprocess is not None:  # a PyTorch checkpoint's own input normalisation (spec.json keeps it)
-        analysis.spec = analysis.spec.model_copy(update={"preprocess": Preprocess.model_validate(preprocess)})
-    stages_to_freeze(options.freeze, analysis.graph)  # refused before anything is written
-    run = _prepare(options, recipe, state, analysis, spec_path, shard)  # bad data: nothing written
+        spec = spec.model_copy(update={"preprocess": Preprocess.model_validate(preprocess)})
+    run = _prepare(options, recipe, state, spec, spec_path, shard)  # bad data: nothing written
+    analysis = run.analysis
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(run_dir):
         _record(run)
@@ -467,6 +469,9 @@ class _Run:
     state: RunState
     spec_path: Path
     analysis: Analysis
+    """The network trained: the spec compiled for the data (its image size and classes)."""
+    source: str
+    """Its generated Keras module."""
     inputs: Inputs
     strategy: object
     """The tf.distribute strategy (made before TensorFlow runs anything: collectives need it)."""
@@ -486,31 +491,23 @@ class _Run:
         return _one_hot(data, len(self.inputs.class_names))
 
     def fresh_model(self):
-        """The spec's model for this data (its classes and image size), freshly initialised."""
+        """The network's Keras model, freshly initialised (its module written into the run)."""
         from rescompile.keras_backend.build import build
 
-        return build(
-            self.spec_path,
-            self.dir,
-            input_size=self.inputs.image_size,
-            classes=len(self.inputs.class_names),
-            save=False,
-            check_memory=self.options.check_memory,
-        )
+        return build(self.analysis, self.dir, save=False, check_memory=False, source=self.source)
 
 
 def _prepare(
-    options: TrainOptions, recipe: Recipe, state: RunState, analysis: Analysis, spec_path: Path, shard: Shard
+    options: TrainOptions, recipe: Recipe, state: RunState, spec: Spec, spec_path: Path, shard: Shard
 ) -> _Run:
     """Open the data (splits, hold-out, normalisation), fit a fresh run's recipe to small data and
     work out the run's length. Validation holds out `recipe.validation` training images; with 0 it
     uses the test split, as the paper's curves do."""
     import keras
 
+    from rescompile.keras_backend.build import module_source
     from rescompile.train.inputs import inputs_from, open_data, training_images
 
-    if options.check_memory:
-        require_memory(analysis, recipe.batch_size, training=True)
     strategy = strategy_for(options.distribute)
     opened = open_data(state.data, state.val_data, state.classes, state.seed, options.strict)
     notes = []
@@ -522,9 +519,13 @@ def _prepare(
             f"batch size {recipe.batch_size} does not split evenly over {shard.count} workers"
         )
     inputs = inputs_from(
-        opened, recipe, state.seed, analysis.spec.preprocess.model_dump(mode="json"),
-        analysis.spec.input.size, options.strict,
+        opened, recipe, state.seed, spec.preprocess.model_dump(mode="json"), spec.input.size, options.strict,
     )  # fmt: skip
+    target = Target(input_size=inputs.image_size, classes=len(inputs.class_names))
+    analysis = analyze_network(compile_network(spec, target))
+    stages_to_freeze(options.freeze, analysis.graph)  # refused before anything is written
+    if options.check_memory:
+        require_memory(analysis, recipe.batch_size, training=True)
     steps_per_epoch = inputs.steps_per_epoch(recipe.batch_size, shard)
     if steps_per_epoch == 0:
         raise RescompileError(
@@ -537,8 +538,8 @@ def _prepare(
     keras.utils.set_random_seed(state.seed)
     keras.mixed_precision.set_global_policy(options.precision)
     return _Run(
-        options, recipe, state, spec_path, analysis, inputs, strategy, steps_per_epoch, epochs, total_steps,
-        notes=notes + inputs.notes,
+        options, recipe, state, spec_path, analysis, module_source(analysis), inputs, strategy,
+        steps_per_epoch, epochs, total_steps, notes=notes + inputs.notes,
     )  # fmt: skip
 
 
@@ -741,9 +742,12 @@ def _finish(run: _Run, model) -> RunSummary:
     )
     save_model(final.model, run.dir / "model.keras", record)
     if run.options.export_onnx:
+        from rescompile.keras_backend.weights import weight_store
         from rescompile.onnx_backend.export import export_with_record
 
-        export_with_record(final.model, analysis, record, run.dir / "model.onnx")
+        export_with_record(
+            weight_store(final.model, analysis.graph), analysis, record, run.dir / "model.onnx"
+        )
     if run.rows:
         plot_curves(run.rows, run.dir, f"{analysis.spec.name} on {inputs.name}, run {run.dir.name}")
     images_per_second = [float(r["images_per_second"]) for r in run.rows]
