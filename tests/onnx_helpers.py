@@ -10,15 +10,16 @@ import onnx
 from rescompile import ir
 from rescompile.analysis.analyze import Analysis, analyze
 from rescompile.ir.target import Target
+from rescompile.ir.weights import WeightStore
 from rescompile.keras_backend.model_file import model_record
 from rescompile.onnx_backend.emit import ExportOptions, export_onnx
 
 
-def random_weights(graph: ir.Graph, seed: int = 0) -> dict[str, list[np.ndarray]]:
-    """Keras-shaped weights for every Conv, BatchNorm and Dense node of `graph`: kernels scaled by
-    their fan-in (activations stay of order one), BatchNorm near the identity."""
+def random_weights(graph: ir.Graph, seed: int = 0) -> WeightStore:
+    """Weights for every weighted node of `graph`, keyed by node (ir/weights.py's layouts): kernels
+    scaled by their fan-in (activations stay of order one), BatchNorm near the identity."""
     rng = np.random.default_rng(seed)
-    weights = {}
+    store: WeightStore = {}
     for node in graph.nodes:
         channels = node.shape[2]
         if isinstance(node, ir.Conv):
@@ -26,25 +27,30 @@ def random_weights(graph: ir.Graph, seed: int = 0) -> dict[str, list[np.ndarray]
             kernel = rng.normal(
                 0, fan_in**-0.5, (node.kernel, node.kernel, fan_in // node.kernel**2, channels)
             )
-            weights[node.name] = [kernel, *([rng.normal(0, 0.1, channels)] if node.bias else [])]
+            store[node.name] = {
+                "kernel": kernel,
+                **({"bias": rng.normal(0, 0.1, channels)} if node.bias else {}),
+            }
         elif isinstance(node, ir.SqueezeExcite):
-            reduce, expand = node.layer_names()[1:3]
-            weights[reduce] = [
-                rng.normal(0, channels**-0.5, (1, 1, channels, node.reduced)),
-                np.zeros(node.reduced),
-            ]
-            weights[expand] = [
-                rng.normal(0, node.reduced**-0.5, (1, 1, node.reduced, channels)),
-                np.zeros(channels),
-            ]
+            store[node.name] = {
+                "reduce_kernel": rng.normal(0, channels**-0.5, (1, 1, channels, node.reduced)),
+                "reduce_bias": np.zeros(node.reduced),
+                "expand_kernel": rng.normal(0, node.reduced**-0.5, (1, 1, node.reduced, channels)),
+                "expand_bias": np.zeros(channels),
+            }
+        elif isinstance(node, ir.ChannelAttention):
+            store[node.name] = {"kernel": rng.normal(0, 1, (node.kernel, 1, 1))}
         elif isinstance(node, ir.BatchNorm):
             gamma, variance = rng.uniform(0.5, 1.5, (2, channels))
             beta, mean = rng.normal(0, 0.1, (2, channels))
-            weights[node.name] = [gamma, beta, mean, variance]
+            store[node.name] = {"gamma": gamma, "beta": beta, "mean": mean, "var": variance}
         elif isinstance(node, ir.Dense):
             fan_in = graph.node(node.inputs[0]).shape[2]
-            weights[node.name] = [rng.normal(0, fan_in**-0.5, (fan_in, channels)), np.zeros(channels)]
-    return {name: [array.astype(np.float32) for array in arrays] for name, arrays in weights.items()}
+            store[node.name] = {
+                "kernel": rng.normal(0, fan_in**-0.5, (fan_in, channels)),
+                "bias": np.zeros(channels),
+            }
+    return {name: {part: a.astype(np.float32) for part, a in parts.items()} for name, parts in store.items()}
 
 
 def export_spec(

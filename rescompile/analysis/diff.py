@@ -173,7 +173,7 @@ def _analyze(ref: SpecRef, memo: dict[str, Analysis]) -> Analysis:
     key = spec.model_dump_json()
     if key not in memo:
         memo[key] = analyze_network(compile_network(spec))
-    return replace(memo[key], path=spec._file, spec=spec)
+    return replace(memo[key], network=replace(memo[key].network, spec=spec))
 
 
 def _old_side(operand: Operand, memo: dict[str, Analysis], warnings: list[str]) -> list[Analysis]:
