@@ -422,7 +422,7 @@ def export_command(
     weights_format: WeightsFormat = None,
 ) -> None:
     """Export a Keras model to ONNX through the IR (BN folded, one transpose, dynamic batch)."""
-    from rescompile.data.class_names import read_class_names
+    from rescompile.inputs.class_names import read_class_names
     from rescompile.onnx_backend.emit import ExportOptions
     from rescompile.onnx_backend.export import export
     from rescompile.spec.library import resolve_spec
@@ -438,11 +438,13 @@ def export_command(
         analysis = export(source, out, spec, options, weights, weights_format)
         typer.echo(f"wrote {out} ({analysis.spec.name}, {analysis.graph.input.shape[0]}px)")
         return
+    from rescompile.inputs.calibration import calibration_images
     from rescompile.onnx_backend.export import export_int8
 
-    analysis, count = export_int8(
-        source, out, spec, options, calibration, calibration_size, weights, weights_format
-    )
+    def images(size: int):
+        return calibration_images(calibration, size, calibration_size)
+
+    analysis, count = export_int8(source, out, spec, options, images, weights, weights_format)
     typer.echo(f"wrote {out} (INT8, {analysis.spec.name}, calibrated on {count} images)")
 
 

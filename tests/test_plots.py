@@ -15,17 +15,16 @@ from PIL import Image
 
 from rescompile.experiments import degradation
 from rescompile.experiments.gradients import GradientProfile, in_words, plot_profiles, profiles_figure
-from rescompile.serve.evaluate import confusion_text
-from rescompile.train.plots import (
+from rescompile.figures import pyplot
+from rescompile.inputs.scoring import (
     NAME_CHARS,
     confusion_figure,
     confusion_matrix,
     confusion_summary,
-    curve_figure,
     plot_confusion,
-    plot_curves,
-    pyplot,
 )
+from rescompile.serve.evaluate import confusion_text
+from rescompile.train.plots import curve_figure, plot_curves
 
 TITLE = "cifar_resnet20 on cifar10"
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

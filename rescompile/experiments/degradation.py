@@ -135,7 +135,7 @@ def _title(result: dict) -> str:
 
 def _panel_curve(run: dict, colour: str):
     """A run's training and test error (%) against iterations, styled as in Fig. 6."""
-    from rescompile.train.plots import PanelCurve
+    from rescompile.figures import PanelCurve
 
     plain = run["kind"] == "plain"
     style = {
@@ -151,7 +151,7 @@ def _panel_curve(run: dict, colour: str):
 def figure(result: dict):
     """Fig. 6 style: training and test error against iterations; plain dashed, ResNet solid, one
     colour per depth; one legend below."""
-    from rescompile.train.plots import pyplot, two_panels
+    from rescompile.figures import pyplot, two_panels
 
     colours = pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
     curves = [
@@ -166,7 +166,7 @@ def figure(result: dict):
 
 def plot(result: dict, path: Path) -> None:
     """Write figure(result) to `path`."""
-    from rescompile.train.plots import write_figure
+    from rescompile.figures import write_figure
 
     write_figure(figure(result), path)
 

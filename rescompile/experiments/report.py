@@ -120,7 +120,7 @@ def _names(values: list[str]) -> str:
 def runs_figure(runs: list[Run]):
     """Training loss (log scale) and validation accuracy of every run, overlaid, against optimizer
     steps; titled with the specs, datasets and runs, one legend below."""
-    from rescompile.train.plots import PanelCurve, percent_ticks, two_panels
+    from rescompile.figures import PanelCurve, percent_ticks, two_panels
 
     title = (
         f"{_names([r.summary.spec for r in runs])} on {_names([r.summary.dataset for r in runs])}"
@@ -146,7 +146,7 @@ def runs_figure(runs: list[Run]):
 
 def plot_runs(runs: list[Run], path: Path) -> None:
     """Write runs_figure(runs) to `path`."""
-    from rescompile.train.plots import write_figure
+    from rescompile.figures import write_figure
 
     write_figure(runs_figure(runs), path)
 

@@ -8,23 +8,25 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from rescompile.analysis.analyze import Analysis, analyze, analyze_spec
-from rescompile.data.class_names import named_class_names
 from rescompile.errors import RescompileError
 from rescompile.fileio import write_atomic
 from rescompile.ir import Dense
 from rescompile.ir.lower import lower
 from rescompile.keras_backend.archive import keras_load_recursion_limit
 from rescompile.keras_backend.model import recursion_limit
-from rescompile.spec.artifact import ModelRecord, Preprocessing, add_to_keras_file, read_keras_record
+from rescompile.spec.artifact import ModelRecord, add_to_keras_file, read_keras_record
+from rescompile.spec.class_lists import named_class_names
 from rescompile.spec.library import resolve_spec
 from rescompile.spec.loader import load_spec
+from rescompile.spec.preprocessing import Preprocessing
 from rescompile.spec.schema import Spec
 
 
 def model_record(
     analysis: Analysis,
     include_top: bool,
-    preprocess: dict | None = None,
+    preprocess: Preprocessing | None = None,
+    *,
     class_names: list[str] | None = None,
 ) -> ModelRecord:
     """The record a model file built from `analysis` carries (preprocessing: the spec's, unless a
@@ -41,9 +43,7 @@ def model_record(
         classes=head[0].shape[2] if head else None,
         include_top=include_top,
         outputs=[name for name in analysis.graph.outputs if name != "output"],
-        preprocess=Preprocessing.model_validate(
-            preprocess or analysis.spec.preprocess.model_dump(mode="json")
-        ),
+        preprocess=preprocess or Preprocessing.model_validate(analysis.spec.preprocess.model_dump()),
         class_names=class_names or [],
     )
 

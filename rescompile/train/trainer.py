@@ -59,8 +59,8 @@ from rescompile.train.run_dir import (
 from rescompile.train.scaling import describe_schedule, fit_small_data
 
 if TYPE_CHECKING:
+    from rescompile.inputs.tfdata import Shard
     from rescompile.train.inputs import Inputs
-    from rescompile.train.tfdata import Shard
 
 
 @dataclass(kw_only=True)
@@ -133,7 +133,7 @@ def configure_devices(cpu_devices: int) -> None:
 def worker_shard(distribute: str | None) -> Shard:
     """This process's place among the workers of `TF_CONFIG` (one shard without multiworker):
     a `chief` task first, then the `worker` tasks in order."""
-    from rescompile.train.tfdata import Shard
+    from rescompile.inputs.tfdata import Shard
 
     if distribute != "multiworker" or not os.environ.get("TF_CONFIG"):
         return Shard()  # no TF_CONFIG: TensorFlow runs the strategy as one local worker
@@ -301,7 +301,7 @@ def train(options: TrainOptions, recipe: Recipe | None) -> RunSummary:
     """Train, checkpointing every epoch; returns the summary written to summary.json. With
     `options.resume`, the run continues from its own files (spec, recipe, data, seed); a `recipe`
     or `options.spec`/`options.data` given then must be the run's."""
-    from rescompile.data.sources import require_data
+    from rescompile.inputs.sources import require_data
 
     require_data(options.data, "--data")  # said at once, not after TensorFlow's start-up
     require_data(options.val_data, "--val-data")
@@ -354,7 +354,9 @@ def _train(options: TrainOptions, recipe: Recipe | None, shard: Shard) -> RunSum
     analysis = analyze(spec_path)
     preprocess = checkpoint_preprocess(options.weights)
     if preprocess is not None:  # a PyTorch checkpoint's own input normalisation (spec.json keeps it)
-        analysis.spec = analysis.spec.model_copy(update={"preprocess": Preprocess.model_validate(preprocess)})
+        analysis.spec = analysis.spec.model_copy(
+            update={"preprocess": Preprocess.model_validate(preprocess.model_dump())}
+        )
     stages_to_freeze(options.freeze, analysis.graph)  # refused before anything is written
     run = _prepare(options, recipe, state, analysis, spec_path, shard)  # bad data: nothing written
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -507,12 +509,13 @@ def _prepare(
     uses the test split, as the paper's curves do."""
     import keras
 
-    from rescompile.train.inputs import inputs_from, open_data, training_images
+    from rescompile.inputs.sources import open_data
+    from rescompile.train.inputs import inputs_from, training_images
 
     if options.check_memory:
         require_memory(analysis, recipe.batch_size, training=True)
     strategy = strategy_for(options.distribute)
-    opened = open_data(state.data, state.val_data, state.classes, state.seed, options.strict)
+    opened = open_data(state.data, state.val_data, state.classes, seed=state.seed, strict=options.strict)
     notes = []
     if not options.resume:
         recipe, note = fit_small_data(recipe, training_images(opened), options.given)
@@ -522,9 +525,13 @@ def _prepare(
             f"batch size {recipe.batch_size} does not split evenly over {shard.count} workers"
         )
     inputs = inputs_from(
-        opened, recipe, state.seed, analysis.spec.preprocess.model_dump(mode="json"),
-        analysis.spec.input.size, options.strict,
-    )  # fmt: skip
+        opened,
+        recipe,
+        state.seed,
+        spec=analysis.spec.preprocess,
+        size=analysis.spec.input.size,
+        strict=options.strict,
+    )
     steps_per_epoch = inputs.steps_per_epoch(recipe.batch_size, shard)
     if steps_per_epoch == 0:
         raise RescompileError(
@@ -574,7 +581,7 @@ def _record(run: _Run) -> None:
     if not run.options.resume:
         run.spec_path = write_spec(run.dir, run.analysis.spec.model_dump(mode="json"))
         write_text_atomic(run.dir / RECIPE, run.recipe.model_dump_json(indent=2))
-    write_text_atomic(run.dir / "preprocess.json", json.dumps(run.inputs.normalization.as_preprocess()))
+    write_text_atomic(run.dir / "preprocess.json", run.inputs.normalization.as_json())
 
 
 def _load_checkpoint(path: Path):
@@ -613,7 +620,7 @@ def _model(run: _Run, strategy):
 def _training_data(run: _Run, strategy, start: int):
     """The training batches from epoch `start`: one pipeline, split over replicas by Keras; with
     several workers, one per worker reading only its own block of each global batch."""
-    from rescompile.train.tfdata import Shard
+    from rescompile.inputs.tfdata import Shard
 
     if run.options.distribute != "multiworker":
         return run.one_hot(run.inputs.training(run.recipe, run.state.seed, start, Shard()))
@@ -633,7 +640,7 @@ def _fit(run: _Run, model, strategy, recorder, start: int, stop: int, callbacks:
         import keras
 
         callbacks = [*callbacks, keras.callbacks.TensorBoard(log_dir=str(run.dir / "logs"))]
-    from rescompile.train.streaming import data_errors
+    from rescompile.inputs.streaming import data_errors
 
     with data_errors(len(run.inputs.class_names)):
         model.fit(
@@ -736,7 +743,7 @@ def _finish(run: _Run, model) -> RunSummary:
     record = model_record(
         analysis,
         include_top=True,
-        preprocess=inputs.normalization.as_preprocess(),
+        preprocess=inputs.normalization,
         class_names=inputs.class_names,
     )
     save_model(final.model, run.dir / "model.keras", record)
