@@ -4,6 +4,7 @@ matrix with a colour bar and readable counts. Drawn from small synthetic inputs,
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from pathlib import Path
@@ -25,6 +26,7 @@ from rescompile.inputs.scoring import (
 )
 from rescompile.serve.evaluate import confusion_text
 from rescompile.train.plots import curve_figure, plot_curves
+from rescompile.train.run_dir import MetricsRow
 
 TITLE = "cifar_resnet20 on cifar10"
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -36,24 +38,23 @@ def _close_figures():
     pyplot().close("all")
 
 
-def metric_rows(epochs: int, validation: bool = True, lr: float = 0.1) -> list[dict]:
-    """metrics.csv rows as read back (strings): loss falling over a decade, lr stepped down."""
+def metric_rows(epochs: int, validation: bool = True, lr: float = 0.1) -> list[MetricsRow]:
+    """metrics.csv rows as read back: loss falling over a decade, lr stepped down."""
     rows = []
     for epoch in range(1, epochs + 1):
         loss = 2.3 * (1 - lr) * 0.6**epoch
-        rows.append(
-            {
-                "epoch": str(epoch),
-                "step": str(390 * epoch),
-                "lr": str(0.1 if epoch < 4 else 0.01),
-                "loss": f"{loss:.6f}",
-                "accuracy": f"{1 - loss / 2.5:.6f}",
-                "val_loss": f"{1.1 * loss:.6f}" if validation else "nan",
-                "val_accuracy": f"{1 - 1.1 * loss / 2.5:.6f}" if validation else "nan",
-                "seconds": "10.0",
-                "images_per_second": "5000.0",
-            }
-        )
+        cells = {
+            "epoch": str(epoch),
+            "step": str(390 * epoch),
+            "lr": str(0.1 if epoch < 4 else 0.01),
+            "loss": f"{loss:.6f}",
+            "accuracy": f"{1 - loss / 2.5:.6f}",
+            "val_loss": f"{1.1 * loss:.6f}" if validation else "nan",
+            "val_accuracy": f"{1 - 1.1 * loss / 2.5:.6f}" if validation else "nan",
+            "seconds": "10.0",
+            "images_per_second": "5000.0",
+        }
+        rows.append(MetricsRow.parse(cells))
     return rows
 
 
@@ -122,7 +123,7 @@ def test_run_curves_without_validation_leave_out_the_empty_curve(tmp_path: Path)
 
 def test_an_accuracy_of_100_percent_tops_the_axis_at_100_percent() -> None:
     rows = metric_rows(1)
-    rows[0]["accuracy"] = rows[0]["val_accuracy"] = "1.0"
+    rows[0] = dataclasses.replace(rows[0], accuracy=1.0, val_accuracy=1.0)
     axis = curve_figure(rows, TITLE, "accuracy").axes[0]
     bottom, top = axis.get_ylim()
     assert top == 1.0 and 0 <= bottom < 1
@@ -131,7 +132,9 @@ def test_an_accuracy_of_100_percent_tops_the_axis_at_100_percent() -> None:
 
 def test_a_schedule_ending_at_zero_is_drawn_on_a_linear_axis() -> None:
     rows = metric_rows(3)
-    rows[-1]["lr"] = "0"  # one-cycle's last epoch: log(0) would drop the point off the chart
+    rows[-1] = dataclasses.replace(
+        rows[-1], lr=0.0
+    )  # one-cycle's last epoch: log(0) would drop the point off the chart
     axis = curve_figure(rows, TITLE, "lr").axes[0]
     assert axis.get_yscale() == "linear" and axis.get_ylabel() == "learning rate"
     assert curve_figure(metric_rows(3), TITLE, "lr").axes[0].get_ylabel() == "learning rate (log scale)"
@@ -305,7 +308,7 @@ def test_report_figure_labels_runs_by_spec_and_the_setting_that_differs(tmp_path
     runs = [report_run(tmp_path / "lr_high", 0.4, 1), report_run(tmp_path / "lr_low", 0.1, 6)]
     assert run_labels(runs) == ["cifar_resnet20 (epochs 1, lr 0.4)", "cifar_resnet20 (epochs 6, lr 0.1)"]
     assert run_labels([runs[1], runs[1]]) == ["cifar_resnet20 [lr_low]"] * 2
-    runs[0].rows[0]["val_accuracy"] = "1.0"  # a single point at 100%
+    runs[0].rows[0] = dataclasses.replace(runs[0].rows[0], val_accuracy=1.0)  # a single point at 100%
     figure = runs_figure(runs)
     assert_readable(figure, "cifar_resnet20", "cifar10", "lr_high", "lr_low")
     assert [text.get_text() for text in figure.legends[0].get_texts()] == run_labels(runs)

@@ -163,9 +163,9 @@ def test_center_crop_in_tf_data_matches_the_one_predict_uses(imagenet_like: Path
 
 def test_ten_crops_are_corners_center_and_their_mirrors(imagenet_like: Path) -> None:
     path = str(sorted(imagenet_like.rglob("*.jpg"))[0])
-    views, _ = streaming.ten_crop_transform(
-        IDENTITY.__class__(1.0, IDENTITY.mean, IDENTITY.std, crop=0.5), 20
-    )(tf.io.read_file(path), tf.constant(0))
+    views, _ = streaming.ten_crop_transform(IDENTITY.model_copy(update={"crop": 0.5}), 20)(
+        tf.io.read_file(path), tf.constant(0)
+    )
     full = tf.io.decode_image(tf.io.read_file(path), channels=3).numpy().astype(np.float32)
     assert views.shape == (10, 20, 20, 3)
     assert np.allclose(views[0], full[:20, :20], atol=1e-3) and np.allclose(

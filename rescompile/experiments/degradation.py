@@ -77,9 +77,9 @@ def _train_or_reuse(
 def _curve(run_dir: Path) -> dict:
     rows = read_metrics(run_dir / "metrics.csv", 10**9)
     return {
-        "iterations": [int(r["step"]) for r in rows],
-        "train_error": [1 - float(r["accuracy"]) for r in rows],
-        "test_error": [1 - float(r["val_accuracy"]) for r in rows],
+        "iterations": [row.step for row in rows],
+        "train_error": [1 - row.accuracy for row in rows],
+        "test_error": [1 - row.val_accuracy for row in rows],
     }
 
 

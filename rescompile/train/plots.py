@@ -13,22 +13,23 @@ from rescompile.figures import (
     titled_figure,
     write_figure,
 )
+from rescompile.train.run_dir import MetricsRow
 
 CURVES = (
     ("loss", "loss", "log", (("train", "loss"), ("validation", "val_loss"))),
     ("accuracy", "accuracy", "linear", (("train", "accuracy"), ("validation", "val_accuracy"))),
     ("lr", "learning rate", "log", (("learning rate", "lr"),)),
 )
-"""Per picture of a run: its name, y label, y scale, and its (label, metrics.csv column) curves."""
+"""Per picture of a run: its name, y label, y scale, and its (label, MetricsRow field) curves."""
 
 
-def curve_figure(rows: list[dict], title: str, name: str):
+def curve_figure(rows: list[MetricsRow], title: str, name: str):
     """The figure of one of CURVES against epochs. A column without values (no validation split)
     is left out; a log axis turns linear where a value is not positive (a schedule ending at 0)."""
     _, quantity, scale, series = next(curve for curve in CURVES if curve[0] == name)
     figure, axis = titled_figure(title)
-    epochs = [int(r["epoch"]) for r in rows]
-    drawn = {label: [float(r[key]) for r in rows] for label, key in series}
+    epochs = [row.epoch for row in rows]
+    drawn = {label: [getattr(row, key) for row in rows] for label, key in series}
     drawn = {label: values for label, values in drawn.items() if not all(map(math.isnan, values))}
     for label, values in drawn.items():
         draw_curve(axis, epochs, values, label=label)
@@ -45,7 +46,7 @@ def curve_figure(rows: list[dict], title: str, name: str):
     return figure
 
 
-def plot_curves(rows: list[dict], run_dir: Path, title: str | None = None) -> list[Path]:
+def plot_curves(rows: list[MetricsRow], run_dir: Path, title: str | None = None) -> list[Path]:
     """loss.png, accuracy.png and lr.png against epochs (train and validation), titled `title`
     (e.g. "cifar_resnet20 on cifar10"; default: the run directory's name)."""
     written = []

@@ -48,6 +48,7 @@ from rescompile.train.run_dir import (
     SPEC,
     STATE,
     SUMMARY,
+    MetricsRow,
     PlateauState,
     RunState,
     RunSummary,
@@ -475,7 +476,7 @@ class _Run:
     steps_per_epoch: int
     epochs: int
     total_steps: int
-    rows: list[dict] = field(default_factory=list)
+    rows: list[MetricsRow] = field(default_factory=list)
     """metrics.csv's rows so far."""
     notes: list[str] = field(default_factory=list)
     """What train says after its first line: how the data was split, what small data changed."""
@@ -753,7 +754,7 @@ def _finish(run: _Run, model) -> RunSummary:
         export_with_record(final.model, analysis, record, run.dir / "model.onnx")
     if run.rows:
         plot_curves(run.rows, run.dir, f"{analysis.spec.name} on {inputs.name}, run {run.dir.name}")
-    images_per_second = [float(r["images_per_second"]) for r in run.rows]
+    images_per_second = [row.images_per_second for row in run.rows]
     summary = RunSummary(
         spec=analysis.spec.name,
         dataset=inputs.name,
