@@ -711,13 +711,13 @@ def degradation_command(
     result = degradation.run(
         chosen, data=data, recipe=chosen_recipe, out=out, seed=seed, precision=precision, force=force
     )
-    for run in result["runs"]:
+    for run in result.runs:
         typer.echo(
-            f"{run['kind']:>8}-{run['depth']:<3} train error {run['final_train_error']:.2%}"
-            f"  test error {run['final_test_error']:.2%}"
+            f"{run.kind:>8}-{run.depth:<3} train error {run.final_train_error:.2%}"
+            f"  test error {run.final_test_error:.2%}"
         )
-    typer.echo(f"deeper plain net trains worse: {result['deeper_plain_trains_worse']}")
-    typer.echo(f"deeper ResNet trains worse:    {result['deeper_resnet_trains_worse']}")
+    typer.echo(f"deeper plain net trains worse: {result.deeper_plain_trains_worse}")
+    typer.echo(f"deeper ResNet trains worse:    {result.deeper_resnet_trains_worse}")
     typer.echo(f"wrote {out / 'results.json'} and {out / 'degradation.png'}")
 
 

@@ -221,20 +221,23 @@ def test_a_summary_without_confusions_says_so() -> None:
     assert confusion_summary(np.diag([5] * 30), [str(i) for i in range(30)]).endswith("class's):\n  none")
 
 
-def degradation_result(points: int) -> dict:
-    """results.json of a degradation study at depths 20 and 56, `points` epochs per run."""
+def degradation_result(points: int) -> degradation.Degradation:
+    """A degradation study at depths 20 and 56, `points` epochs per run."""
+    from rescompile.train.recipe import load_recipe
+
     runs = []
     for depth in (20, 56):
         for kind, name, scale in (("plain", "plain", 1.0), ("residual", "resnet", 0.8)):
             error = [scale * (0.85 * 0.7**i + depth / 1000) for i in range(points)]
             runs.append(
-                {
-                    "kind": kind, "depth": depth, "spec": f"cifar_{name}{depth}", "dataset": "cifar10",
-                    "iterations": [391 * (i + 1) for i in range(points)], "train_error": error,
-                    "test_error": [e + 0.05 for e in error],
-                }
+                degradation.TwinRun(
+                    kind, depth, f"cifar_{name}{depth}", "cifar10", f"{kind}{depth}",
+                    iterations=[391 * (i + 1) for i in range(points)], train_error=error,
+                    test_error=[e + 0.05 for e in error], final_train_error=error[-1],
+                    final_test_error=error[-1] + 0.05,
+                )
             )  # fmt: skip
-    return {"depths": [20, 56], "dataset": "cifar10", "recipe": {"name": "fast"}, "runs": runs}
+    return degradation.Degradation(load_recipe("fast"), [20, 56], runs)
 
 
 @pytest.mark.parametrize("points", [1, 12])
