@@ -28,11 +28,10 @@ from peak import fma_gflops, matmul_gflops
 from results import record
 
 from rescompile.cpu import cpu_info, int8_note
-from rescompile.data.images import preprocess
 from rescompile.keras_backend.weights import weight_store
 from rescompile.onnx_backend.emit import ExportOptions, export_onnx
 from rescompile.onnx_backend.quantize import quantize
-from rescompile.onnx_backend.runtime import bench_session
+from rescompile.serve.runtime import bench_session
 from tests.keras_helpers import generated_model, randomize_batchnorm
 from tests.synthetic import colour_images
 
@@ -90,10 +89,10 @@ def trained_resnet20(folder: Path):
     import keras
 
     analysis, model = generated_model("specs/cifar/resnet20.yaml")
-    config = analysis.spec.preprocess.model_dump(mode="json")
+    config = analysis.spec.preprocess
     images, labels = colour_images(1024, seed=0)
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
-    model.fit(preprocess(images.astype("float32"), config), labels, epochs=3, batch_size=64, verbose=0)
+    model.fit(config.normalize(images.astype("float32")), labels, epochs=3, batch_size=64, verbose=0)
     return analysis, model, config, images
 
 
@@ -138,7 +137,7 @@ def main() -> None:
         our_seconds = statistics.median(our_export(analysis, model, ours) for _ in range(EXPORT_RUNS))
         their_seconds, why_not = keras_export(model, theirs)
         calibration = np.random.default_rng(3).uniform(0, 255, (64, 224, 224, 3)).astype(np.float32)
-        quantize(ours, int8, calibration, analysis.spec.preprocess.model_dump(mode="json"))
+        quantize(ours, int8, calibration, preprocessing=analysis.spec.preprocess)
         theirs_text = (
             f"{their_seconds:.1f} s (ratio {our_seconds / their_seconds:.3f}; goal ≤ 0.1)"
             if their_seconds is not None
@@ -167,9 +166,9 @@ def main() -> None:
         small, small_model, config, images = trained_resnet20(folder)
         small_ours, small_int8 = folder / "r20.onnx", folder / "r20_int8.onnx"
         our_export(small, small_model, small_ours)
-        quantize(small_ours, small_int8, images[:512].astype(np.float32), config)
+        quantize(small_ours, small_int8, images[:512].astype(np.float32), preprocessing=config)
         held_out, _ = colour_images(1000, seed=9)
-        x = preprocess(held_out.astype(np.float32), config)
+        x = config.normalize(held_out.astype(np.float32))
         agree = float(
             (ort_runner(small_ours)(x)[0].argmax(1) == ort_runner(small_int8)(x)[0].argmax(1)).mean()
         )

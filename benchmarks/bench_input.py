@@ -58,19 +58,28 @@ def make_folder(root: Path, images: int, classes: int = 10) -> Path:
 
 
 def ours(folder: Path):
-    from rescompile.data.sources import open_source
+    from rescompile.inputs.sources import open_source
+    from rescompile.inputs.streaming import streamed_training
+    from rescompile.inputs.tfdata import Shard
+    from rescompile.spec.preprocessing import Preprocessing
     from rescompile.train.recipe import load_recipe
-    from rescompile.train.streaming import streamed_training
-    from rescompile.train.tfdata import Normalization, Shard
 
     recipe = load_recipe("imagenet-goyal", [f"batch_size={BATCH}"])
     source = open_source(str(folder), None, 10, seed=0, strict=False, test_fraction=0.01)
-    normalization = Normalization(
-        1 / 255, np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
+    normalization = Preprocessing(scale=1 / 255, mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+    training = streamed_training(
+        source.train,
+        recipe.augment,
+        normalization.as_float32(),
+        size=SIZE,
+        global_batch=recipe.batch_size,
+        seed=0,
+        first_epoch=0,
+        shard=Shard(),
+        strict=False,
+        classes=10,
     )
-    return streamed_training(source.train, recipe, normalization, SIZE, 0, 0, Shard(), strict=False), len(
-        source.train
-    )
+    return training, len(source.train)
 
 
 def keras_directory(folder: Path):

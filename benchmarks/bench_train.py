@@ -40,8 +40,9 @@ from peak import fma_gflops
 from results import record
 
 from rescompile.analysis.analyze import analyze
-from rescompile.train.recipe import Augment
-from rescompile.train.tfdata import array_loader, fit_normalization, training_dataset
+from rescompile.inputs.augment import Augment
+from rescompile.inputs.tfdata import array_loader, fit_normalization, training_dataset
+from rescompile.spec.preprocessing import Preprocessing
 from tests.keras_helpers import generated_model
 from tests.synthetic import colour_images
 
@@ -94,7 +95,7 @@ def ours(x: np.ndarray, y: np.ndarray, epochs: int, precision: str, jit: bool) -
     keras.mixed_precision.set_global_policy(precision)
     _, model = generated_model("specs/cifar/resnet20.yaml")
     normalization = fit_normalization(x, "per-pixel-mean", SPEC_PREPROCESS)
-    load = array_loader(x, y, Augment(pad_crop=4, flip=True), normalization)
+    load = array_loader(x, y, Augment(pad_crop=4, flip=True), normalization=normalization)
     data = training_dataset(len(x), load, BATCH, seed=0, first_epoch=0)
     return from_dataset(model, data, epochs, len(x), jit)
 
@@ -129,7 +130,7 @@ def keras_example_port(x: np.ndarray, y: np.ndarray, epochs: int) -> float:
     return images_per_second(model, epochs, len(x), x=x_float, y=y, batch_size=BATCH, shuffle=True)
 
 
-SPEC_PREPROCESS = {"color": "RGB", "scale": 1 / 255, "mean": "per-pixel", "std": [1.0, 1.0, 1.0]}
+SPEC_PREPROCESS = Preprocessing(color="RGB", scale=1 / 255, mean="per-pixel", std=[1.0, 1.0, 1.0])
 VARIANTS = {
     "port": ("Keras example ported to Keras 3 (numpy + RandomTranslation/RandomFlip)", keras_example_port),
     "ours": (

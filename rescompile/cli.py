@@ -428,7 +428,7 @@ def export_command(
 ) -> None:
     """Export a Keras model to ONNX through the IR (BN folded, one transpose, dynamic batch)."""
     from rescompile.commands.export import export
-    from rescompile.data.class_names import read_class_names
+    from rescompile.inputs.class_names import read_class_names
     from rescompile.onnx_backend.emit import ExportOptions
     from rescompile.spec.library import resolve_spec
 
@@ -444,10 +444,12 @@ def export_command(
         typer.echo(f"wrote {out} ({analysis.spec.name}, {analysis.graph.input.shape[0]}px)")
         return
     from rescompile.commands.export import export_int8
+    from rescompile.inputs.calibration import calibration_images
 
-    analysis, count = export_int8(
-        source, out, spec, options, calibration, calibration_size, weights, weights_format
-    )
+    def images(size: int):
+        return calibration_images(calibration, size, calibration_size)
+
+    analysis, count = export_int8(source, out, spec, options, images, weights, weights_format)
     typer.echo(f"wrote {out} (INT8, {analysis.spec.name}, calibrated on {count} images)")
 
 
@@ -714,13 +716,13 @@ def degradation_command(
     result = degradation.run(
         chosen, data=data, recipe=chosen_recipe, out=out, seed=seed, precision=precision, force=force
     )
-    for run in result["runs"]:
+    for run in result.runs:
         typer.echo(
-            f"{run['kind']:>8}-{run['depth']:<3} train error {run['final_train_error']:.2%}"
-            f"  test error {run['final_test_error']:.2%}"
+            f"{run.kind:>8}-{run.depth:<3} train error {run.final_train_error:.2%}"
+            f"  test error {run.final_test_error:.2%}"
         )
-    typer.echo(f"deeper plain net trains worse: {result['deeper_plain_trains_worse']}")
-    typer.echo(f"deeper ResNet trains worse:    {result['deeper_resnet_trains_worse']}")
+    typer.echo(f"deeper plain net trains worse: {result.deeper_plain_trains_worse}")
+    typer.echo(f"deeper ResNet trains worse:    {result.deeper_resnet_trains_worse}")
     typer.echo(f"wrote {out / 'results.json'} and {out / 'degradation.png'}")
 
 

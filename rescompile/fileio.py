@@ -97,3 +97,14 @@ def model_file_kind(path: Path) -> str | None:
     if head == b"\x89HDF\r\n\x1a\n":
         return "HDF5 weights"
     return "an ONNX model" if path.suffix.lower() == ".onnx" else None
+
+
+def refuse_non_onnx(path: Path) -> None:
+    """A Keras model or HDF5 weights given where an ONNX model is expected: say what it is."""
+    kind = model_file_kind(path)
+    if kind is not None and kind != "an ONNX model":
+        raise RescompileError(
+            f"{path} is {kind}, not an ONNX model: `rescompile export {path} -o model.onnx` makes one"
+            if kind.startswith("a Keras")
+            else f"{path} is {kind}, not an ONNX model: build or train with it as --weights, then export"
+        )

@@ -63,7 +63,7 @@ def export_spec(
     """Export `spec` (at `input_size`) with random weights to `path`, carrying its rescompile
     record unless `record` is False; `options`: ExportOptions fields (fold_bn, fp16...)."""
     analysis = analyze(spec, Target(input_size=input_size))
-    carried = model_record(analysis, include_top=True) if record else None
+    carried = model_record(analysis) if record else None
     exported = export_onnx(
         analysis.spec,
         analysis.graph,

@@ -310,7 +310,8 @@ def test_imagenet_preprocessing_travels_with_a_checkpoint_and_a_timm_config_give
         "pretrained_cfg": {"crop_pct": 0.95, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
     }
     (tmp_path / "config.json").write_text(json.dumps(config))
-    assert checkpoint_preprocess(weights) == {**IMAGENET, "crop": 0.95, "mean": [0.5] * 3, "std": [0.5] * 3}
+    expected = IMAGENET.model_copy(update={"crop": 0.95, "mean": [0.5] * 3, "std": [0.5] * 3})
+    assert checkpoint_preprocess(weights) == expected
     config["pretrained_cfg"] = {"crop_pct": 7, "std": [0, 1, 1]}  # nonsense is ignored
     (tmp_path / "config.json").write_text(json.dumps(config))
     assert checkpoint_preprocess(weights) == IMAGENET

@@ -81,7 +81,7 @@ def _offered(words: str) -> tuple[str, ...]:
 def test_every_choice_the_cli_offers_is_one_the_library_accepts(tmp_path: Path) -> None:
     from rescompile.analysis.listing import LIST_FORMATS
     from rescompile.analysis.tables import FORMATS
-    from rescompile.onnx_backend.runtime import LAYOUTS, PROVIDERS
+    from rescompile.serve.runtime import LAYOUTS, PROVIDERS
     from rescompile.spec.schema import Options
     from rescompile.train.trainer import TrainOptions
 
@@ -146,7 +146,7 @@ def test_batch_sizes_reach_evaluate_and_the_gradients_experiment(monkeypatch, tm
 
 
 def test_class_names_files_are_read_line_by_line(tmp_path: Path) -> None:
-    from rescompile.data.class_names import read_class_names
+    from rescompile.inputs.class_names import read_class_names
 
     names = tmp_path / "names.txt"
     names.write_text("  cat \n\ndog\n", encoding="utf-8")

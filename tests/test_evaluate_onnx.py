@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rescompile.data.images import preprocess
+from rescompile.spec.preprocessing import Preprocessing
 from tests.synthetic import colour_images, write_cifar_tarball, write_image_folder
 
 keras = pytest.importorskip("keras")
 
-PREPROCESS = {"color": "RGB", "scale": 1 / 255, "mean": [0.5, 0.4, 0.3], "std": [0.25, 0.3, 0.2], "crop": 1.0}
+PREPROCESS = Preprocessing(scale=1 / 255, mean=[0.5, 0.4, 0.3], std=[0.25, 0.3, 0.2])
 NAMES = [f"class{i}" for i in range(10)]
 
 
@@ -37,9 +37,9 @@ def models(tmp_path_factory) -> dict:
     images, labels = colour_images(320, seed=0)
     result.model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
     result.model.fit(
-        preprocess(images.astype("float32"), PREPROCESS), labels, epochs=1, batch_size=32, verbose=0
+        PREPROCESS.normalize(images.astype("float32")), labels, epochs=1, batch_size=32, verbose=0
     )
-    record = model_record(result.analysis, include_top=True, preprocess=PREPROCESS, class_names=NAMES)
+    record = model_record(result.analysis, preprocess=PREPROCESS, class_names=NAMES)
     save_model(result.model, folder / "r20.keras", record)
     export_with_record(
         weight_store(result.model, result.analysis.graph), result.analysis, record, folder / "r20.onnx"

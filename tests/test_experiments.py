@@ -105,7 +105,7 @@ def test_degradation_command_trains_twins_and_report_reads_results(tmp_path: Pat
 
 def test_report_shows_the_paper_only_for_runs_on_its_dataset_from_any_directory(tmp_path: Path) -> None:
     from rescompile.spec import load_spec
-    from rescompile.train.run_dir import METRIC_FIELDS, RunSummary, write_metrics, write_summary
+    from rescompile.train.run_dir import METRIC_FIELDS, MetricsRow, RunSummary, write_metrics, write_summary
 
     expect = load_spec("specs/cifar/resnet20.yaml").expect
     assert expect.test_error_on("cifar10") == 8.75
@@ -120,7 +120,7 @@ def test_report_shows_the_paper_only_for_runs_on_its_dataset_from_any_directory(
             distribute=None, replicas=1, recipe="fast",
         )  # fmt: skip
         write_summary(run, summary)
-        write_metrics(run / "metrics.csv", [{field: 1 for field in METRIC_FIELDS}])
+        write_metrics(run / "metrics.csv", [MetricsRow(*(1 for _ in METRIC_FIELDS))])
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     done = subprocess.run(

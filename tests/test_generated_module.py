@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rescompile.data.images import preprocess
 from rescompile.spec import load_spec
 
 keras = pytest.importorskip("keras")
@@ -38,12 +37,13 @@ def test_headers_name_the_spec_by_its_library_name() -> None:
 )  # fmt: skip
 def test_preprocess_input_is_the_specs_preprocessing(name: str, spec: str) -> None:
     module = _module(name)
-    config = load_spec(Path("specs") / spec).preprocess.model_dump(mode="json")
+    preprocessing = load_spec(Path("specs") / spec).preprocess
+    config = preprocessing.model_dump(mode="json")
     constants = (module.COLOR, module.SCALE, module.MEAN, module.STD, module.CROP)
     assert constants == tuple(config[key] for key in ("color", "scale", "mean", "std", "crop"))
     images = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3)).astype(np.float32)
     got = keras.ops.convert_to_numpy(module.preprocess_input(images.astype(np.uint8)))
-    assert np.allclose(got, preprocess(images, config), rtol=1e-6, atol=1e-5)
+    assert np.allclose(got, preprocessing.normalize(images), rtol=1e-6, atol=1e-5)
 
 
 def test_build_takes_keras_applications_arguments(tmp_path: Path) -> None:

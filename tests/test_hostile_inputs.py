@@ -23,11 +23,11 @@ from onnx import TensorProto, helper
 from PIL import Image
 
 from rescompile.analysis.analyze import analyze
-from rescompile.data.datasets import load_cifar, parse_cifar_batch
-from rescompile.data.images import read_image
 from rescompile.errors import RescompileError, SpecError
 from rescompile.fileio import remove_stale_temporaries, write_atomic, write_text_atomic
-from rescompile.onnx_backend.runtime import input_geometry, metadata, open_session, run_session
+from rescompile.inputs.datasets import load_cifar, parse_cifar_batch
+from rescompile.inputs.images import read_image
+from rescompile.serve.runtime import input_geometry, metadata, open_session, run_session
 from rescompile.spec.yamlsrc import MAX_BYTES
 from tests.synthetic import write_cifar_batch, write_cifar_tarball
 
@@ -263,7 +263,7 @@ def test_good_metadata_is_parsed(tmp_path: Path) -> None:
     assert _meta(onnx_model(tmp_path / "pixel.onnx", props=per_pixel))["input_size"] == 8
     meta = _meta(onnx_model(tmp_path / "model.onnx"))
     assert meta["input_size"] == 8 and meta["input_channels"] == 3
-    assert meta["class_names"] == ["a", "b", "c"] and meta["preprocess"]["std"] == [1, 1, 1]
+    assert meta["class_names"] == ["a", "b", "c"] and meta["preprocess"].std == [1, 1, 1]
     assert _meta(onnx_model(tmp_path / "bare.onnx", props={})) == {}
 
 

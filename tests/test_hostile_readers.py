@@ -23,9 +23,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-from rescompile.data.datasets import BATCH_BYTES, MAX_ARCHIVE_BYTES, MAX_ARCHIVE_MEMBERS, load_cifar
-from rescompile.data.tfrecord import GZIP_FLOOR, MAX_GZIP_EXPANSION, count_records
 from rescompile.errors import RescompileError
+from rescompile.inputs.datasets import BATCH_BYTES, MAX_ARCHIVE_BYTES, MAX_ARCHIVE_MEMBERS, load_cifar
+from rescompile.inputs.tfrecord import GZIP_FLOOR, MAX_GZIP_EXPANSION, count_records
 from rescompile.keras_backend.archive import (
     MAX_CONFIG_BYTES,
     MAX_CONFIG_DEPTH,
@@ -342,30 +342,42 @@ def labelled_shard(path: Path, labels: list[int]) -> Path:
 @pytest.mark.parametrize("bad", [-1, 10, 2**40])
 def test_tfrecord_labels_out_of_range_stop_training_and_evaluation(tmp_path: Path, bad: int) -> None:
     tf = pytest.importorskip("tensorflow")
-    from rescompile.data.sources import RecordSplit, open_source
-    from rescompile.train import streaming
+    from rescompile.inputs import streaming
+    from rescompile.inputs.sources import RecordSplit, open_source
+    from rescompile.inputs.tfdata import Shard
+    from rescompile.spec.preprocessing import Preprocessing
     from rescompile.train.recipe import load_recipe
-    from rescompile.train.tfdata import Normalization, Shard
 
     labelled_shard(tmp_path / "train-00000-of-00002", list(range(10)) * 2)
     shard = labelled_shard(tmp_path / "train-00001-of-00002", [1, 2, 3, bad, 4, 5, 6, 7, 8, 9] * 2)
     labelled_shard(tmp_path / "validation-00000-of-00001", [0, 1, 2, bad])
     source = open_source(str(tmp_path), None, 10, seed=0, strict=False)
-    identity = Normalization(1.0, np.zeros(1, np.float32), np.ones(1, np.float32))
+    identity = Preprocessing(mean=[0.0], std=[1.0])
     recipe = load_recipe("imagenet-goyal", ["batch_size=8"])
-    training = streaming.streamed_training(source.train, recipe, identity, 16, 0, 0, Shard(), False, 10)
+    training = streaming.streamed_training(
+        source.train,
+        recipe.augment,
+        identity,
+        size=16,
+        global_batch=recipe.batch_size,
+        seed=0,
+        first_epoch=0,
+        shard=Shard(),
+        strict=False,
+        classes=10,
+    )
     with pytest.raises(RescompileError) as caught, streaming.data_errors(10):
         list(training.take(5))  # an epoch: every record
     assert str(caught.value) == f"{shard}: record 3 has label {bad}, outside 0..9 (the model has 10 classes)"
     transform = streaming.eval_transform(identity, 16)
     with pytest.raises(RescompileError) as caught, streaming.data_errors(10):
-        list(streaming.evaluation_stream(source.test, transform, 3, 10))
+        list(streaming.evaluation_stream(source.test, transform, 3, classes=10))
     assert str(caught.value) == (
         f"{tmp_path / 'validation-00000-of-00001'}: record 3 has label {bad}, outside 0..9"
         " (the model has 10 classes)"
     )
     clean = RecordSplit((str(tmp_path / "train-00000-of-00002"),), (20,), ("",))
-    labels = [y for _, y in streaming.evaluation_stream(clean, transform, 8, 10)]
+    labels = [y for _, y in streaming.evaluation_stream(clean, transform, 8, classes=10)]
     assert all(y.dtype == tf.int32 for y in labels)
     assert np.concatenate(labels).tolist() == list(range(10)) * 2
 
@@ -522,7 +534,7 @@ def test_predict_and_export_refuse_a_record_claiming_more_classes(tmp_path: Path
 
 
 def test_footprint_counts_the_tensors_alive_at_once(tmp_path: Path) -> None:
-    from rescompile.onnx_backend.footprint import footprint
+    from rescompile.serve.footprint import footprint
 
     image = 64 * 64 * 3 * 4  # bytes of one float32 sample
     identity = onnx_model(tmp_path / "identity.onnx", shape=["batch", 64, 64, 3])
@@ -618,8 +630,9 @@ def test_bombs_and_mid_file_damage_are_skipped_by_every_stream_or_fail_strict_in
     tmp_path: Path,
 ) -> None:
     pytest.importorskip("tensorflow")
-    from rescompile.data.sources import open_source
-    from rescompile.train import streaming
+    from rescompile.inputs import streaming
+    from rescompile.inputs.sources import open_source
+    from rescompile.spec.preprocessing import Preprocessing
     from rescompile.train.inputs import open_inputs
     from rescompile.train.recipe import load_recipe
     from tests.synthetic import write_image_folder
@@ -631,12 +644,16 @@ def test_bombs_and_mid_file_damage_are_skipped_by_every_stream_or_fail_strict_in
     source = open_source(str(root), None, 3, seed=0, strict=False)
     assert sorted(Path(p).name for p in source.skipped) == ["bomb.png"] * 3  # found from headers
     recipe = load_recipe("fast", ["batch_size=8", "validation=0"])  # normalize: per-channel (a sample)
-    inputs = open_inputs(str(root), None, 3, recipe, 0, {}, 32, strict=False)
+    inputs = open_inputs(
+        str(root), None, 3, recipe=recipe, seed=0, spec=Preprocessing(), size=32, strict=False
+    )
     transform = streaming.eval_transform(inputs.normalization, 32)
     decoded = sum(int(y.shape[0]) for _, y in inputs.test(8))  # the test stream, as training's
-    decoded += sum(int(y.shape[0]) for _, y in streaming.evaluation_stream(inputs.train, transform, 8, 3))
+    decoded += sum(
+        int(y.shape[0]) for _, y in streaming.evaluation_stream(inputs.train, transform, 8, classes=3)
+    )
     assert decoded == len(inputs.train) + len(inputs.source.test) - 3  # the three corrupt files
-    strict = streaming.evaluation_stream(inputs.train, transform, 64, 3, strict=True)
+    strict = streaming.evaluation_stream(inputs.train, transform, 64, classes=3, strict=True)
     with pytest.raises(RescompileError) as caught, streaming.data_errors(3):
         list(strict)
     assert str(caught.value).startswith("--strict: an image failed to decode (Invalid PNG data")

@@ -1,5 +1,6 @@
 """The package layout is the pipeline: every import inside rescompile flows one way, from the spec
-towards the commands (spec -> IR -> analysis -> backends -> training/serving -> experiments)."""
+towards the commands (spec -> IR -> analysis -> backends -> inputs -> serving · training ->
+experiments); serving and training, side by side, import nothing from each other."""
 
 from __future__ import annotations
 
@@ -9,16 +10,15 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "rescompile"
 
 LAYERS = [
-    {"errors", "fileio", "quiet", "resources", "progress", "options", "cpu"},
+    {"errors", "fileio", "quiet", "resources", "progress", "options", "cpu", "figures"},
     {"spec"},
     {"ir"},
     {"analysis"},
-    {"data"},
     {"checkpoints"},
     {"keras_backend"},
     {"onnx_backend"},
-    {"train"},
-    {"serve"},
+    {"inputs"},
+    {"serve", "train"},
     {"experiments"},
     {"commands", "generate", "doctor", "cli", "__main__", "__init__"},
 ]
@@ -61,6 +61,17 @@ def test_imports_flow_one_way() -> None:
             if imported != "rescompile.__version__" and LAYER_OF[_part(imported)] > here:
                 upward.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {imported}")
     assert not upward, "imports against the pipeline:\n" + "\n".join(upward)
+
+
+def test_serve_and_train_import_nothing_from_each_other() -> None:
+    crossing = [
+        f"{path.relative_to(PACKAGE.parent)}:{line} imports {imported}"
+        for side, other in (("serve", "train"), ("train", "serve"))
+        for path in sorted((PACKAGE / side).rglob("*.py"))
+        for line, imported in _imports(path)
+        if _part(imported) == other
+    ]
+    assert not crossing, "serving and training side by side:\n" + "\n".join(crossing)
 
 
 def test_the_layering_test_sees_an_upward_import(tmp_path: Path) -> None:

@@ -101,20 +101,23 @@ def test_keras_and_onnx_of_a_run_predict_alike_from_another_directory(run: dict,
 
 def test_int8_calibrates_with_the_run_preprocessing(run: dict, monkeypatch, tmp_path: Path) -> None:
     from rescompile.commands.export import export_int8
+    from rescompile.inputs.calibration import calibration_images
     from rescompile.onnx_backend import quantize
     from rescompile.onnx_backend.emit import ExportOptions
 
     seen = {}
 
-    def capture(model_path, output, calibration, config):
-        seen["config"] = config
+    def capture(model_path, output, calibration, *, preprocessing):
+        seen["preprocessing"] = preprocessing
         Path(output).write_bytes(Path(model_path).read_bytes())
 
+    def images(size: int):
+        return calibration_images(run["probes"][0].parent, size, 8)
+
     monkeypatch.setattr(quantize, "quantize", capture)
-    calibration = run["probes"][0].parent
-    export_int8(run["run"] / "model.keras", tmp_path / "q.onnx", None, ExportOptions(), calibration, 8)
+    export_int8(run["run"] / "model.keras", tmp_path / "q.onnx", None, ExportOptions(), images)
     record = read_keras_record(run["run"] / "model.keras")
-    assert seen["config"]["mean"] == record.preprocess.mean
+    assert seen["preprocessing"] == record.preprocess
 
 
 @pytest.mark.slow  # 26 s; the class-names test also builds with --classes; CI runs it with -m slow
@@ -132,7 +135,7 @@ def test_build_classes_override_reaches_ir_keras_and_onnx(tmp_path: Path) -> Non
 
 @pytest.mark.slow  # 40 s on 2 cores: the default run stays under 20 minutes
 def test_imagenet_specs_carry_the_class_names_into_keras_onnx_and_predict(tmp_path: Path) -> None:
-    names = (ROOT / "rescompile/data/imagenet_classes.txt").read_text().splitlines()
+    names = (ROOT / "rescompile/spec/imagenet_classes.txt").read_text().splitlines()
     assert len(names) == 1000 and names[281] == "n02123045 tabby" and names[0] == "n01440764 tench"
     out = tmp_path / "onnx"
     done = cli("build", "resnet18", "--onnx", "--out", str(out), "--input-size", "64")

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rescompile.data.datasets import load_dataset
 from rescompile.errors import RescompileError
+from rescompile.inputs.datasets import load_dataset
 
 
 def cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:

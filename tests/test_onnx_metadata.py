@@ -15,7 +15,8 @@ from PIL import Image
 from rescompile import __version__
 from rescompile.onnx_backend import DEFAULT_CALIBRATION
 from rescompile.onnx_backend.quantize import quantize
-from rescompile.onnx_backend.runtime import metadata, open_session
+from rescompile.serve.runtime import metadata, open_session
+from rescompile.spec.preprocessing import Preprocessing
 from tests.onnx_helpers import export_spec
 from tests.synthetic import colour_images
 
@@ -49,7 +50,7 @@ def test_int8_file_says_int8_and_how_and_keeps_the_rest(tmp_path: Path) -> None:
     fp32, int8 = tmp_path / "resnet20.onnx", tmp_path / "resnet20_int8.onnx"
     export_spec(SPEC, fp32)
     images = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
-    quantize(fp32, int8, images, {"scale": 1 / 255})
+    quantize(fp32, int8, images, preprocessing=Preprocessing(scale=1 / 255))
     assert _producer(int8) == ("rescompile", __version__)  # not onnxruntime's quantizer
     meta, float_meta = _metadata(int8), _metadata(fp32)
     assert meta["precision"] == "int8" and meta["quantization"] == INT8.format(8)
@@ -83,4 +84,4 @@ def test_export_cli_int8_from_a_spec(tmp_path: Path) -> None:
     assert _producer(output) == ("rescompile", __version__)
     meta = _metadata(output)
     assert meta["precision"] == "int8" and meta["quantization"] == INT8.format(4)
-    assert meta["spec_name"] == "cifar_resnet20" and meta["preprocess"]["mean"] == "per-pixel"
+    assert meta["spec_name"] == "cifar_resnet20" and meta["preprocess"].mean == "per-pixel"

@@ -4,6 +4,7 @@ matrix with a colour bar and readable counts. Drawn from small synthetic inputs,
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from pathlib import Path
@@ -15,17 +16,17 @@ from PIL import Image
 
 from rescompile.experiments import degradation
 from rescompile.experiments.gradients import GradientProfile, in_words, plot_profiles, profiles_figure
-from rescompile.serve.evaluate import confusion_text
-from rescompile.train.plots import (
+from rescompile.figures import pyplot
+from rescompile.inputs.scoring import (
     NAME_CHARS,
     confusion_figure,
     confusion_matrix,
     confusion_summary,
-    curve_figure,
     plot_confusion,
-    plot_curves,
-    pyplot,
 )
+from rescompile.serve.evaluate import confusion_text
+from rescompile.train.plots import curve_figure, plot_curves
+from rescompile.train.run_dir import MetricsRow
 
 TITLE = "cifar_resnet20 on cifar10"
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -37,24 +38,23 @@ def _close_figures():
     pyplot().close("all")
 
 
-def metric_rows(epochs: int, validation: bool = True, lr: float = 0.1) -> list[dict]:
-    """metrics.csv rows as read back (strings): loss falling over a decade, lr stepped down."""
+def metric_rows(epochs: int, validation: bool = True, lr: float = 0.1) -> list[MetricsRow]:
+    """metrics.csv rows as read back: loss falling over a decade, lr stepped down."""
     rows = []
     for epoch in range(1, epochs + 1):
         loss = 2.3 * (1 - lr) * 0.6**epoch
-        rows.append(
-            {
-                "epoch": str(epoch),
-                "step": str(390 * epoch),
-                "lr": str(0.1 if epoch < 4 else 0.01),
-                "loss": f"{loss:.6f}",
-                "accuracy": f"{1 - loss / 2.5:.6f}",
-                "val_loss": f"{1.1 * loss:.6f}" if validation else "nan",
-                "val_accuracy": f"{1 - 1.1 * loss / 2.5:.6f}" if validation else "nan",
-                "seconds": "10.0",
-                "images_per_second": "5000.0",
-            }
-        )
+        cells = {
+            "epoch": str(epoch),
+            "step": str(390 * epoch),
+            "lr": str(0.1 if epoch < 4 else 0.01),
+            "loss": f"{loss:.6f}",
+            "accuracy": f"{1 - loss / 2.5:.6f}",
+            "val_loss": f"{1.1 * loss:.6f}" if validation else "nan",
+            "val_accuracy": f"{1 - 1.1 * loss / 2.5:.6f}" if validation else "nan",
+            "seconds": "10.0",
+            "images_per_second": "5000.0",
+        }
+        rows.append(MetricsRow.parse(cells))
     return rows
 
 
@@ -123,7 +123,7 @@ def test_run_curves_without_validation_leave_out_the_empty_curve(tmp_path: Path)
 
 def test_an_accuracy_of_100_percent_tops_the_axis_at_100_percent() -> None:
     rows = metric_rows(1)
-    rows[0]["accuracy"] = rows[0]["val_accuracy"] = "1.0"
+    rows[0] = dataclasses.replace(rows[0], accuracy=1.0, val_accuracy=1.0)
     axis = curve_figure(rows, TITLE, "accuracy").axes[0]
     bottom, top = axis.get_ylim()
     assert top == 1.0 and 0 <= bottom < 1
@@ -132,7 +132,9 @@ def test_an_accuracy_of_100_percent_tops_the_axis_at_100_percent() -> None:
 
 def test_a_schedule_ending_at_zero_is_drawn_on_a_linear_axis() -> None:
     rows = metric_rows(3)
-    rows[-1]["lr"] = "0"  # one-cycle's last epoch: log(0) would drop the point off the chart
+    rows[-1] = dataclasses.replace(
+        rows[-1], lr=0.0
+    )  # one-cycle's last epoch: log(0) would drop the point off the chart
     axis = curve_figure(rows, TITLE, "lr").axes[0]
     assert axis.get_yscale() == "linear" and axis.get_ylabel() == "learning rate"
     assert curve_figure(metric_rows(3), TITLE, "lr").axes[0].get_ylabel() == "learning rate (log scale)"
@@ -219,20 +221,23 @@ def test_a_summary_without_confusions_says_so() -> None:
     assert confusion_summary(np.diag([5] * 30), [str(i) for i in range(30)]).endswith("class's):\n  none")
 
 
-def degradation_result(points: int) -> dict:
-    """results.json of a degradation study at depths 20 and 56, `points` epochs per run."""
+def degradation_result(points: int) -> degradation.Degradation:
+    """A degradation study at depths 20 and 56, `points` epochs per run."""
+    from rescompile.train.recipe import load_recipe
+
     runs = []
     for depth in (20, 56):
         for kind, name, scale in (("plain", "plain", 1.0), ("residual", "resnet", 0.8)):
             error = [scale * (0.85 * 0.7**i + depth / 1000) for i in range(points)]
             runs.append(
-                {
-                    "kind": kind, "depth": depth, "spec": f"cifar_{name}{depth}", "dataset": "cifar10",
-                    "iterations": [391 * (i + 1) for i in range(points)], "train_error": error,
-                    "test_error": [e + 0.05 for e in error],
-                }
+                degradation.TwinRun(
+                    kind, depth, f"cifar_{name}{depth}", "cifar10", f"{kind}{depth}",
+                    iterations=[391 * (i + 1) for i in range(points)], train_error=error,
+                    test_error=[e + 0.05 for e in error], final_train_error=error[-1],
+                    final_test_error=error[-1] + 0.05,
+                )
             )  # fmt: skip
-    return {"depths": [20, 56], "dataset": "cifar10", "recipe": {"name": "fast"}, "runs": runs}
+    return degradation.Degradation(load_recipe("fast"), [20, 56], runs)
 
 
 @pytest.mark.parametrize("points", [1, 12])
@@ -306,7 +311,7 @@ def test_report_figure_labels_runs_by_spec_and_the_setting_that_differs(tmp_path
     runs = [report_run(tmp_path / "lr_high", 0.4, 1), report_run(tmp_path / "lr_low", 0.1, 6)]
     assert run_labels(runs) == ["cifar_resnet20 (epochs 1, lr 0.4)", "cifar_resnet20 (epochs 6, lr 0.1)"]
     assert run_labels([runs[1], runs[1]]) == ["cifar_resnet20 [lr_low]"] * 2
-    runs[0].rows[0]["val_accuracy"] = "1.0"  # a single point at 100%
+    runs[0].rows[0] = dataclasses.replace(runs[0].rows[0], val_accuracy=1.0)  # a single point at 100%
     figure = runs_figure(runs)
     assert_readable(figure, "cifar_resnet20", "cifar10", "lr_high", "lr_low")
     assert [text.get_text() for text in figure.legends[0].get_texts()] == run_labels(runs)

@@ -14,10 +14,9 @@ from PIL import Image
 
 from rescompile import __version__
 from rescompile.cpu import cpu_info
-from rescompile.data.images import preprocess
 from rescompile.keras_backend.build import build_spec
 from rescompile.keras_backend.model_file import model_record, save_model
-from rescompile.onnx_backend.runtime import choose_providers
+from rescompile.serve.runtime import choose_providers
 from rescompile.train.compute import auto_precision
 from tests.synthetic import colour_images, write_cifar_batch
 
@@ -36,12 +35,12 @@ def trained(tmp_path_factory) -> dict:
     result = build_spec(Path("specs/cifar/resnet20.yaml"), folder)
     model = result.model
     images, labels = colour_images(640, seed=0)
-    config = result.analysis.spec.preprocess.model_dump(mode="json")
+    config = result.analysis.spec.preprocess
     model.compile(
         optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
     )
-    model.fit(preprocess(images.astype("float32"), config), labels, epochs=3, batch_size=64, verbose=0)
-    save_model(model, result.model_path, model_record(result.analysis, include_top=True))
+    model.fit(config.normalize(images.astype("float32")), labels, epochs=3, batch_size=64, verbose=0)
+    save_model(model, result.model_path, model_record(result.analysis))
     held_out, held_labels = colour_images(300, seed=1)
     return {
         "folder": folder,
@@ -70,7 +69,7 @@ def test_export_cli_from_keras_then_int8_agrees_with_fp32(trained: dict) -> None
         str(trained["calibration"]),
     )
     assert done.returncode == 0, done.stderr
-    x = preprocess(trained["held_out"].astype("float32"), trained["config"])
+    x = trained["config"].normalize(trained["held_out"].astype("float32"))
     p32 = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
     session8 = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"])
     assert any(node.op_type == "QuantizeLinear" for node in _graph(int8).node)

@@ -11,19 +11,26 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rescompile.data.sources import evaluation_split, image_is_complete, open_source
-from rescompile.data.tfrecord import count_records
 from rescompile.errors import RescompileError
+from rescompile.inputs.sources import evaluation_split, image_is_complete, open_source
+from rescompile.inputs.tfrecord import count_records
+from rescompile.spec.preprocessing import Preprocessing
 from tests.synthetic import PALETTE, write_image_folder
 
 tf = pytest.importorskip("tensorflow")
 
-from rescompile.train import crops, streaming  # noqa: E402
+from rescompile.inputs import crops, streaming  # noqa: E402
+from rescompile.inputs.augment import Crop  # noqa: E402
+from rescompile.inputs.tfdata import Shard  # noqa: E402
 from rescompile.train.inputs import open_inputs  # noqa: E402
-from rescompile.train.recipe import Crop, load_recipe  # noqa: E402
-from rescompile.train.tfdata import Normalization, Shard  # noqa: E402
+from rescompile.train.recipe import load_recipe  # noqa: E402
 
-IDENTITY = Normalization(1.0, np.zeros(1, np.float32), np.ones(1, np.float32))
+IDENTITY = Preprocessing(mean=[0.0], std=[1.0])
+
+
+def _run(recipe, size: int) -> dict:
+    """open_inputs' keywords for a run of `recipe` at `size`, seed 0, the default preprocessing."""
+    return {"recipe": recipe, "seed": 0, "spec": Preprocessing(), "size": size, "strict": False}
 
 
 @pytest.fixture(scope="module")
@@ -145,20 +152,20 @@ def test_random_resized_and_scale_jitter_windows_obey_their_ranges(shape: tuple[
 
 
 def test_center_crop_in_tf_data_matches_the_one_predict_uses(imagenet_like: Path) -> None:
-    from rescompile.data.images import read_image
+    from rescompile.inputs.images import read_image
 
     path = sorted(imagenet_like.rglob("*.jpg"))[0]
     image = read_image(path, 32, crop=0.875)
-    config = Normalization(1.0, np.zeros(1, np.float32), np.ones(1, np.float32), crop=0.875)
+    config = Preprocessing(mean=[0.0], std=[1.0], crop=0.875)
     streamed, _ = streaming.eval_transform(config, 32)(tf.io.read_file(str(path)), tf.constant(0))
     assert np.abs(streamed.numpy() - image).mean() < 2.5  # two decoders and two resamplers, one window
 
 
 def test_ten_crops_are_corners_center_and_their_mirrors(imagenet_like: Path) -> None:
     path = str(sorted(imagenet_like.rglob("*.jpg"))[0])
-    views, _ = streaming.ten_crop_transform(
-        IDENTITY.__class__(1.0, IDENTITY.mean, IDENTITY.std, crop=0.5), 20
-    )(tf.io.read_file(path), tf.constant(0))
+    views, _ = streaming.ten_crop_transform(IDENTITY.model_copy(update={"crop": 0.5}), 20)(
+        tf.io.read_file(path), tf.constant(0)
+    )
     full = tf.io.decode_image(tf.io.read_file(path), channels=3).numpy().astype(np.float32)
     assert views.shape == (10, 20, 20, 3)
     assert np.allclose(views[0], full[:20, :20], atol=1e-3) and np.allclose(
@@ -181,7 +188,16 @@ def test_streamed_epochs_are_exact_on_resume_and_worker_shards_make_the_global_b
 
     def stream(first_epoch: int, shard: Shard | None = None):
         return streaming.streamed_training(
-            source.train, recipe, IDENTITY, size, 5, first_epoch, shard or Shard(), strict=False, classes=10
+            source.train,
+            recipe.augment,
+            IDENTITY,
+            size=size,
+            global_batch=recipe.batch_size,
+            seed=5,
+            first_epoch=first_epoch,
+            shard=shard or Shard(),
+            strict=False,
+            classes=10,
         )
 
     steps = 120 // 16
@@ -206,7 +222,7 @@ def test_tfrecord_shards_are_counted_read_and_checked(tmp_path: Path) -> None:
     source = open_source(str(tmp_path), None, 10, seed=0, strict=False)
     assert (len(source.train), len(source.test), len(source.train.shards)) == (60, 20, 3)
     recipe = load_recipe("imagenet-goyal", ["batch_size=10"])
-    inputs = open_inputs(str(tmp_path / "train-*"), None, 10, recipe, 0, {}, 24, False)
+    inputs = open_inputs(str(tmp_path / "train-*"), None, 10, **_run(recipe, 24))
     tf.random.set_seed(1)  # a global seed set (as train sets one) must not matter
     batches = list(inputs.training(recipe, 0, 0, Shard()).take(7))
     assert all(x.shape == (10, 24, 24, 3) for x, _ in batches[:6])
@@ -230,9 +246,9 @@ def test_tfrecord_shards_are_counted_read_and_checked(tmp_path: Path) -> None:
     with pytest.raises(
         RescompileError, match=r"train-00000-of-00001: records lack the bytes feature 'image/encoded'"
     ):
-        open_inputs(str(other), None, 10, recipe, 0, {}, 24, False)
+        open_inputs(str(other), None, 10, **_run(recipe, 24))
     with pytest.raises(RescompileError, match="TFRecord data cannot hold out"):
-        open_inputs(str(tmp_path), None, 10, load_recipe("paper"), 0, {}, 24, False)
+        open_inputs(str(tmp_path), None, 10, **_run(load_recipe("paper"), 24))
 
 
 def test_imagenet_recipes_schedule_and_zero_init() -> None:

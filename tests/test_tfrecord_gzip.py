@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rescompile.data.sources import open_source
-from rescompile.data.tfrecord import compression, count_records
 from rescompile.errors import RescompileError
+from rescompile.inputs.sources import open_source
+from rescompile.inputs.tfrecord import compression, count_records
+from rescompile.spec.preprocessing import Preprocessing
 from tests.synthetic import PALETTE
 
 CLASSES = 1000  # labels are the records' ids, unique within the data
@@ -67,12 +68,21 @@ def test_plain_and_gzip_shards_are_told_apart_by_their_bytes_and_counted(mixed: 
 
 def test_a_mixed_split_streams_every_record_exactly_once(mixed: Path) -> None:
     pytest.importorskip("tensorflow")
+    from rescompile.inputs.tfdata import Shard
     from rescompile.train.inputs import open_inputs
     from rescompile.train.recipe import load_recipe
-    from rescompile.train.tfdata import Shard
 
     recipe = load_recipe("imagenet-goyal", ["batch_size=8"])
-    inputs = open_inputs(str(mixed / "train-*"), None, CLASSES, recipe, 0, {}, 16, False)
+    inputs = open_inputs(
+        str(mixed / "train-*"),
+        None,
+        CLASSES,
+        recipe=recipe,
+        seed=0,
+        spec=Preprocessing(),
+        size=16,
+        strict=False,
+    )
     tested = np.concatenate([labels.numpy() for _, labels in inputs.test(5)])
     assert tested.tolist() == list(range(100, 122))  # in shard order, nothing lost or repeated
     epoch = np.concatenate([labels.numpy() for _, labels in inputs.training(recipe, 3, 0, Shard()).take(6)])
@@ -93,7 +103,16 @@ def test_a_gzip_shard_without_the_image_feature_is_one_line_naming_it(tmp_path: 
     write_shard(tmp_path / "train-00000-of-00001", range(4), gzip=True, image_key="image/jpeg")
     write_shard(tmp_path / "validation-00000-of-00001", range(4), gzip=True)
     with pytest.raises(RescompileError) as error:
-        open_inputs(str(tmp_path), None, CLASSES, load_recipe("imagenet-goyal"), 0, {}, 16, False)
+        open_inputs(
+            str(tmp_path),
+            None,
+            CLASSES,
+            recipe=load_recipe("imagenet-goyal"),
+            seed=0,
+            spec=Preprocessing(),
+            size=16,
+            strict=False,
+        )
     message = str(error.value)
     assert "train-00000-of-00001: records lack the bytes feature 'image/encoded'" in message
     assert "\n" not in message
@@ -118,7 +137,10 @@ def test_truncated_gzip_and_zlib_shards_are_one_line_errors_naming_them(mixed: P
 
 
 def test_the_tfrecord_reader_does_not_import_tensorflow() -> None:
-    code = "import sys, rescompile.data.tfrecord, rescompile.data.sources; print('tensorflow' in sys.modules)"
+    code = (
+        "import sys, rescompile.inputs.tfrecord, rescompile.inputs.sources;"
+        " print('tensorflow' in sys.modules)"
+    )
     done = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

@@ -13,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from rescompile.checkpoints.preprocess import IMAGENET
+from rescompile.checkpoints.preprocess import IMAGENET as IMAGENET_PREPROCESSING
 from rescompile.errors import RescompileError
 from rescompile.keras_backend.build import build_spec
 from rescompile.keras_backend.model import load_weights
@@ -23,6 +23,7 @@ from tests.numerics import assert_close_to_scale
 
 keras = pytest.importorskip("keras")
 REFS = np.load(FIXTURES / "refs.npz")
+IMAGENET = IMAGENET_PREPROCESSING.model_dump()
 BOTTLENECK = FIXTURES / "tv_resnet_bottleneck.yaml"
 PARTIAL_HINT = " (--allow-partial loads the rest)"
 

@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rescompile.data.datasets import load_cifar, load_dataset
-from rescompile.data.sources import open_source
 from rescompile.errors import RescompileError
-from rescompile.train.recipe import Augment, Erasing, load_recipe
+from rescompile.inputs.augment import Augment, Erasing
+from rescompile.inputs.datasets import load_cifar, load_dataset
+from rescompile.inputs.sources import open_source
+from rescompile.train.recipe import load_recipe
 from tests.run_helpers import interrupt_after_first_epoch
 from tests.synthetic import colour_images, write_cifar_batch, write_cifar_tarball
 
@@ -77,9 +78,10 @@ def test_bad_data_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def _augment(config: Augment, image: np.ndarray, seed: int) -> np.ndarray:
-    from rescompile.train.tfdata import Normalization, augment_fn
+    from rescompile.inputs.tfdata import augment_fn
+    from rescompile.spec.preprocessing import Preprocessing
 
-    identity = Normalization(1.0, np.zeros(1, np.float32), np.ones(1, np.float32))
+    identity = Preprocessing(mean=[0.0], std=[1.0])
     out, _ = augment_fn(config, identity, training=True)(
         tf.constant(image), tf.constant(0), tf.constant([seed, 0])
     )
@@ -275,7 +277,7 @@ def test_mirrored_on_two_cpu_devices_matches_single_device(tarball: Path, tmp_pa
 def test_keras_datasets_fallback_shapes_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     import keras
 
-    from rescompile.data.datasets import load_keras_cifar
+    from rescompile.inputs.datasets import load_keras_cifar
 
     images, labels = colour_images(30)
     fake = ((images[:20], labels[:20, None]), (images[20:], labels[20:, None]))  # keras gives (N, 1) labels

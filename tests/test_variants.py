@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rescompile.analysis.analyze import analyze
-from rescompile.data.datasets import load_cifar
+from rescompile.inputs.datasets import load_cifar
 from rescompile.ir.target import Target
 from tests.synthetic import colour_images, write_cifar_batch, write_cifar_tarball
 

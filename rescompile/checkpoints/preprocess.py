@@ -10,23 +10,20 @@ import math
 from pathlib import Path
 
 from rescompile.checkpoints.state_dict import is_torch_checkpoint
+from rescompile.spec.preprocessing import Preprocessing
 
-IMAGENET = {
-    "color": "RGB",
-    "scale": 1 / 255,
-    "mean": [0.485, 0.456, 0.406],
-    "std": [0.229, 0.224, 0.225],
-    "crop": 0.875,
-}
+IMAGENET = Preprocessing(
+    color="RGB", scale=1 / 255, mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225], crop=0.875
+)
 MAX_CONFIG = 1_000_000
 """A timm config.json is a few kilobytes."""
 
 
-def checkpoint_preprocess(weights: str | Path | None) -> dict | None:
-    """The preprocessing (as a spec's `preprocess:`) of a PyTorch checkpoint; None for other files."""
+def checkpoint_preprocess(weights: str | Path | None) -> Preprocessing | None:
+    """The preprocessing of a PyTorch checkpoint; None for other files."""
     if weights is None or not is_torch_checkpoint(Path(weights)):
         return None
-    return {**IMAGENET, **_timm_config(Path(weights).with_name("config.json"))}
+    return IMAGENET.model_copy(update=_timm_config(Path(weights).with_name("config.json")))
 
 
 def _timm_config(path: Path) -> dict:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 from rescompile.analysis.analyze import Analysis
 from rescompile.errors import RescompileError
@@ -57,23 +60,22 @@ def export_int8(
     output: Path,
     spec: Path | None,
     options: ExportOptions,
-    calibration: Path,
-    limit: int,
+    calibration: Callable[[int], np.ndarray],
     weights: str | None = None,
     weights_format: str | None = None,
 ) -> tuple[Analysis, int]:
-    """Export fp32, then quantize it statically to INT8, calibrated on `limit` images preprocessed
-    as the model's record says (a run's per-pixel mean included); returns the calibration count."""
+    """Export fp32, then quantize it statically to INT8, calibrated on `calibration(input size)`'s
+    images preprocessed as the model's record says (a run's per-pixel mean included); returns the
+    calibration count."""
     from rescompile.onnx_backend import DEFAULT_CALIBRATION
-    from rescompile.onnx_backend.quantize import calibration_images, quantize
-    from rescompile.onnx_backend.runtime import metadata, open_session
+    from rescompile.onnx_backend.quantize import quantize, stored_preprocessing
 
     if output.suffix != ".onnx":
         raise RescompileError(f"-o {output}: the output file must end in .onnx")
     with tempfile.TemporaryDirectory() as scratch:
         fp32 = Path(scratch) / "fp32.onnx"
         analysis = export(source, fp32, spec, options, weights, weights_format)
-        images = calibration_images(calibration, analysis.graph.input.shape[0], limit)
+        images = calibration(analysis.graph.input.shape[0])
         if len(images) < DEFAULT_CALIBRATION // 4:
             print(
                 f"warning: calibrating on only {len(images)} images ({DEFAULT_CALIBRATION} is the default):"
@@ -81,6 +83,8 @@ def export_int8(
                 file=sys.stderr,
                 flush=True,
             )
-        config = metadata(open_session(fp32, "cpu"), fp32)["preprocess"]
-        write_atomic(output, lambda tmp: quantize(fp32, tmp, images, config), suffix=".onnx")
+        preprocessing = stored_preprocessing(fp32)
+        write_atomic(
+            output, lambda tmp: quantize(fp32, tmp, images, preprocessing=preprocessing), suffix=".onnx"
+        )
     return analysis, len(images)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rescompile.errors import RescompileError
@@ -74,89 +75,126 @@ def _train_or_reuse(
     train(options, recipe)
 
 
-def _curve(run_dir: Path) -> dict:
+@dataclass(frozen=True)
+class TwinRun:
+    """One network of the study: its curves (errors as fractions) and final errors."""
+
+    kind: str  # "plain" or "residual"
+    depth: int
+    spec: str
+    dataset: str
+    run_dir: str
+    iterations: list[int]
+    train_error: list[float]
+    test_error: list[float]
+    final_train_error: float
+    final_test_error: float
+
+    @property
+    def label(self) -> str:
+        """The legend label: the paper's name for the network, then the spec's."""
+        return f"{'plain' if self.kind == 'plain' else 'ResNet'}-{self.depth} ({self.spec})"
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """The study's result (results.json): every twin's run, and whether degradation shows."""
+
+    recipe: Recipe
+    depths: list[int]
+    runs: list[TwinRun]
+
+    @property
+    def dataset(self) -> str:
+        return self.runs[0].dataset
+
+    def _deeper_trains_worse(self, kind: str) -> bool:
+        final = {run.depth: run.final_train_error for run in self.runs if run.kind == kind}
+        return final[max(self.depths)] > final[min(self.depths)]
+
+    @property
+    def deeper_plain_trains_worse(self) -> bool:
+        return self._deeper_trains_worse("plain")
+
+    @property
+    def deeper_resnet_trains_worse(self) -> bool:
+        return self._deeper_trains_worse("residual")
+
+    def as_json(self) -> str:
+        """results.json."""
+        return json.dumps(
+            {
+                "experiment": "degradation",
+                "recipe": self.recipe.model_dump(mode="json"),
+                "depths": self.depths,
+                "dataset": self.dataset,
+                "runs": [asdict(run) for run in self.runs],
+                "deeper_plain_trains_worse": self.deeper_plain_trains_worse,
+                "deeper_resnet_trains_worse": self.deeper_resnet_trains_worse,
+            },
+            indent=2,
+        )
+
+
+def _twin_run(run_dir: Path, kind: str, depth: int) -> TwinRun:
+    """A finished run of the study, read from its directory."""
+    summary = read_summary(run_dir)
     rows = read_metrics(run_dir / "metrics.csv", 10**9)
-    return {
-        "iterations": [int(r["step"]) for r in rows],
-        "train_error": [1 - float(r["accuracy"]) for r in rows],
-        "test_error": [1 - float(r["val_accuracy"]) for r in rows],
-    }
+    train_error = [1 - row.accuracy for row in rows]
+    return TwinRun(
+        kind,
+        depth,
+        summary.spec,
+        summary.dataset,
+        run_dir.name,
+        iterations=[row.step for row in rows],
+        train_error=train_error,
+        test_error=[1 - row.val_accuracy for row in rows],
+        final_train_error=train_error[-1],
+        final_test_error=1 - summary.test_accuracy,
+    )
 
 
-def results(depths: list[int], out: Path, recipe: Recipe) -> dict:
-    """results.json: the curves and final errors of every run, and whether degradation shows."""
-    runs = []
-    for depth in depths:
-        for kind, _ in twins(depth):
-            run_dir = out / f"{kind}{depth}"
-            summary = read_summary(run_dir)
-            curve = _curve(run_dir)
-            runs.append(
-                {
-                    "kind": kind,
-                    "depth": depth,
-                    "spec": summary.spec,
-                    "dataset": summary.dataset,
-                    "run_dir": run_dir.name,
-                    **curve,
-                    "final_train_error": curve["train_error"][-1],
-                    "final_test_error": 1 - summary.test_accuracy,
-                }
-            )
-    final = {(r["kind"], r["depth"]): r["final_train_error"] for r in runs}
-    shallow, deep = min(depths), max(depths)
-    return {
-        "experiment": "degradation",
-        "recipe": recipe.model_dump(mode="json"),
-        "depths": depths,
-        "dataset": runs[0]["dataset"],
-        "runs": runs,
-        "deeper_plain_trains_worse": final[("plain", deep)] > final[("plain", shallow)],
-        "deeper_resnet_trains_worse": final[("residual", deep)] > final[("residual", shallow)],
-    }
+def results(depths: list[int], out: Path, recipe: Recipe) -> Degradation:
+    """The curves and final errors of every run."""
+    runs = [_twin_run(out / f"{kind}{depth}", kind, depth) for depth in depths for kind, _ in twins(depth)]
+    return Degradation(recipe, depths, runs)
 
 
-def _label(run: dict) -> str:
-    """A run's legend label: the paper's name for the network, then the spec's."""
-    return f"{'plain' if run['kind'] == 'plain' else 'ResNet'}-{run['depth']} ({run['spec']})"
-
-
-def _title(result: dict) -> str:
+def _title(result: Degradation) -> str:
     """The figure's title: the data, the recipe, and the twins compared."""
     pairs = ", ".join(
-        " vs ".join(run["spec"] for run in result["runs"] if run["depth"] == depth)
-        for depth in result["depths"]
+        " vs ".join(run.spec for run in result.runs if run.depth == depth) for depth in result.depths
     )
     return (
-        f"Degradation (He et al. 2015, Fig. 6) on {result['dataset']}, recipe {result['recipe']['name']}\n"
+        f"Degradation (He et al. 2015, Fig. 6) on {result.dataset}, recipe {result.recipe.name}\n"
         f"{pairs}; plain dashed, ResNet solid"
     )
 
 
-def _panel_curve(run: dict, colour: str):
+def _panel_curve(run: TwinRun, colour: str):
     """A run's training and test error (%) against iterations, styled as in Fig. 6."""
-    from rescompile.train.plots import PanelCurve
+    from rescompile.figures import PanelCurve
 
-    plain = run["kind"] == "plain"
+    plain = run.kind == "plain"
     style = {
         "color": colour,
         "linestyle": "--" if plain else "-",
         "marker": "s" if plain else "o",
         "markerfacecolor": "none" if plain else None,  # a ResNet's point shows inside its twin's
     }
-    percent = [[100 * e for e in run[key]] for key in ("train_error", "test_error")]
-    return PanelCurve(_label(run), run["iterations"], *percent, style)
+    percent = [[100 * e for e in errors] for errors in (run.train_error, run.test_error)]
+    return PanelCurve(run.label, run.iterations, *percent, style)
 
 
-def figure(result: dict):
+def figure(result: Degradation):
     """Fig. 6 style: training and test error against iterations; plain dashed, ResNet solid, one
     colour per depth; one legend below."""
-    from rescompile.train.plots import pyplot, two_panels
+    from rescompile.figures import pyplot, two_panels
 
     colours = pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
     curves = [
-        _panel_curve(run, colours[result["depths"].index(run["depth"]) % len(colours)])
-        for run in result["runs"]
+        _panel_curve(run, colours[result.depths.index(run.depth) % len(colours)]) for run in result.runs
     ]
     drawn, (train_axis, test_axis) = two_panels(_title(result), curves, sharey=True)
     train_axis.set(xlabel="iterations", ylabel="error (%)", title="training error")
@@ -164,9 +202,9 @@ def figure(result: dict):
     return drawn
 
 
-def plot(result: dict, path: Path) -> None:
+def plot(result: Degradation, path: Path) -> None:
     """Write figure(result) to `path`."""
-    from rescompile.train.plots import write_figure
+    from rescompile.figures import write_figure
 
     write_figure(figure(result), path)
 
@@ -180,7 +218,7 @@ def run(
     seed: int = 0,
     precision: str = "auto",
     force: bool = False,
-) -> dict:
+) -> Degradation:
     """Train every twin with the same recipe (test-set curves, as the paper plots), then report."""
     if len(set(depths)) < 2:
         raise RescompileError(
@@ -196,6 +234,6 @@ def run(
             )
             _train_or_reuse(spec, out / f"{kind}{depth}", data, recipe, seed, precision, force)
     result = results(depths, out, recipe)
-    write_text_atomic(out / "results.json", json.dumps(result, indent=2))
+    write_text_atomic(out / "results.json", result.as_json())
     plot(result, out / "degradation.png")
     return result

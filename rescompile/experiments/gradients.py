@@ -120,7 +120,7 @@ def in_words(options: dict | None) -> str:
 def profiles_figure(profiles: list[GradientProfile]):
     """Both norms against depth, log scale, one curve per network; titled with the networks and
     the batch, one legend below."""
-    from rescompile.train.plots import PanelCurve, two_panels
+    from rescompile.figures import PanelCurve, two_panels
 
     networks = ", ".join(dict.fromkeys(p.network for p in profiles))
     inputs = "; ".join(dict.fromkeys(p.inputs for p in profiles))
@@ -139,7 +139,7 @@ def profiles_figure(profiles: list[GradientProfile]):
 
 def plot_profiles(profiles: list[GradientProfile], path: Path) -> None:
     """Write profiles_figure(profiles) to `path`."""
-    from rescompile.train.plots import write_figure
+    from rescompile.figures import write_figure
 
     write_figure(profiles_figure(profiles), path)
 

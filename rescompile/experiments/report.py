@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rescompile.analysis.tables import si, thousands
-from rescompile.train.run_dir import RECIPE, RunSummary, read_metrics, read_recipe, read_summary
+from rescompile.train.run_dir import RECIPE, MetricsRow, RunSummary, read_metrics, read_recipe, read_summary
 
 
 @dataclass
@@ -16,7 +16,7 @@ class Run:
 
     path: Path
     summary: RunSummary
-    rows: list[dict]
+    rows: list[MetricsRow]
 
 
 def load_run(path: Path) -> Run:
@@ -120,7 +120,7 @@ def _names(values: list[str]) -> str:
 def runs_figure(runs: list[Run]):
     """Training loss (log scale) and validation accuracy of every run, overlaid, against optimizer
     steps; titled with the specs, datasets and runs, one legend below."""
-    from rescompile.train.plots import PanelCurve, percent_ticks, two_panels
+    from rescompile.figures import PanelCurve, percent_ticks, two_panels
 
     title = (
         f"{_names([r.summary.spec for r in runs])} on {_names([r.summary.dataset for r in runs])}"
@@ -129,9 +129,9 @@ def runs_figure(runs: list[Run]):
     curves = [
         PanelCurve(
             label,
-            [int(r["step"]) for r in run.rows],
-            [float(r["loss"]) for r in run.rows],
-            [float(r["val_accuracy"]) for r in run.rows],
+            [row.step for row in run.rows],
+            [row.loss for row in run.rows],
+            [row.val_accuracy for row in run.rows],
         )
         for run, label in zip(runs, run_labels(runs), strict=True)
     ]
@@ -146,7 +146,7 @@ def runs_figure(runs: list[Run]):
 
 def plot_runs(runs: list[Run], path: Path) -> None:
     """Write runs_figure(runs) to `path`."""
-    from rescompile.train.plots import write_figure
+    from rescompile.figures import write_figure
 
     write_figure(runs_figure(runs), path)
 

@@ -135,7 +135,7 @@ def build(
 
         freeze_stages(model, analysis.graph, frozen)
     write_text_atomic(source_path, source)
-    record = model_record(analysis, analysis.network.target.include_top, checkpoint_preprocess(weights))
+    record = model_record(analysis, checkpoint_preprocess(weights))
     model_path = None
     if save:
         model_path = out / f"{analysis.spec.name}.keras"

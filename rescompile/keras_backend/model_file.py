@@ -8,39 +8,36 @@ from pathlib import Path
 
 from rescompile import ir
 from rescompile.analysis.analyze import Analysis, analyze, analyze_record, record_target
-from rescompile.data.class_names import named_class_names
 from rescompile.errors import RescompileError
 from rescompile.fileio import write_atomic
 from rescompile.ir.target import Target
 from rescompile.keras_backend.archive import keras_load_recursion_limit
 from rescompile.keras_backend.model import recursion_limit
-from rescompile.spec.artifact import ModelRecord, Preprocessing, add_to_keras_file, read_keras_record
+from rescompile.spec.artifact import ModelRecord, add_to_keras_file, read_keras_record
+from rescompile.spec.class_lists import named_class_names
 from rescompile.spec.library import resolve_spec
+from rescompile.spec.preprocessing import Preprocessing
 
 
 def model_record(
-    analysis: Analysis,
-    include_top: bool,
-    preprocess: dict | None = None,
-    class_names: list[str] | None = None,
+    analysis: Analysis, preprocess: Preprocessing | None = None, *, class_names: list[str] | None = None
 ) -> ModelRecord:
     """The record a model file built from `analysis` carries (preprocessing: the spec's, unless a
     training run computed its own; class names: the run's, else the list the spec names)."""
-    height, _, channels = analysis.graph.input.shape
-    head = [node for node in analysis.graph.nodes if node.name == "predictions"]
+    graph, target = analysis.graph, analysis.network.target
+    height, _, channels = graph.input.shape
+    classes = graph.classifier.units if graph.classifier else None
     named = analysis.spec.head.class_names
-    if not class_names and named and head and head[0].shape[2] == len(named_class_names(named)):
+    if not class_names and named and classes == len(named_class_names(named)):
         class_names = list(named_class_names(named))  # the spec's classifier, not a --classes override
     return ModelRecord(
         spec=analysis.spec.model_dump(mode="json"),
         input_size=height,
         channels=channels,
-        classes=head[0].shape[2] if head else None,
-        include_top=include_top,
-        outputs=[name for name in analysis.graph.outputs if name != "output"],
-        preprocess=Preprocessing.model_validate(
-            preprocess or analysis.spec.preprocess.model_dump(mode="json")
-        ),
+        classes=classes,
+        include_top=target.include_top,
+        outputs=[name for name in graph.outputs if name != "output"],
+        preprocess=preprocess or Preprocessing.model_validate(analysis.spec.preprocess.model_dump()),
         class_names=class_names or [],
     )
 
@@ -97,7 +94,7 @@ def analysis_for_model(model, model_path: Path, spec: Path | None) -> tuple[Anal
             )
     if analysis.spec.name != model.name:
         raise RescompileError(f"{spec} describes {analysis.spec.name}, but the model is {model.name}")
-    return analysis, record or model_record(analysis, analysis.network.target.include_top)
+    return analysis, record or model_record(analysis)
 
 
 def check_record(record: ModelRecord, model, path: Path) -> None:

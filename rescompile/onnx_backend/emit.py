@@ -19,6 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 from rescompile import __version__, ir
 from rescompile.ir.weights import WeightStore
 from rescompile.spec.artifact import ModelRecord
+from rescompile.spec.preprocessing import Preprocessing
 from rescompile.spec.schema import Spec
 
 OPSET = 17
@@ -34,7 +35,7 @@ class ExportOptions:
     fp16: bool = False
     outputs: list[str] = field(default_factory=list)
     class_names: list[str] = field(default_factory=list)
-    preprocess: dict | None = None  # replaces the spec's (e.g. the per-pixel mean a run computed)
+    preprocess: Preprocessing | None = None  # replaces the spec's (e.g. the per-pixel mean a run computed)
     record: ModelRecord | None = None  # what the model file carries, stored in the metadata
 
 
@@ -337,7 +338,7 @@ def export_onnx(spec: Spec, graph: ir.Graph, weights: WeightStore, options: Expo
         "input_channels": str(graph.input.shape[2]),
         "layout": options.layout,
         "precision": "float16" if options.fp16 else "float32",
-        "preprocess": json.dumps(options.preprocess or spec.preprocess.model_dump(mode="json")),
+        "preprocess": (options.preprocess or spec.preprocess).as_json(),
         "class_names": json.dumps(options.class_names),
         "bn_folded": str(options.fold_bn).lower(),
     }

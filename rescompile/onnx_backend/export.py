@@ -17,7 +17,7 @@ def onnx_options(options: ExportOptions, analysis: Analysis, record: ModelRecord
     """Export options completed from the model's record: its preprocessing, class names, outputs."""
     return replace(
         options,
-        preprocess=options.preprocess or record.preprocess.model_dump(mode="json"),
+        preprocess=options.preprocess or record.preprocess,
         class_names=options.class_names or record.class_names,
         outputs=options.outputs or list(analysis.graph.outputs.values()),
         record=record,

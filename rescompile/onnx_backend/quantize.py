@@ -1,4 +1,4 @@
-"""Static INT8 quantization for CPU serving, calibrated on the user's images or a CIFAR batch."""
+"""Static INT8 quantization for CPU serving, calibrated on images the caller reads."""
 
 from __future__ import annotations
 
@@ -7,30 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-from rescompile.data.datasets import read_cifar_batch
-from rescompile.data.images import image_files, preprocess, read_image
-from rescompile.errors import RescompileError
 from rescompile.progress import Steps
+from rescompile.spec.preprocessing import Preprocessing
 
 
-def calibration_images(source: Path, size: int, limit: int) -> np.ndarray:
-    """Up to `limit` images (float32 RGB 0..255, size x size) from a folder or a CIFAR batch."""
-    if source.is_dir():
-        files = image_files(source)[:limit]
-        if not files:
-            raise RescompileError(f"{source}: no PNG or JPEG images")
-        return np.stack([read_image(path, size) for path in files])
-    if not source.is_file():
-        raise RescompileError(f"{source}: no such file or folder")
-    images, _ = read_cifar_batch(source)
-    images = images[:limit].astype(np.float32)
-    if size != 32:
-        from PIL import Image
+def stored_preprocessing(path: Path) -> Preprocessing:
+    """The preprocessing an ONNX file written by rescompile records in its `preprocess` metadata."""
+    import onnx
 
-        images = np.stack(
-            [np.asarray(Image.fromarray(i.astype(np.uint8)).resize((size, size)), np.float32) for i in images]
-        )
-    return images
+    props = {prop.key: prop.value for prop in onnx.load(str(path), load_external_data=False).metadata_props}
+    return Preprocessing.model_validate_json(props["preprocess"])
 
 
 def description(stem_float: bool, images: int) -> str:
@@ -40,7 +26,9 @@ def description(stem_float: bool, images: int) -> str:
     return f"static QDQ, uint8 activations, {weights}{stem}, calibrated on {images} images"
 
 
-def quantize(model_path: Path, output: Path, calibration: np.ndarray, config: dict) -> None:
+def quantize(
+    model_path: Path, output: Path, calibration: np.ndarray, *, preprocessing: Preprocessing
+) -> None:
     """Quantize an fp32 ONNX model to INT8 with static calibration, in a format exact on every x86 CPU.
 
     QDQ, uint8 activations, int8 weights per channel in 7 bits (`reduce_range`: [-64, 64]); the
@@ -58,7 +46,7 @@ def quantize(model_path: Path, output: Path, calibration: np.ndarray, config: di
     """
     import onnx
 
-    from rescompile.onnx_backend.runtime import onnxruntime
+    from rescompile.onnx_backend.ort import onnxruntime
 
     onnxruntime()  # the quantizer is part of onnxruntime: without it, say which extra brings it
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -66,7 +54,7 @@ def quantize(model_path: Path, output: Path, calibration: np.ndarray, config: di
 
     from rescompile.onnx_backend.emit import stamp
 
-    batches = [preprocess(calibration[i : i + 16], config) for i in range(0, len(calibration), 16)]
+    batches = [preprocessing.normalize(calibration[i : i + 16]) for i in range(0, len(calibration), 16)]
 
     class Reader(CalibrationDataReader):
         def __init__(self, steps: Steps) -> None:

@@ -10,8 +10,8 @@ import numpy as np
 from rescompile.analysis.analyze import analyze_record
 from rescompile.analysis.cost import Cost
 from rescompile.errors import RescompileError
+from rescompile.fileio import refuse_non_onnx
 from rescompile.onnx_backend.emit import ONNX_OPS
-from rescompile.onnx_backend.runtime import refuse_non_onnx
 
 # Nodes that only move a tensor between layouts or precisions: weights are followed through
 # them back to their initializer, and their outputs are no activations of the network.

@@ -8,8 +8,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from rescompile.errors import RescompileError
-from rescompile.onnx_backend.footprint import require_batch_memory
-from rescompile.onnx_backend.runtime import (
+from rescompile.progress import Steps
+from rescompile.serve.footprint import require_batch_memory
+from rescompile.serve.runtime import (
     BenchRow,
     bench_session,
     input_geometry,
@@ -17,7 +18,6 @@ from rescompile.onnx_backend.runtime import (
     open_session,
     run_session,
 )
-from rescompile.progress import Steps
 
 HEADER = "| batch | img/s | p50 ms | p99 ms | runs |\n|---:|---:|---:|---:|---:|"
 

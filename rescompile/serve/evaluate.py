@@ -9,6 +9,7 @@ import numpy as np
 
 from rescompile.errors import RescompileError, printable
 from rescompile.options import EVAL_BATCH
+from rescompile.spec.preprocessing import Preprocessing
 
 
 @dataclass
@@ -44,9 +45,13 @@ def evaluate(
     if model_path.suffix == ".onnx":
         if spec is not None:
             raise RescompileError("--spec applies to .keras models: an .onnx model carries its preprocessing")
-        scored = _onnx_scores(model_path, data, classes, ten_crop, batch_size, provider)
+        scored = _onnx_scores(
+            model_path, data, classes, ten_crop=ten_crop, batch_size=batch_size, provider=provider
+        )
     else:
-        scored = _keras_scores(model_path, data, spec, classes, ten_crop, batch_size)
+        scored = _keras_scores(
+            model_path, data, spec, classes=classes, ten_crop=ten_crop, batch_size=batch_size
+        )
     return _evaluation(scored, model_path, out)
 
 
@@ -62,43 +67,43 @@ class _Scored:
 
 
 def _keras_scores(
-    model_path: Path, data: str | None, spec: Path | None, classes: int, ten_crop: bool, batch_size: int
+    model_path: Path, data: str | None, spec: Path | None, *, classes: int, ten_crop: bool, batch_size: int
 ) -> _Scored:
-    from rescompile.data.sources import is_streamed
+    from rescompile.inputs.sources import is_streamed
     from rescompile.keras_backend.model_file import analysis_for_model, load_keras_model
-    from rescompile.train.tfdata import Normalization
 
     model = load_keras_model(model_path)
     analysis, record = analysis_for_model(model, model_path, spec)
-    config = _trained_preprocess(record.preprocess.model_dump(mode="json"), model_path)
-    normalization = Normalization.from_preprocess(config)
+    normalization = _trained(record.preprocess, model_path).as_float32()
     outputs = int(model.output.shape[-1])
     size = analysis.graph.input.shape[0]
     if is_streamed(data):
         scores, labels, folders, split = _streamed_scores(
-            model, data, normalization, size, ten_crop, batch_size
+            model, data, normalization, size=size, ten_crop=ten_crop, batch_size=batch_size
         )  # type: ignore[arg-type]
-        names = _class_names(model_path, data, folders, record.class_names, outputs)
+        names = _class_names(model_path, data, folders, recorded=record.class_names, outputs=outputs)
     else:
         _no_ten_crop(ten_crop)
-        scores, labels, names, split = _cifar_scores(model, data, normalization, classes, batch_size)
+        scores, labels, names, split = _cifar_scores(
+            model, data, normalization, classes=classes, batch_size=batch_size
+        )
     return _Scored(scores, labels, names, split, analysis.spec.name)
 
 
 def _onnx_scores(
-    model_path: Path, data: str | None, classes: int, ten_crop: bool, batch_size: int, provider: str
+    model_path: Path, data: str | None, classes: int, *, ten_crop: bool, batch_size: int, provider: str
 ) -> _Scored:
     """Scores of an ONNX model: CIFAR arrays or folder images (read by Pillow, as `predict` reads
     them), preprocessed as its metadata says, `batch_size` at a time on onnxruntime."""
-    from rescompile.data.datasets import load_dataset
-    from rescompile.data.images import read_image
-    from rescompile.data.sources import RecordSplit, evaluation_split, is_streamed
-    from rescompile.onnx_backend.runtime import input_geometry, metadata, open_session
+    from rescompile.inputs.datasets import load_dataset
+    from rescompile.inputs.images import read_image
+    from rescompile.inputs.sources import RecordSplit, evaluation_split, is_streamed
+    from rescompile.serve.runtime import input_geometry, metadata, open_session
 
     session = open_session(model_path, provider)
     meta = metadata(session, model_path)
     geometry = input_geometry(session, meta, model_path, rgb=True)
-    config = _trained_preprocess(meta.get("preprocess", {}), model_path)
+    preprocessing = _trained(meta.get("preprocess", Preprocessing()), model_path)
     network = meta.get("spec_name", model_path.stem)
     _no_ten_crop(ten_crop)
     if is_streamed(data):
@@ -111,12 +116,10 @@ def _onnx_scores(
         files = split.files
 
         def images(chunk: slice) -> np.ndarray:
-            return np.stack(
-                [read_image(Path(f), geometry.size, config.get("crop", 1.0)) for f in files[chunk]]
-            )
+            return np.stack([read_image(Path(f), geometry.size, preprocessing.crop) for f in files[chunk]])
 
         outputs = int(session.get_outputs()[0].shape[-1] or 0)
-        names = _class_names(model_path, data, folders, meta.get("class_names", []), outputs)
+        names = _class_names(model_path, data, folders, recorded=meta.get("class_names", []), outputs=outputs)
         labels, count, split_name = split.labels, len(files), described
     else:
         if data is None:
@@ -135,22 +138,23 @@ def _onnx_scores(
 
         names, labels, count = dataset.class_names, dataset.y_test, len(dataset.y_test)
         split_name = f"{dataset.name}, test split"
-    scores = _run_batches(session, geometry, config, images, count, batch_size, model_path)
+    scores = _run_batches(
+        session, geometry, preprocessing, images=images, count=count, batch_size=batch_size, source=model_path
+    )
     return _Scored(scores, np.asarray(labels), names, split_name, network)
 
 
 def _run_batches(
-    session, geometry, config: dict, images, count: int, batch_size: int, source: Path
+    session, geometry, preprocessing: Preprocessing, *, images, count: int, batch_size: int, source: Path
 ) -> np.ndarray:
     """The model's outputs on images(slice) for every slice of `batch_size` up to `count` (a model
     with a fixed batch gets batches of exactly that, the last one padded)."""
-    from rescompile.data.images import preprocess
-    from rescompile.onnx_backend.runtime import run_session
+    from rescompile.serve.runtime import run_session
 
     step = geometry.batch or batch_size
     scores = []
     for start in range(0, count, step):
-        batch = preprocess(images(slice(start, start + step)), config)
+        batch = preprocessing.normalize(images(slice(start, start + step)))
         kept = len(batch)
         if geometry.batch is not None and kept < step:
             batch = np.concatenate([batch, np.zeros((step - kept, *batch.shape[1:]), np.float32)])
@@ -160,10 +164,10 @@ def _run_batches(
     return np.concatenate(scores).astype(np.float32)
 
 
-def _trained_preprocess(config: dict, model_path: Path) -> dict:
-    if config.get("mean") == "per-pixel":
+def _trained(preprocessing: Preprocessing, model_path: Path) -> Preprocessing:
+    if not preprocessing.trained:
         raise RescompileError(f"{model_path}: an untrained model; its per-pixel mean is not computed yet")
-    return config
+    return preprocessing
 
 
 def _no_ten_crop(ten_crop: bool) -> None:
@@ -174,7 +178,7 @@ def _no_ten_crop(ten_crop: bool) -> None:
 
 
 def _class_names(
-    model_path: Path, data: str, folders: list[str] | None, recorded: list[str], outputs: int
+    model_path: Path, data: str, folders: list[str] | None, *, recorded: list[str], outputs: int
 ) -> list[str]:
     """The class names of streamed data: its folders (which must be the model's), else the model's."""
     if folders is not None and recorded and folders != recorded:
@@ -186,7 +190,7 @@ def _class_names(
 
 def _evaluation(scored: _Scored, model_path: Path, out: Path | None) -> Evaluation:
     """Accuracy, top-5, the confusion matrix and its picture."""
-    from rescompile.train.plots import confusion_matrix, plot_confusion, top_k_accuracy
+    from rescompile.inputs.scoring import confusion_matrix, plot_confusion, top_k_accuracy
 
     outputs = scored.scores.shape[1]
     if outputs != len(scored.names):
@@ -206,25 +210,27 @@ def _evaluation(scored: _Scored, model_path: Path, out: Path | None) -> Evaluati
     return Evaluation(accuracy, top5, matrix, scored.names, scored.split, picture)
 
 
-def _cifar_scores(model, data: str | None, normalization, classes: int, batch_size: int):
-    from rescompile.data.datasets import load_dataset
-    from rescompile.train.tfdata import evaluation_dataset
+def _cifar_scores(model, data: str | None, normalization: Preprocessing, *, classes: int, batch_size: int):
+    from rescompile.inputs.datasets import load_dataset
+    from rescompile.inputs.tfdata import evaluation_dataset
 
     dataset = load_dataset(data, classes)
-    batches = evaluation_dataset(dataset.x_test, dataset.y_test, batch_size, normalization)
+    batches = evaluation_dataset(dataset.x_test, dataset.y_test, batch_size, normalization=normalization)
     scores = model.predict(batches, verbose=0)
     return np.asarray(scores), dataset.y_test, dataset.class_names, f"{dataset.name}, test split"
 
 
-def _streamed_scores(model, data: str, normalization, size: int, ten_crop: bool, batch_size: int):
+def _streamed_scores(
+    model, data: str, normalization: Preprocessing, *, size: int, ten_crop: bool, batch_size: int
+):
     """Scores and labels of every image of the evaluation split, streamed through tf.data."""
-    from rescompile.data.sources import RecordSplit, evaluation_split
-    from rescompile.train.streaming import check_records, split_scores
+    from rescompile.inputs.sources import RecordSplit, evaluation_split
+    from rescompile.inputs.streaming import check_records, split_scores
 
     split, names, described = evaluation_split(data)
     if isinstance(split, RecordSplit):
         check_records(split, "--data")
-    scores, labels = split_scores(model, split, normalization, size, ten_crop, batch_size)
+    scores, labels = split_scores(model, split, normalization, size=size, ten_crop=ten_crop, batch=batch_size)
     if len(labels) < len(split):
         described += f" ({len(split) - len(labels)} images failed to decode and were skipped)"
     return scores, labels, names, described
@@ -239,7 +245,7 @@ def confusion_text(class_names: list[str], matrix: np.ndarray) -> str:
     """The confusion matrix as a text table (no final newline): a "true \\ predicted" header row of
     the class names, then one row of counts per true class, its name first; columns right-aligned,
     each as wide as its widest cell. Past COUNTS_UP_TO classes, a summary instead."""
-    from rescompile.train.plots import COUNTS_UP_TO, confusion_summary
+    from rescompile.inputs.scoring import COUNTS_UP_TO, confusion_summary
 
     class_names = [printable(name) for name in class_names]  # folder names, shown one line each
     if len(class_names) > COUNTS_UP_TO:

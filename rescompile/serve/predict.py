@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rescompile.data.images import preprocess, read_image
 from rescompile.errors import RescompileError
-from rescompile.onnx_backend.footprint import require_batch_memory
-from rescompile.onnx_backend.runtime import (
+from rescompile.inputs.images import read_image
+from rescompile.serve.footprint import require_batch_memory
+from rescompile.serve.runtime import (
     Prediction,
     input_geometry,
     metadata,
@@ -17,6 +17,7 @@ from rescompile.onnx_backend.runtime import (
     run_session,
     top_k,
 )
+from rescompile.spec.preprocessing import Preprocessing
 
 
 def _onnx(model: Path, images: list[Path], provider: str) -> tuple[np.ndarray, list[str], str]:
@@ -26,11 +27,9 @@ def _onnx(model: Path, images: list[Path], provider: str) -> tuple[np.ndarray, l
     if geometry.batch not in (None, len(images)):
         raise RescompileError(f"{model}: takes batches of exactly {geometry.batch} images, got {len(images)}")
     require_batch_memory(model, len(images), geometry.sample_shape, "pass at most {} images at once")
-    batch = preprocess(
-        np.stack(
-            [read_image(path, geometry.size, meta.get("preprocess", {}).get("crop", 1.0)) for path in images]
-        ),
-        meta.get("preprocess", {}),
+    preprocessing = meta.get("preprocess", Preprocessing())
+    batch = preprocessing.normalize(
+        np.stack([read_image(path, geometry.size, preprocessing.crop) for path in images])
     )
     if geometry.layout == "nchw":
         batch = batch.transpose(0, 3, 1, 2)
@@ -44,8 +43,8 @@ def _keras(model_path: Path, images: list[Path], spec: Path | None) -> tuple[np.
     model = load_keras_model(model_path)
     analysis, record = analysis_for_model(model, model_path, spec)
     size = analysis.graph.input.shape[0]
-    config = record.preprocess.model_dump(mode="json")
-    batch = preprocess(np.stack([read_image(path, size, config["crop"]) for path in images]), config)
+    preprocessing = record.preprocess
+    batch = preprocessing.normalize(np.stack([read_image(path, size, preprocessing.crop) for path in images]))
     import keras
 
     engine = f"keras ({keras.backend.backend()})"

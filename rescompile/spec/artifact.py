@@ -7,35 +7,19 @@ A `.keras` file holds the record as `rescompile.json`, one more member of its zi
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rescompile.errors import RescompileError
-from rescompile.spec.schema import MAX_SIZE, FeatureName, Number
+from rescompile.spec.preprocessing import Preprocessing
+from rescompile.spec.schema import MAX_SIZE, FeatureName
 
 MEMBER = "rescompile.json"
 MAX_RECORD_BYTES = 64 * 2**20
-
-Mean = list[Number] | list[list[list[Number]]] | Literal["per-pixel"]
-
-
-class Preprocessing(BaseModel):
-    """x' = (x * scale - mean) / std after reordering RGB to BGR if asked; `mean` is per channel,
-    a per-pixel (H, W, C) array computed on the training set, or `per-pixel` not yet computed."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    color: Literal["RGB", "BGR"] = "RGB"
-    scale: Annotated[Number, Field(gt=0)] = 1.0
-    mean: Mean = Field(default_factory=lambda: [0.0, 0.0, 0.0])
-    std: list[Annotated[Number, Field(gt=0)]] = Field(default_factory=lambda: [1.0, 1.0, 1.0])
-    crop: Annotated[Number, Field(gt=0, le=1)] = 1.0
-    """The central square kept (a fraction of the shorter side) before resizing to the input."""
 
 
 class ModelRecord(BaseModel):
@@ -106,8 +90,3 @@ def read_keras_record(path: Path) -> ModelRecord | None:
 def onnx_metadata(record: ModelRecord) -> str:
     """The record as the ONNX metadata value."""
     return record.model_dump_json()
-
-
-def preprocess_json(record: ModelRecord) -> str:
-    """The preprocessing as JSON (the ONNX `preprocess` metadata that `predict` reads)."""
-    return json.dumps(record.preprocess.model_dump(mode="json"))

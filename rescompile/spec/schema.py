@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -12,7 +11,6 @@ from pydantic import (
     Discriminator,
     Field,
     PrivateAttr,
-    StrictFloat,
     StrictInt,
     StringConstraints,
     Tag,
@@ -22,6 +20,7 @@ from pydantic import (
 
 from rescompile.errors import SpecError
 from rescompile.options import Initializer
+from rescompile.spec.preprocessing import Number, Preprocessing
 
 MAX_REPEAT = 1000
 MAX_FILTERS = 65536
@@ -30,16 +29,6 @@ MAX_SIZE = 4096
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 Count = Annotated[StrictInt, Field(ge=1)]
-
-
-def _finite(value: int | float) -> int | float:
-    if not math.isfinite(value):
-        raise ValueError(f"expected a finite number, got {value!r}")
-    return value
-
-
-Number = Annotated[StrictInt | StrictFloat, AfterValidator(_finite)]
-"""An integer or a finite float: inf and nan (also `1e400`, which YAML reads as inf) are refused."""
 
 
 MAX_GROUPS = 4096
@@ -301,11 +290,9 @@ class Options(Strict):
     windows first, then its 1x1 conv has stride 1 (no input is skipped)."""
 
 
-class Preprocess(Strict):
+class Preprocess(Preprocessing, Strict):
     """What the model expects of its input: x' = (x * scale - mean) / std, per channel."""
 
-    color: Literal["RGB", "BGR"] = "RGB"
-    scale: Annotated[Number, Field(gt=0)] = 1.0
     mean: list[Number] | Literal["per-pixel"] = Field(default_factory=lambda: [0.0, 0.0, 0.0])
     std: list[Annotated[Number, Field(gt=0)]] = Field(default_factory=lambda: [1.0, 1.0, 1.0])
     crop: Annotated[Number, Field(gt=0, le=1)] = 1.0

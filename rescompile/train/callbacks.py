@@ -11,7 +11,14 @@ import numpy as np
 
 from rescompile.fileio import write_atomic
 from rescompile.keras_backend.model import seed_states
-from rescompile.train.run_dir import BEST_WEIGHTS, PlateauState, RunState, write_metrics, write_state
+from rescompile.train.run_dir import (
+    BEST_WEIGHTS,
+    MetricsRow,
+    PlateauState,
+    RunState,
+    write_metrics,
+    write_state,
+)
 
 
 class RunRecorder(keras.callbacks.Callback):
@@ -25,7 +32,7 @@ class RunRecorder(keras.callbacks.Callback):
         self,
         run_dir: Path,
         state: RunState,
-        rows: list[dict],
+        rows: list[MetricsRow],
         batch_size: int,
         steps_per_epoch: int,
         keep_best: bool = False,
@@ -59,18 +66,13 @@ class RunRecorder(keras.callbacks.Callback):
         optimizer = self.model.optimizer
         step = self.step_offset + int(optimizer.iterations.numpy())
         lr = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-        row = {
-            "epoch": epoch + 1,
-            "step": step,
-            "lr": f"{lr:.6g}",
-            "loss": f"{logs.get('loss', float('nan')):.6f}",
-            **{
-                key: f"{logs.get(key, float('nan')):.6f}"
-                for key in ("accuracy", "top5", "val_loss", "val_accuracy", "val_top5")
-            },
-            "seconds": f"{seconds:.2f}",
-            "images_per_second": f"{self.steps_per_epoch * self.batch_size / seconds:.1f}",
-        }
+        measured = (
+            float(logs.get(key, float("nan")))
+            for key in ("loss", "accuracy", "top5", "val_loss", "val_accuracy", "val_top5")
+        )
+        row = MetricsRow(
+            epoch + 1, step, lr, *measured, seconds, self.steps_per_epoch * self.batch_size / seconds
+        ).as_written()
         self.rows.append(row)
         write_metrics(self.run_dir / "metrics.csv", self.rows)
         write_atomic(self.run_dir / "checkpoint.keras", self.model.save, suffix=".keras")
@@ -85,7 +87,7 @@ class RunRecorder(keras.callbacks.Callback):
         self.state.seed_states = seed_states(self.model)
         write_state(self.run_dir, self.state)
         print(
-            f"epoch {epoch + 1}: lr {lr:.4g}, {row['images_per_second']} img/s, checkpoint saved", flush=True
+            f"epoch {epoch + 1}: lr {lr:.4g}, {row.images_per_second:.1f} img/s, checkpoint saved", flush=True
         )
 
 

@@ -4,28 +4,27 @@ pipelines for training (per worker), validation and the final test."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import tensorflow as tf
 
-from rescompile.data.datasets import Dataset
-from rescompile.data.sources import FileSplit, RecordSplit, Source, Split
 from rescompile.errors import RescompileError
-from rescompile.options import EVAL_BATCH
-from rescompile.train import streaming
-from rescompile.train.plots import top_k_accuracy
-from rescompile.train.recipe import Recipe
-from rescompile.train.tfdata import (
-    Normalization,
+from rescompile.inputs import streaming
+from rescompile.inputs.datasets import Dataset
+from rescompile.inputs.scoring import top_k_accuracy
+from rescompile.inputs.sources import FileSplit, RecordSplit, Source, Split, open_data
+from rescompile.inputs.tfdata import (
     Shard,
     array_loader,
     evaluation_dataset,
     fit_normalization,
     training_dataset,
 )
+from rescompile.options import EVAL_BATCH
+from rescompile.spec.preprocessing import Preprocessing
+from rescompile.train.recipe import Recipe
 
 NORMALIZATION_SAMPLE = 1000
 """Streamed training images a per-pixel or per-channel mean is estimated from."""
@@ -37,7 +36,7 @@ class Inputs(Protocol):
     name: str
     class_names: list[str]
     image_size: int
-    normalization: Normalization
+    normalization: Preprocessing
     train_count: int
     notes: list[str]
 
@@ -66,15 +65,15 @@ class ArrayInputs:
     dataset: Dataset
     train: tuple[np.ndarray, np.ndarray]
     held_out: tuple[np.ndarray, np.ndarray]
-    normalization: Normalization
+    normalization: Preprocessing
     notes: list[str]
 
     @classmethod
-    def create(cls, dataset: Dataset, recipe: Recipe, seed: int, spec_preprocess: dict) -> ArrayInputs:
+    def create(cls, dataset: Dataset, recipe: Recipe, seed: int, *, spec: Preprocessing) -> ArrayInputs:
         train, held = _holdout(len(dataset.x_train), recipe.validation, seed)
         x, y = dataset.x_train, dataset.y_train
         held_out = (x[held], y[held]) if len(held) else (dataset.x_test, dataset.y_test)
-        normalization = fit_normalization(x[train], recipe.normalize, spec_preprocess)
+        normalization = fit_normalization(x[train], recipe.normalize, spec)
         return cls(dataset, (x[train], y[train]), held_out, normalization, [])
 
     @property
@@ -97,14 +96,18 @@ class ArrayInputs:
         return self.train_count // global_batch
 
     def training(self, recipe: Recipe, seed: int, first_epoch: int, shard: Shard) -> tf.data.Dataset:
-        load = array_loader(*self.train, recipe.augment, self.normalization)
-        return training_dataset(self.train_count, load, recipe.batch_size, seed, first_epoch, shard)
+        load = array_loader(*self.train, recipe.augment, normalization=self.normalization)
+        return training_dataset(
+            self.train_count, load, recipe.batch_size, seed=seed, first_epoch=first_epoch, shard=shard
+        )
 
     def validation(self, batch: int) -> tf.data.Dataset:
-        return evaluation_dataset(*self.held_out, batch, self.normalization)
+        return evaluation_dataset(*self.held_out, batch, normalization=self.normalization)
 
     def test(self, batch: int) -> tf.data.Dataset:
-        return evaluation_dataset(self.dataset.x_test, self.dataset.y_test, batch, self.normalization)
+        return evaluation_dataset(
+            self.dataset.x_test, self.dataset.y_test, batch, normalization=self.normalization
+        )
 
     def ten_crop_accuracy(self, model) -> tuple[float, float]:
         raise RescompileError(
@@ -120,13 +123,13 @@ class StreamInputs:
     train: Split
     held_out: Split
     image_size: int
-    normalization: Normalization
+    normalization: Preprocessing
     strict: bool
     notes: list[str]
 
     @classmethod
     def create(
-        cls, source: Source, recipe: Recipe, seed: int, spec_preprocess: dict, size: int, strict: bool
+        cls, source: Source, recipe: Recipe, seed: int, *, spec: Preprocessing, size: int, strict: bool
     ) -> StreamInputs:
         notes = [source.note]
         if source.skipped:
@@ -148,13 +151,18 @@ class StreamInputs:
             streaming.check_records(train, "--data")
             streaming.check_records(source.test, "--val-data")
         if recipe.normalize == "spec":
-            normalization = Normalization.from_preprocess(spec_preprocess)
+            normalization = spec.as_float32()
         else:
             sample = _sample(
-                train, size, recipe.evaluation.crop_fraction, seed, len(source.class_names), strict
+                train,
+                size,
+                recipe.evaluation.crop_fraction,
+                seed=seed,
+                classes=len(source.class_names),
+                strict=strict,
             )
-            normalization = fit_normalization(sample, recipe.normalize, spec_preprocess)
-        normalization = dataclasses.replace(normalization, crop=recipe.evaluation.crop_fraction)
+            normalization = fit_normalization(sample, recipe.normalize, spec)
+        normalization = normalization.model_copy(update={"crop": recipe.evaluation.crop_fraction})
         return cls(source, train, held_out, size, normalization, strict, notes)
 
     @property
@@ -177,19 +185,22 @@ class StreamInputs:
     def training(self, recipe: Recipe, seed: int, first_epoch: int, shard: Shard) -> tf.data.Dataset:
         return streaming.streamed_training(
             self.train,
-            recipe,
+            recipe.augment,
             self.normalization,
-            self.image_size,
-            seed,
-            first_epoch,
-            shard,
-            self.strict,
-            len(self.class_names),
+            size=self.image_size,
+            global_batch=recipe.batch_size,
+            seed=seed,
+            first_epoch=first_epoch,
+            shard=shard,
+            strict=self.strict,
+            classes=len(self.class_names),
         )
 
     def _evaluation(self, split: Split, batch: int) -> tf.data.Dataset:
         transform = streaming.eval_transform(self.normalization, self.image_size)
-        return streaming.evaluation_stream(split, transform, batch, len(self.class_names), self.strict)
+        return streaming.evaluation_stream(
+            split, transform, batch, classes=len(self.class_names), strict=self.strict
+        )
 
     def validation(self, batch: int) -> tf.data.Dataset:
         return self._evaluation(self.held_out, batch)
@@ -199,40 +210,28 @@ class StreamInputs:
 
     def ten_crop_accuracy(self, model) -> tuple[float, float]:
         scores, labels = streaming.split_scores(
-            model, self.source.test, self.normalization, self.image_size, ten_crop=True
+            model, self.source.test, self.normalization, size=self.image_size, ten_crop=True
         )
         return top_k_accuracy(scores, labels, 1), top_k_accuracy(scores, labels, 5)
 
 
 def _sample(
-    split: Split, size: int, crop_fraction: float, seed: int, classes: int, strict: bool
+    split: Split, size: int, crop_fraction: float, *, seed: int, classes: int, strict: bool
 ) -> np.ndarray:
     """Up to NORMALIZATION_SAMPLE training images, evaluation-cropped, as uint8 arrays."""
-    identity = Normalization(1.0, np.zeros(1, np.float32), np.ones(1, np.float32), crop=crop_fraction)
+    identity = Preprocessing(mean=[0.0], std=[1.0], crop=crop_fraction)
     transform = streaming.eval_transform(identity, size)
     if isinstance(split, FileSplit) and len(split) > NORMALIZATION_SAMPLE:
         pick = np.random.default_rng(seed).choice(len(split), NORMALIZATION_SAMPLE, replace=False)
         split = split.subset(np.sort(pick))
     batches = -(-NORMALIZATION_SAMPLE // EVAL_BATCH)
-    images = streaming.evaluation_stream(split, transform, EVAL_BATCH, classes, strict).take(batches)
+    images = streaming.evaluation_stream(split, transform, EVAL_BATCH, classes=classes, strict=strict).take(
+        batches
+    )
     with streaming.data_errors(classes):
         return np.concatenate([np.round(x.numpy()).astype(np.uint8) for x, _ in images])[
             :NORMALIZATION_SAMPLE
         ]
-
-
-def open_data(
-    data: str | None, val_data: str | None, classes: int, seed: int, strict: bool
-) -> Dataset | Source:
-    """What `--data` (and `--val-data`) name: CIFAR arrays, or a streamed source."""
-    from rescompile.data.datasets import load_dataset
-    from rescompile.data.sources import is_streamed, open_source
-
-    if is_streamed(data):
-        return open_source(data, val_data, classes, seed, strict)  # type: ignore[arg-type]
-    if val_data is not None:
-        raise RescompileError("--val-data applies to image folders and TFRecord shards, not CIFAR")
-    return load_dataset(data, classes)
 
 
 def training_images(opened: Dataset | Source) -> int:
@@ -241,24 +240,26 @@ def training_images(opened: Dataset | Source) -> int:
 
 
 def inputs_from(
-    opened: Dataset | Source, recipe: Recipe, seed: int, spec_preprocess: dict, size: int, strict: bool
+    opened: Dataset | Source, recipe: Recipe, seed: int, *, spec: Preprocessing, size: int, strict: bool
 ) -> Inputs:
-    """The run's inputs from opened data, with the recipe's hold-out and normalisation."""
+    """The run's inputs from opened data, with the recipe's hold-out and normalisation (`spec`:
+    the spec's preprocessing, which a recipe's `normalize` replaces or keeps)."""
     if isinstance(opened, Dataset):
-        return ArrayInputs.create(opened, recipe, seed, spec_preprocess)
-    return StreamInputs.create(opened, recipe, seed, spec_preprocess, size, strict)
+        return ArrayInputs.create(opened, recipe, seed, spec=spec)
+    return StreamInputs.create(opened, recipe, seed, spec=spec, size=size, strict=strict)
 
 
 def open_inputs(
     data: str | None,
     val_data: str | None,
     classes: int,
+    *,
     recipe: Recipe,
     seed: int,
-    spec_preprocess: dict,
+    spec: Preprocessing,
     size: int,
     strict: bool,
 ) -> Inputs:
     """The run's inputs from `--data` (and `--val-data`)."""
-    opened = open_data(data, val_data, classes, seed, strict)
-    return inputs_from(opened, recipe, seed, spec_preprocess, size, strict)
+    opened = open_data(data, val_data, classes, seed=seed, strict=strict)
+    return inputs_from(opened, recipe, seed, spec=spec, size=size, strict=strict)

@@ -7,21 +7,17 @@ from pathlib import Path
 from typing import Annotated, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from rescompile.errors import RescompileError, printable
+from rescompile.inputs.augment import Augment, Positive, Strict
 from rescompile.resources import recipe_names, resource_dir
 from rescompile.spec.loader import load_yaml_mapping
 
 RECIPES = resource_dir("recipes")
-Positive = Annotated[float, Field(gt=0)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-
-
-class Optimizer(_Strict):
+class Optimizer(Strict):
     """The optimizer and its base learning rate."""
 
     name: Literal["sgd", "adam", "rmsprop"] = "sgd"
@@ -37,7 +33,7 @@ class Optimizer(_Strict):
         return self.lr * batch_size / self.reference_batch if self.reference_batch else self.lr
 
 
-class Schedule(_Strict):
+class Schedule(Strict):
     """Learning-rate schedule over optimizer steps (iterations).
 
     piecewise: lr x factors[i] after boundaries[i] (in `unit`: steps or epochs);
@@ -72,7 +68,7 @@ class Schedule(_Strict):
         return self
 
 
-class Plateau(_Strict):
+class Plateau(Strict):
     """ReduceLROnPlateau on validation accuracy (applied on top of the schedule)."""
 
     factor: Annotated[float, Field(gt=0, lt=1)] = 0.31622776601683794
@@ -80,55 +76,7 @@ class Plateau(_Strict):
     min_lr: Annotated[float, Field(ge=0)] = 0.5e-6
 
 
-class Erasing(_Strict):
-    """Random erasing (Zhong et al.): probability, area fraction and aspect-ratio ranges."""
-
-    p: Annotated[float, Field(ge=0, le=1)] = 0.5
-    area: Annotated[list[Positive], Field(min_length=2, max_length=2)] = [0.02, 0.4]
-    aspect: Annotated[list[Positive], Field(min_length=2, max_length=2)] = [0.3, 1 / 0.3]
-    per_pixel: bool = False
-
-
-class Crop(_Strict):
-    """ImageNet-style crops of images of any size, resized to the input size.
-
-    random-resized: area fraction in `scale`, aspect ratio in `ratio` (Szegedy et al. 2015);
-    scale-jitter: the shorter side resized to a size in `sizes`, a random 224 crop (He et al. 2015).
-    """
-
-    kind: Literal["random-resized", "scale-jitter"] = "random-resized"
-    scale: Annotated[list[Annotated[float, Field(gt=0, le=1)]], Field(min_length=2, max_length=2)] = [
-        0.08,
-        1.0,
-    ]
-    ratio: Annotated[list[Positive], Field(min_length=2, max_length=2)] = [0.75, 4 / 3]
-    sizes: Annotated[list[Annotated[int, Field(ge=224, le=4096)]], Field(min_length=2, max_length=2)] = [
-        256,
-        480,
-    ]
-
-    @model_validator(mode="after")
-    def _ordered_ranges(self) -> Crop:
-        for name in ("scale", "ratio", "sizes"):
-            low, high = getattr(self, name)
-            if low > high:
-                raise ValueError(f"{name} must be [low, high], got [{low}, {high}]")
-        return self
-
-
-class Augment(_Strict):
-    """Augmentation: pad-and-crop (paper), shifts (Keras example), flips, random erasing;
-    ImageNet crops and AlexNet's PCA lighting noise (its standard deviation, 0.1 in the paper)."""
-
-    pad_crop: Annotated[int, Field(ge=0, le=16)] = 0
-    shift: Annotated[float, Field(ge=0, lt=0.5)] = 0.0
-    flip: bool = False
-    erasing: Erasing | None = None
-    crop: Crop | None = None
-    lighting: Annotated[float, Field(ge=0, le=1)] = 0.0
-
-
-class Evaluation(_Strict):
+class Evaluation(Strict):
     """How images of any size are evaluated: the central square of `crop_fraction` of the shorter
     side (resize 256, crop 224: 0.875; 1.0 resizes the whole image), and the paper's 10-crop
     testing (four corners and the center, each also flipped; softmax averaged) for the final test."""
@@ -137,7 +85,7 @@ class Evaluation(_Strict):
     ten_crop: bool = False
 
 
-class FineTune(_Strict):
+class FineTune(Strict):
     """A second phase: the frozen backbone is unfrozen (BatchNorm stays in inference mode) and
     the whole network trains on at a constant, lower learning rate."""
 
@@ -145,7 +93,7 @@ class FineTune(_Strict):
     lr: Positive
 
 
-class Recipe(_Strict):
+class Recipe(Strict):
     """How to train: optimizer, schedule, batch, length, augmentation and preprocessing."""
 
     name: str

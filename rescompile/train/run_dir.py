@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -159,33 +160,64 @@ def write_spec(run_dir: Path, spec: dict) -> Path:
     return path
 
 
-METRIC_FIELDS = [
-    "epoch",
-    "step",
-    "lr",
-    "loss",
-    "accuracy",
-    "top5",
-    "val_loss",
-    "val_accuracy",
-    "val_top5",
-    "seconds",
-    "images_per_second",
-]
+@dataclass(frozen=True)
+class MetricsRow:
+    """One finished epoch, a row of metrics.csv; NaN where nothing was measured (no validation
+    split, top-5 with 5 classes or fewer)."""
+
+    epoch: int
+    step: int
+    lr: float
+    loss: float
+    accuracy: float
+    top5: float
+    val_loss: float
+    val_accuracy: float
+    val_top5: float
+    seconds: float
+    images_per_second: float
+
+    def cells(self) -> dict[str, str]:
+        """The row as metrics.csv writes it."""
+        rates = ("loss", "accuracy", "top5", "val_loss", "val_accuracy", "val_top5")
+        return {
+            "epoch": str(self.epoch),
+            "step": str(self.step),
+            "lr": f"{self.lr:.6g}",
+            **{key: f"{getattr(self, key):.6f}" for key in rates},
+            "seconds": f"{self.seconds:.2f}",
+            "images_per_second": f"{self.images_per_second:.1f}",
+        }
+
+    @classmethod
+    def parse(cls, cells: dict[str, str | None]) -> MetricsRow:
+        """A row of metrics.csv as read (a column it lacks is NaN)."""
+        return cls(
+            int(cells["epoch"]),  # type: ignore[arg-type]
+            int(cells["step"]),  # type: ignore[arg-type]
+            *(float(cells.get(key) or "nan") for key in METRIC_FIELDS[2:]),
+        )
+
+    def as_written(self) -> MetricsRow:
+        """The values as metrics.csv holds them (rounded as written), as a resumed run reads them."""
+        return MetricsRow.parse(self.cells())
 
 
-def read_metrics(path: Path, epochs: int) -> list[dict]:
+METRIC_FIELDS = [field.name for field in fields(MetricsRow)]
+
+
+def read_metrics(path: Path, epochs: int) -> list[MetricsRow]:
     """The first `epochs` rows of a run's metrics.csv (rows past the last checkpoint are dropped)."""
     if not path.exists():
         return []
     with path.open(newline="") as handle:
-        return [dict(row) for row in csv.DictReader(handle)][:epochs]
+        return [MetricsRow.parse(row) for row in csv.DictReader(handle)][:epochs]
 
 
-def write_metrics(path: Path, rows: list[dict]) -> None:
+def write_metrics(path: Path, rows: list[MetricsRow]) -> None:
     """Rewrite metrics.csv atomically."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=METRIC_FIELDS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(row.cells() for row in rows)
     write_text_atomic(path, out.getvalue())

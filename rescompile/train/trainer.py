@@ -50,6 +50,7 @@ from rescompile.train.run_dir import (
     SPEC,
     STATE,
     SUMMARY,
+    MetricsRow,
     PlateauState,
     RunState,
     RunSummary,
@@ -61,8 +62,8 @@ from rescompile.train.run_dir import (
 from rescompile.train.scaling import describe_schedule, fit_small_data
 
 if TYPE_CHECKING:
+    from rescompile.inputs.tfdata import Shard
     from rescompile.train.inputs import Inputs
-    from rescompile.train.tfdata import Shard
 
 
 @dataclass(kw_only=True)
@@ -135,7 +136,7 @@ def configure_devices(cpu_devices: int) -> None:
 def worker_shard(distribute: str | None) -> Shard:
     """This process's place among the workers of `TF_CONFIG` (one shard without multiworker):
     a `chief` task first, then the `worker` tasks in order."""
-    from rescompile.train.tfdata import Shard
+    from rescompile.inputs.tfdata import Shard
 
     if distribute != "multiworker" or not os.environ.get("TF_CONFIG"):
         return Shard()  # no TF_CONFIG: TensorFlow runs the strategy as one local worker
@@ -303,7 +304,7 @@ def train(options: TrainOptions, recipe: Recipe | None) -> RunSummary:
     """Train, checkpointing every epoch; returns the summary written to summary.json. With
     `options.resume`, the run continues from its own files (spec, recipe, data, seed); a `recipe`
     or `options.spec`/`options.data` given then must be the run's."""
-    from rescompile.data.sources import require_data
+    from rescompile.inputs.sources import require_data
 
     require_data(options.data, "--data")  # said at once, not after TensorFlow's start-up
     require_data(options.val_data, "--val-data")
@@ -356,7 +357,7 @@ def _train(options: TrainOptions, recipe: Recipe | None, shard: Shard) -> RunSum
     spec = load_spec(spec_path)
     preprocess = checkpoint_preprocess(options.weights)
     if preprocess is not None:  # a PyTorch checkpoint's own input normalisation (spec.json keeps it)
-        spec = spec.model_copy(update={"preprocess": Preprocess.model_validate(preprocess)})
+        spec = spec.model_copy(update={"preprocess": Preprocess.model_validate(preprocess.model_dump())})
     run = _prepare(options, recipe, state, spec, spec_path, shard)  # bad data: nothing written
     analysis = run.analysis
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -478,7 +479,7 @@ class _Run:
     steps_per_epoch: int
     epochs: int
     total_steps: int
-    rows: list[dict] = field(default_factory=list)
+    rows: list[MetricsRow] = field(default_factory=list)
     """metrics.csv's rows so far."""
     notes: list[str] = field(default_factory=list)
     """What train says after its first line: how the data was split, what small data changed."""
@@ -505,11 +506,12 @@ def _prepare(
     uses the test split, as the paper's curves do."""
     import keras
 
+    from rescompile.inputs.sources import open_data
     from rescompile.keras_backend.build import module_source
-    from rescompile.train.inputs import inputs_from, open_data, training_images
+    from rescompile.train.inputs import inputs_from, training_images
 
     strategy = strategy_for(options.distribute)
-    opened = open_data(state.data, state.val_data, state.classes, state.seed, options.strict)
+    opened = open_data(state.data, state.val_data, state.classes, seed=state.seed, strict=options.strict)
     notes = []
     if not options.resume:
         recipe, note = fit_small_data(recipe, training_images(opened), options.given)
@@ -519,8 +521,13 @@ def _prepare(
             f"batch size {recipe.batch_size} does not split evenly over {shard.count} workers"
         )
     inputs = inputs_from(
-        opened, recipe, state.seed, spec.preprocess.model_dump(mode="json"), spec.input.size, options.strict,
-    )  # fmt: skip
+        opened,
+        recipe,
+        state.seed,
+        spec=spec.preprocess,
+        size=spec.input.size,
+        strict=options.strict,
+    )
     target = Target(input_size=inputs.image_size, classes=len(inputs.class_names))
     analysis = analyze_network(compile_network(spec, target))
     stages_to_freeze(options.freeze, analysis.graph)  # refused before anything is written
@@ -575,7 +582,7 @@ def _record(run: _Run) -> None:
     if not run.options.resume:
         run.spec_path = write_spec(run.dir, run.analysis.spec.model_dump(mode="json"))
         write_text_atomic(run.dir / RECIPE, run.recipe.model_dump_json(indent=2))
-    write_text_atomic(run.dir / "preprocess.json", json.dumps(run.inputs.normalization.as_preprocess()))
+    write_text_atomic(run.dir / "preprocess.json", run.inputs.normalization.as_json())
 
 
 def _load_checkpoint(path: Path):
@@ -614,7 +621,7 @@ def _model(run: _Run, strategy):
 def _training_data(run: _Run, strategy, start: int):
     """The training batches from epoch `start`: one pipeline, split over replicas by Keras; with
     several workers, one per worker reading only its own block of each global batch."""
-    from rescompile.train.tfdata import Shard
+    from rescompile.inputs.tfdata import Shard
 
     if run.options.distribute != "multiworker":
         return run.one_hot(run.inputs.training(run.recipe, run.state.seed, start, Shard()))
@@ -634,7 +641,7 @@ def _fit(run: _Run, model, strategy, recorder, start: int, stop: int, callbacks:
         import keras
 
         callbacks = [*callbacks, keras.callbacks.TensorBoard(log_dir=str(run.dir / "logs"))]
-    from rescompile.train.streaming import data_errors
+    from rescompile.inputs.streaming import data_errors
 
     with data_errors(len(run.inputs.class_names)):
         model.fit(
@@ -736,8 +743,7 @@ def _finish(run: _Run, model) -> RunSummary:
     analysis = final.analysis  # the network trained: its classifier has the data's classes
     record = model_record(
         analysis,
-        include_top=True,
-        preprocess=inputs.normalization.as_preprocess(),
+        preprocess=inputs.normalization,
         class_names=inputs.class_names,
     )
     save_model(final.model, run.dir / "model.keras", record)
@@ -750,7 +756,7 @@ def _finish(run: _Run, model) -> RunSummary:
         )
     if run.rows:
         plot_curves(run.rows, run.dir, f"{analysis.spec.name} on {inputs.name}, run {run.dir.name}")
-    images_per_second = [float(r["images_per_second"]) for r in run.rows]
+    images_per_second = [row.images_per_second for row in run.rows]
     summary = RunSummary(
         spec=analysis.spec.name,
         dataset=inputs.name,

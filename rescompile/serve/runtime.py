@@ -9,37 +9,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
-from rescompile.errors import OnnxRuntimeMissing, RescompileError
-from rescompile.fileio import model_file_kind
+from rescompile.errors import RescompileError
+from rescompile.fileio import refuse_non_onnx
+from rescompile.onnx_backend.ort import onnxruntime
 from rescompile.options import LAYOUTS
+from rescompile.spec.preprocessing import Preprocessing
 from rescompile.spec.schema import MAX_SIZE
 from rescompile.spec.yamlsrc import short_repr
 
 PROVIDERS = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 MAX_CHANNELS = 64  # as the spec language's input.channels
 PREPROCESS_KEYS = ("color", "scale", "mean", "std", "crop")
-
-
-def onnxruntime():
-    """The onnxruntime module (from `onnxruntime` or `onnxruntime-gpu`); without either, a one-line
-    error naming the extras that bring one."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise OnnxRuntimeMissing from None
-    return ort
-
-
-def refuse_non_onnx(path: Path) -> None:
-    """A Keras model or HDF5 weights given where an ONNX model is expected: say what it is."""
-    kind = model_file_kind(path)
-    if kind is not None and kind != "an ONNX model":
-        raise RescompileError(
-            f"{path} is {kind}, not an ONNX model: `rescompile export {path} -o model.onnx` makes one"
-            if kind.startswith("a Keras")
-            else f"{path} is {kind}, not an ONNX model: build or train with it as --weights, then export"
-        )
 
 
 def choose_providers(requested: str) -> list[str]:
@@ -280,8 +262,8 @@ def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _check_preprocess(where: str, config: object, channels: int, size: int | None) -> dict:
-    """The `preprocess` metadata as images.preprocess reads it, or a one-line error."""
+def _check_preprocess(where: str, config: object, channels: int, size: int | None) -> Preprocessing:
+    """The `preprocess` metadata, checked key by key, or a one-line error."""
     if not isinstance(config, dict):
         raise _meta_error(where, "preprocess", f"expected a JSON object, got {short_repr(config)}")
     for key, value in config.items():
@@ -298,7 +280,11 @@ def _check_preprocess(where: str, config: object, channels: int, size: int | Non
             raise _meta_error(where, field, f"expected a finite number in (0, 1], got {short_repr(value)}")
         if key in ("mean", "std") and not (key == "mean" and value == "per-pixel"):
             _check_array(where, field, value, key == "std", (size, size, channels))
-    return config
+    try:
+        return Preprocessing.model_validate(config)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        raise _meta_error(where, f"preprocess.{error['loc'][0]}", error["msg"]) from None
 
 
 @dataclass(frozen=True)

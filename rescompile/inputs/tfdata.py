@@ -11,62 +11,27 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from rescompile.train.recipe import Augment, Erasing
+from rescompile.inputs.augment import Augment, Erasing
+from rescompile.spec.preprocessing import Preprocessing
 
 
-@dataclass(frozen=True)
-class Normalization:
-    """x' = (x * scale - mean) / std, with mean and std broadcastable to (H, W, C)."""
-
-    scale: float
-    mean: np.ndarray
-    std: np.ndarray
-    color: str = "RGB"
-    crop: float = 1.0
-    """The evaluation crop (central fraction of the shorter side) of images of any size."""
-
-    @classmethod
-    def from_preprocess(cls, config: dict) -> Normalization:
-        """The inverse of as_preprocess (a per-pixel mean not yet computed counts as zero)."""
-        mean = config.get("mean", 0.0)
-        return cls(
-            float(config.get("scale", 1.0)),
-            np.zeros(1, np.float32) if mean == "per-pixel" else np.asarray(mean, np.float32),
-            np.asarray(config.get("std", 1.0), np.float32),
-            config.get("color", "RGB"),
-            float(config.get("crop", 1.0)),
-        )
-
-    def as_preprocess(self) -> dict:
-        """The metadata form the exporter and `predict` read."""
-        return {
-            "color": self.color,
-            "scale": self.scale,
-            "mean": self.mean.tolist(),
-            "std": self.std.tolist(),
-            "crop": self.crop,
-        }
-
-
-def fit_normalization(x_train: np.ndarray, mode: str, spec_preprocess: dict) -> Normalization:
-    """Per-pixel mean (paper), per-channel mean/std, or the spec's fixed values (and colour order)."""
-    scale = float(spec_preprocess.get("scale", 1.0))
-    color = spec_preprocess.get("color", "RGB")
+def fit_normalization(x_train: np.ndarray, mode: str, spec: Preprocessing) -> Preprocessing:
+    """Per-pixel mean (paper), per-channel mean/std, or the spec's fixed values (and colour order),
+    as float32 numbers."""
+    scale, color = float(spec.scale), spec.color
     if color == "BGR":
         x_train = x_train[..., ::-1]
     if mode == "per-pixel-mean":
         mean = np.zeros(x_train.shape[1:], np.float64)
         for start in range(0, len(x_train), 4096):
             mean += x_train[start : start + 4096].astype(np.float64).sum(axis=0)
-        return Normalization(
-            scale, (mean / len(x_train) * scale).astype(np.float32), np.ones(1, np.float32), color
-        )
+        mean = (mean / len(x_train) * scale).astype(np.float32)
+        return Preprocessing(color=color, scale=scale, mean=mean.tolist(), std=[1.0])
     if mode == "per-channel":
         pixels = x_train.reshape(-1, x_train.shape[-1]).astype(np.float64) * scale
-        return Normalization(
-            scale, pixels.mean(0).astype(np.float32), pixels.std(0).astype(np.float32), color
-        )
-    return Normalization.from_preprocess(spec_preprocess)
+        mean, std = pixels.mean(0).astype(np.float32), pixels.std(0).astype(np.float32)
+        return Preprocessing(color=color, scale=scale, mean=mean.tolist(), std=std.tolist())
+    return spec.as_float32()
 
 
 def _erase(image: tf.Tensor, config: Erasing, seed: tf.Tensor, tries: int = 10) -> tf.Tensor:
@@ -103,10 +68,11 @@ def _pad_crop(image: tf.Tensor, pad: int, mode: str, seed: tf.Tensor) -> tf.Tens
     return tf.image.stateless_random_crop(padded, [height, width, channels], seed=seed)
 
 
-def augment_fn(config: Augment, normalization: Normalization, training: bool):
+def augment_fn(config: Augment, normalization: Preprocessing, training: bool):
     """The per-example map: raw uint8 image -> augmented, normalised float32."""
-    mean = tf.constant(normalization.mean)
-    std = tf.constant(normalization.std)
+    mean = tf.constant(normalization.mean_array())
+    std = tf.constant(normalization.std_array())
+    scale = float(normalization.scale)
 
     def apply(image: tf.Tensor, label: tf.Tensor, seed: tf.Tensor):
         x = tf.cast(image, tf.float32)
@@ -114,7 +80,7 @@ def augment_fn(config: Augment, normalization: Normalization, training: bool):
             x = x[..., ::-1]
         if training and config.erasing is not None:
             x = _erase(x, config.erasing, seed)
-        x = (x * normalization.scale - mean) / std
+        x = (x * scale - mean) / std
         if training and config.pad_crop:
             x = _pad_crop(x, config.pad_crop, "CONSTANT", seed + 3)
         if training and config.shift:
@@ -151,6 +117,7 @@ def training_dataset(
     count: int,
     load,
     global_batch: int,
+    *,
     seed: int,
     first_epoch: int,
     shard: Shard = Shard(),
@@ -186,7 +153,7 @@ def training_dataset(
     return epochs.flat_map(epoch).prefetch(tf.data.AUTOTUNE)
 
 
-def array_loader(x: np.ndarray, y: np.ndarray, augment: Augment, normalization: Normalization):
+def array_loader(x: np.ndarray, y: np.ndarray, augment: Augment, *, normalization: Preprocessing):
     """`load(index, seed)` over in-memory uint8 images."""
     images, labels = tf.constant(x), tf.constant(y.astype(np.int32))
     mapper = augment_fn(augment, normalization, training=True)
@@ -194,7 +161,7 @@ def array_loader(x: np.ndarray, y: np.ndarray, augment: Augment, normalization: 
 
 
 def evaluation_dataset(
-    x: np.ndarray, y: np.ndarray, batch: int, normalization: Normalization
+    x: np.ndarray, y: np.ndarray, batch: int, *, normalization: Preprocessing
 ) -> tf.data.Dataset:
     """Normalised, unaugmented, in order, cached."""
     mapper = augment_fn(Augment(), normalization, training=False)

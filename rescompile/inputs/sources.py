@@ -1,8 +1,8 @@
 """Streamed data sources: image folders (with or without train/val splits) and TFRecord shards.
 
 Nothing here decodes an image or imports TensorFlow: a source is lists of files with labels (or
-of shards with their record counts), which `rescompile.train.streaming` turns into tf.data
-pipelines. CIFAR (arrays that fit in memory) stays in `rescompile.data.datasets`.
+of shards with their record counts), which `rescompile.inputs.streaming` turns into tf.data
+pipelines. CIFAR (arrays that fit in memory) stays in `rescompile.inputs.datasets`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rescompile.data.class_names import class_names_for
-from rescompile.data.images import MAX_PIXELS, image_files, open_regular
-from rescompile.data.tfrecord import compression, count_records
 from rescompile.errors import RescompileError
+from rescompile.inputs.class_names import class_names_for
+from rescompile.inputs.datasets import Dataset, load_dataset
+from rescompile.inputs.images import MAX_PIXELS, image_files, open_regular
+from rescompile.inputs.tfrecord import compression, count_records
 
 TRAIN_NAMES = ("train",)
 EVAL_NAMES = ("val", "validation", "test")
@@ -84,7 +85,7 @@ def is_streamed(data: str | None) -> bool:
 
 
 def open_source(
-    data: str, val_data: str | None, classes: int, seed: int, strict: bool, test_fraction: float = 0.2
+    data: str, val_data: str | None, classes: int, *, seed: int, strict: bool, test_fraction: float = 0.2
 ) -> Source:
     """The splits of `--data` (and `--val-data`): TFRecord shards, a folder with train/ and val/
     (or validation/, test/) sub-folders, or a plain class-folder directory split at random."""
@@ -300,3 +301,14 @@ def evaluation_split(data: str) -> tuple[Split, list[str] | None, str]:
         names,
         f"{chosen or root}" + (f" ({len(skipped)} unreadable images skipped)" if skipped else ""),
     )
+
+
+def open_data(
+    data: str | None, val_data: str | None, classes: int, *, seed: int, strict: bool
+) -> Dataset | Source:
+    """What `--data` (and `--val-data`) name: CIFAR arrays, or a streamed source."""
+    if is_streamed(data):
+        return open_source(data, val_data, classes, seed=seed, strict=strict)  # type: ignore[arg-type]
+    if val_data is not None:
+        raise RescompileError("--val-data applies to image folders and TFRecord shards, not CIFAR")
+    return load_dataset(data, classes)

@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rescompile.data.images import image_files
 from rescompile.errors import RescompileError
+from rescompile.inputs.images import image_files
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -244,7 +244,7 @@ def load_keras_cifar(classes: int = 10) -> Dataset:
 
 def load_dataset(data: str | None, classes: int = 10) -> Dataset:
     """`--data` for CIFAR: a tarball, its extracted folder, or nothing (keras.datasets). Image
-    folders and TFRecords are streamed (`rescompile.data.sources`)."""
+    folders and TFRecords are streamed (`rescompile.inputs.sources`)."""
     if data is None:
         return load_keras_cifar(classes)
     path = Path(data)

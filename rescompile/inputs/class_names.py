@@ -1,22 +1,12 @@
-"""Class-name lists: those shipped with rescompile (named by a spec's `head.class_names`) and
-the user's text files (`export --class-names`)."""
+"""Class names of data: those of label numbers (ImageNet's for 1000 classes) and the user's text
+files (`export --class-names`)."""
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 from rescompile.errors import RescompileError
-
-FILES = {"imagenet": "imagenet_classes.txt"}
-"""Each file: one class per line, `<WordNet id> <readable name>`, in class-index order."""
-
-
-@functools.cache
-def named_class_names(name: str) -> tuple[str, ...]:
-    """The readable names of the list `name` (e.g. `imagenet`: index 281 is "tabby")."""
-    lines = (Path(__file__).parent / FILES[name]).read_text(encoding="utf-8").splitlines()
-    return tuple(line.split(" ", 1)[1] for line in lines)
+from rescompile.spec.class_lists import named_class_names
 
 
 def class_names_for(classes: int) -> list[str]:

@@ -16,8 +16,8 @@ import math
 
 import tensorflow as tf
 
-from rescompile.data.images import MAX_PIXELS
-from rescompile.train.recipe import Crop
+from rescompile.inputs.augment import Crop
+from rescompile.inputs.images import MAX_PIXELS
 
 REFERENCE_CROP = 224.0
 """The crop size the scale-jitter range is stated for (He et al.: 224 out of 256..480)."""

@@ -1,4 +1,4 @@
-"""Reading the user's images and preprocessing them as a model's metadata says."""
+"""Reading the user's images: decoded, cropped and resized safely, as float32 RGB."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def read_image(path: Path, size: int, crop: float = 1.0) -> np.ndarray:
 
 def _central_square(size: tuple[int, int], fraction: float) -> tuple[int, int, int, int]:
     """(left, top, right, bottom) of the central square of `fraction` of the shorter side,
-    placed as the tf.data evaluation crop places it (`rescompile.train.crops.center_window`)."""
+    placed as the tf.data evaluation crop places it (`rescompile.inputs.crops.center_window`)."""
     width, height = size
     side = max(round(min(width, height) * fraction), 1)
     left, top = (width - side) // 2, (height - side) // 2
@@ -99,20 +99,6 @@ def _one_line(exc: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message, cut to `limit` characters."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def preprocess(images: np.ndarray, config: dict) -> np.ndarray:
-    """x' = (x * scale - mean) / std per channel, after reordering RGB to BGR if asked.
-
-    A per-pixel mean (CIFAR recipes) is a property of the training data; models that need it
-    carry it in their weights after training, so here it is left to the model.
-    """
-    x = images[..., ::-1] if config.get("color") == "BGR" else images
-    x = x * float(config.get("scale", 1.0))
-    mean = config.get("mean", 0.0)
-    if mean != "per-pixel":
-        x = x - np.asarray(mean, dtype=np.float32)
-    return (x / np.asarray(config.get("std", 1.0), dtype=np.float32)).astype(np.float32)
 
 
 def image_files(folder: Path) -> list[Path]:

@@ -1,7 +1,7 @@
 """tf.data pipelines over streamed sources (image files, TFRecord shards): read, decode only the
 crop window, resize, augment, normalise, inside parallel maps; nothing holds the whole dataset.
 
-Training images are drawn as `rescompile.train.tfdata.training_dataset` draws arrays: every random
+Training images are drawn as `rescompile.inputs.tfdata.training_dataset` draws arrays: every random
 choice is a stateless function of (seed, epoch, example), so a resumed run sees the same batches.
 """
 
@@ -14,12 +14,13 @@ from collections.abc import Iterator
 
 import tensorflow as tf
 
-from rescompile.data.sources import FileSplit, RecordSplit, Split
 from rescompile.errors import RescompileError, printable
+from rescompile.inputs import crops
+from rescompile.inputs.augment import Augment
+from rescompile.inputs.sources import FileSplit, RecordSplit, Split
+from rescompile.inputs.tfdata import Shard, augment_fn, element_seed, training_dataset
 from rescompile.options import EVAL_BATCH
-from rescompile.train import crops
-from rescompile.train.recipe import Augment, Recipe
-from rescompile.train.tfdata import Normalization, Shard, augment_fn, element_seed, training_dataset
+from rescompile.spec.preprocessing import Preprocessing
 
 IMAGE_KEY = "image/encoded"
 LABEL_KEY = "image/class/label"
@@ -31,9 +32,8 @@ SHUFFLE_WINDOW = 1024
 LABEL_MARK = "@rescompile-label@"
 
 
-def train_transform(recipe: Recipe, normalization: Normalization, size: int):
+def train_transform(augment: Augment, normalization: Preprocessing, size: int):
     """encoded image, label, seed -> augmented, normalised (size, size, 3) float32, label."""
-    augment = recipe.augment
     crop = augment.crop
     pixels = augment_fn(
         augment.model_copy(update={"crop": None, "lighting": 0.0}), normalization, training=True
@@ -54,7 +54,7 @@ def train_transform(recipe: Recipe, normalization: Normalization, size: int):
     return apply
 
 
-def eval_transform(normalization: Normalization, size: int):
+def eval_transform(normalization: Preprocessing, size: int):
     """encoded image, label -> the central crop (normalization.crop), resized and normalised, label."""
     pixels = augment_fn(Augment(), normalization, training=False)
     window_of = functools.partial(crops.center_window, fraction=normalization.crop)
@@ -68,7 +68,7 @@ def eval_transform(normalization: Normalization, size: int):
     return apply
 
 
-def ten_crop_transform(normalization: Normalization, size: int):
+def ten_crop_transform(normalization: Preprocessing, size: int):
     """encoded image, label -> (10, size, size, 3): four corners and the center, and their flips."""
     pixels = augment_fn(Augment(), normalization, training=False)
 
@@ -95,18 +95,20 @@ def _file_examples(split: FileSplit):
 
 def streamed_training(
     split: Split,
-    recipe: Recipe,
-    normalization: Normalization,
+    augment: Augment,
+    normalization: Preprocessing,
+    *,
     size: int,
+    global_batch: int,
     seed: int,
     first_epoch: int,
     shard: Shard,
     strict: bool,
     classes: int,
 ) -> tf.data.Dataset:
-    """Batches of augmented training examples, epoch after epoch, for this worker's shard (a
-    TFRecord label outside 0..classes-1 fails it: data_errors reports where)."""
-    transform = train_transform(recipe, normalization, size)
+    """Batches of `global_batch` augmented training examples, epoch after epoch, for this worker's
+    shard (a TFRecord label outside 0..classes-1 fails it: data_errors reports where)."""
+    transform = train_transform(augment, normalization, size)
     if isinstance(split, FileSplit):
         read = _file_examples(split)
 
@@ -115,9 +117,24 @@ def streamed_training(
             return transform(encoded, label, example_seed)
 
         return training_dataset(
-            len(split), load, recipe.batch_size, seed, first_epoch, shard, skip_errors=not strict
+            len(split),
+            load,
+            global_batch,
+            seed=seed,
+            first_epoch=first_epoch,
+            shard=shard,
+            skip_errors=not strict,
         )
-    return _record_training(split, transform, recipe.batch_size, seed, first_epoch, shard, strict, classes)
+    return _record_training(
+        split,
+        transform,
+        global_batch,
+        seed=seed,
+        first_epoch=first_epoch,
+        shard=shard,
+        strict=strict,
+        classes=classes,
+    )
 
 
 def _by_file(split: RecordSplit, shard: Shard) -> bool:
@@ -137,6 +154,7 @@ def _record_training(
     split: RecordSplit,
     transform,
     global_batch: int,
+    *,
     seed: int,
     first_epoch: int,
     shard: Shard,
@@ -280,7 +298,7 @@ def check_records(split: RecordSplit, option: str) -> None:
 
 
 def evaluation_stream(
-    split: Split, transform, batch: int, classes: int, strict: bool = False
+    split: Split, transform, batch: int, *, classes: int, strict: bool = False
 ) -> tf.data.Dataset:
     """Every example of a split, in order, through `transform`, batched; an image that fails to
     decode is skipped, as in training (with `strict`, it stops the stream). A TFRecord label
@@ -309,7 +327,8 @@ def evaluation_stream(
 def split_scores(
     model,
     split: Split,
-    normalization: Normalization,
+    normalization: Preprocessing,
+    *,
     size: int,
     ten_crop: bool = False,
     batch: int = EVAL_BATCH,
@@ -323,7 +342,7 @@ def split_scores(
     transform = ten_crop_transform(normalization, size) if ten_crop else eval_transform(normalization, size)
     scores, labels = [], []
     with data_errors(classes):
-        for images, truth in evaluation_stream(split, transform, max(1, batch // views), classes):
+        for images, truth in evaluation_stream(split, transform, max(1, batch // views), classes=classes):
             count = int(truth.shape[0])
             predicted = model.predict_on_batch(tf.reshape(images, [count * views, size, size, 3]))
             scores.append(np.asarray(predicted, np.float32).reshape(count, views, -1).mean(axis=1))
