@@ -61,3 +61,12 @@ class KerasMissing(RescompileError, ImportError):
             "this command builds or runs Keras models, and this install has no TensorFlow/Keras:"
             " pip install 'rescompile[keras]'"
         )
+
+
+MAX_LISTED = 10  # names listed in one message; the rest are counted
+
+
+def listing(names: list[str]) -> str:
+    """'a, b, c' or 'a, ..., j and 5 more'."""
+    shown = ", ".join(names[:MAX_LISTED])
+    return shown if len(names) <= MAX_LISTED else f"{shown} and {len(names) - MAX_LISTED} more"

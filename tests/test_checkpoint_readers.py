@@ -16,12 +16,12 @@ import onnxruntime as ort
 import pytest
 
 from rescompile.analysis.analyze import analyze
-from rescompile.checkpoints.naming import NamingError, detect, layer_params
+from rescompile.checkpoints.naming import NamingError, detect, node_params
 from rescompile.checkpoints.preprocess import IMAGENET, checkpoint_preprocess
 from rescompile.checkpoints.state_dict import read_state_dict
+from rescompile.checkpoints.torch_weights import read_torch_weights
 from rescompile.errors import RescompileError
 from rescompile.ir.lower import lower
-from rescompile.keras_backend.torch_weights import read_torch_weights
 from rescompile.onnx_backend.emit import ExportOptions, export_onnx
 from rescompile.spec import load_spec
 from tests.checkpoint_helpers import FIXTURES, MODELS, fixture_state, write_safetensors, write_torch_zip
@@ -38,9 +38,7 @@ def test_each_library_spec_names_every_tensor_of_its_reference_checkpoint(spec: 
     network's state dict (its BatchNorm step counters aside): nothing missing, nothing extra."""
     reference = FULL_SIZE[spec]
     graph = lower(load_spec(Path("specs") / f"{spec}.yaml"))
-    named = {
-        p.key: list(p.shape) for layer in layer_params(graph, reference["library"]) for p in layer.params
-    }
+    named = {p.key: list(p.shape) for node in node_params(graph, reference["library"]) for p in node.params}
     shapes = {
         key: shape for key, shape in reference["shapes"].items() if not key.endswith("num_batches_tracked")
     }
@@ -73,11 +71,11 @@ def test_a_gate_where_timms_is_not_is_refused(position: str) -> None:
     spec = load_spec(FIXTURES / "timm_seresnet.yaml")
     se = spec.options.se.model_copy(update={"position": position})
     moved = spec.model_copy(update={"options": spec.options.model_copy(update={"se": se})})
-    assert layer_params(lower(spec), "timm")
+    assert node_params(lower(spec), "timm")
     with pytest.raises(
         NamingError, match=r"conv2_x_block1_se of timm_seresnet does not \(options.se.position"
     ):
-        layer_params(lower(moved), "timm")
+        node_params(lower(moved), "timm")
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,8 @@ TORCH_BN_EPSILON = 1e-5
 """torch.nn.BatchNorm2d's default, which torchvision's and timm's ResNets keep."""
 
 BN_FIELDS = ("weight", "bias", "running_mean", "running_var")
-"""A BatchNorm's tensors in Keras' weight order (gamma, beta, moving mean, moving variance)."""
+BN_PARTS = ("gamma", "beta", "mean", "var")
+"""A BatchNorm's tensors and the store parts they fill."""
 IGNORED = "num_batches_tracked"
 """A BatchNorm's step counter: no part of the function."""
 
@@ -31,11 +32,12 @@ class Param:
 
 
 @dataclass(frozen=True)
-class LayerParams:
-    """The tensors of one framework layer (named as the IR names it), in the layer's weight order."""
+class NodeParams:
+    """The tensors of one IR node, each with the weight-store part it fills (ir/weights.py)."""
 
-    layer: str
+    node: str
     params: tuple[Param, ...]
+    parts: tuple[str, ...]
     head: bool
 
 
@@ -50,14 +52,11 @@ def detect(keys: list[str]) -> Convention:
     return "timm" if any(pattern.search(key) for key in keys) else "torchvision"
 
 
-def layer_params(graph: ir.Graph, convention: Convention) -> list[LayerParams]:
-    """The state-dict tensors of every layer of `graph` with weights. Head layers that the
+def node_params(graph: ir.Graph, convention: Convention) -> list[NodeParams]:
+    """The state-dict tensors of every node of `graph` with weights. Head nodes that the
     convention does not name (a head of the spec's own) have none: they are new."""
     namer = _Namer(graph, convention)
-    layers = []
-    for node in graph.nodes:
-        layers.extend(namer.layers(node))
-    return layers
+    return [found for node in graph.nodes if (found := namer.params(node)) is not None]
 
 
 def unused_prefixes(graph: ir.Graph) -> tuple[str, ...]:
@@ -96,44 +95,53 @@ class _Namer:
         advice = " (timm's has: --weights-format timm)" if self.convention == "torchvision" else ""
         raise NamingError(f"{self.convention}'s ResNet has no {part}{advice}")
 
-    def layers(self, node: ir.Node) -> list[LayerParams]:
+    def params(self, node: ir.Node) -> NodeParams | None:
+        """The tensors of `node` (None for a node without weights)."""
         if isinstance(node, ir.Conv):
-            return [self._layer(node, node.name, self._conv_module(node), _conv_shapes(self.graph, node))]
+            return self._node(node, self._conv_module(node), _conv_tensors(self.graph, node))
         if isinstance(node, ir.BatchNorm):
-            channels = node.shape[2]
-            return [self._layer(node, node.name, self._bn_module(node), {f: (channels,) for f in BN_FIELDS})]
+            channels = (node.shape[2],)
+            tensors = {field: (part, channels) for field, part in zip(BN_FIELDS, BN_PARTS, strict=True)}
+            return self._node(node, self._bn_module(node), tensors)
         if isinstance(node, ir.SqueezeExcite):
             if self.convention == "torchvision":
                 self._lacks("squeeze-excitation")
-            self._check_se_position(node)
-            module, c, r = f"{self._block(node)}.se", node.shape[2], node.reduced
-            return [
-                self._layer(
-                    node, f"{node.name}_reduce", f"{module}.fc1", {"weight": (r, c, 1, 1), "bias": (r,)}
-                ),
-                self._layer(
-                    node, f"{node.name}_expand", f"{module}.fc2", {"weight": (c, r, 1, 1), "bias": (c,)}
-                ),
-            ]
+            self._check_gate_position(node, "squeeze-excitation", "options.se.position: standard")
+            c, r = node.shape[2], node.reduced
+            tensors = {
+                "fc1.weight": ("reduce_kernel", (r, c, 1, 1)),
+                "fc1.bias": ("reduce_bias", (r,)),
+                "fc2.weight": ("expand_kernel", (c, r, 1, 1)),
+                "fc2.bias": ("expand_bias", (c,)),
+            }
+            return self._node(node, f"{self._block(node)}.se", tensors)
+        if isinstance(node, ir.ChannelAttention):
+            if self.convention == "torchvision":
+                self._lacks("efficient channel attention")
+            self._check_gate_position(node, "channel attention", "the residual before the sum")
+            return self._node(
+                node, f"{self._block(node)}.se", {"conv.weight": ("kernel", (1, 1, node.kernel))}
+            )
         if isinstance(node, ir.Dense):
             if not _is_classifier(self.graph, node):
-                return [LayerParams(node.name, (), head=True)]
+                return NodeParams(node.name, (), (), head=True)
             features = self.graph.node(node.inputs[0]).shape[2]
-            return [
-                self._layer(node, node.name, "fc", {"weight": (node.units, features), "bias": (node.units,)})
-            ]
-        return []
+            tensors = {"weight": ("kernel", (node.units, features)), "bias": ("bias", (node.units,))}
+            return self._node(node, "fc", tensors)
+        return None
 
-    def _layer(
-        self, node: ir.Node, layer: str, module: str | None, shapes: dict[str, tuple[int, ...]]
-    ) -> LayerParams:
-        """Layer `layer` of `node`, its tensors under `module` (None: a module the convention lacks)."""
+    def _node(
+        self, node: ir.Node, module: str | None, tensors: dict[str, tuple[str, tuple[int, ...]]]
+    ) -> NodeParams:
+        """The tensors of `node` under `module` (None: a module the convention lacks): key suffix ->
+        (store part, torch shape)."""
         head = node.stage == "head"
         if module is None:
             if head:
-                return LayerParams(layer, (), head=True)
-            raise NamingError(f"{self.convention}'s ResNet has no layer like {layer}")
-        return LayerParams(layer, tuple(Param(f"{module}.{f}", s) for f, s in shapes.items()), head)
+                return NodeParams(node.name, (), (), head=True)
+            raise NamingError(f"{self.convention}'s ResNet has no layer like {node.name}")
+        params = tuple(Param(f"{module}.{suffix}", shape) for suffix, (_, shape) in tensors.items())
+        return NodeParams(node.name, params, tuple(part for part, _ in tensors.values()), head)
 
     def _block(self, node: ir.Node) -> str:
         return f"layer{self.stage_index[node.stage]}.{node.block - 1}"
@@ -169,15 +177,15 @@ class _Namer:
             )
         return module
 
-    def _check_se_position(self, node: ir.SqueezeExcite) -> None:
-        """timm's gate scales the residual after its last BatchNorm, before the sum."""
+    def _check_gate_position(self, node: ir.Node, gate: str, option: str) -> None:
+        """timm's gates scale the residual after its last BatchNorm, before the sum."""
         before = self.graph.node(node.inputs[0])
         rows = len(self.graph.stages[self.stage_index[node.stage] - 1].rows)
         conv = self.graph.node(before.inputs[0]) if isinstance(before, ir.BatchNorm) else None
         if not (isinstance(conv, ir.Conv) and conv.main_path and conv.row == rows):
             raise NamingError(
-                f"{self.convention}'s squeeze-excitation gates a block's residual before the sum;"
-                f" {node.name} of {self.graph.name} does not (options.se.position: standard)"
+                f"{self.convention}'s {gate} gates a block's residual before the sum;"
+                f" {node.name} of {self.graph.name} does not ({option})"
             )
 
     def _check_stride(self, node: ir.Conv) -> None:
@@ -193,9 +201,9 @@ class _Namer:
             )
 
 
-def _conv_shapes(graph: ir.Graph, node: ir.Conv) -> dict[str, tuple[int, ...]]:
+def _conv_tensors(graph: ir.Graph, node: ir.Conv) -> dict[str, tuple[str, tuple[int, ...]]]:
     channels = graph.node(node.inputs[0]).shape[2]
-    shapes = {"weight": (node.filters, channels // node.groups, node.kernel, node.kernel)}
+    tensors = {"weight": ("kernel", (node.filters, channels // node.groups, node.kernel, node.kernel))}
     if node.bias:
-        shapes["bias"] = (node.filters,)
-    return shapes
+        tensors["bias"] = ("bias", (node.filters,))
+    return tensors

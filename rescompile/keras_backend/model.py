@@ -12,7 +12,7 @@ from types import ModuleType
 import numpy as np
 
 from rescompile import ir
-from rescompile.errors import RescompileError
+from rescompile.errors import RescompileError, listing
 
 KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet"
 
@@ -69,15 +69,6 @@ def _adapt_channels(kernel: np.ndarray, channels: int) -> np.ndarray:
     """Adapt a stem kernel trained on RGB to `channels` inputs: mean over RGB, repeated, rescaled."""
     mean = kernel.mean(axis=2, keepdims=True)
     return np.repeat(mean, channels, axis=2) * (kernel.shape[2] / channels)
-
-
-MAX_LISTED = 10  # layer names listed in one message; the rest are counted
-
-
-def listing(names: list[str]) -> str:
-    """'a, b, c' or 'a, ..., j and 5 more'."""
-    shown = ", ".join(names[:MAX_LISTED])
-    return shown if len(names) <= MAX_LISTED else f"{shown} and {len(names) - MAX_LISTED} more"
 
 
 def _layers(count: int) -> str:
@@ -166,9 +157,10 @@ def _read_saved(
         return _read_legacy_h5(path)
     if graph is None:
         raise ValueError("internal: a PyTorch checkpoint is mapped through the network's IR")
-    from rescompile.keras_backend.torch_weights import read_torch_weights
+    from rescompile.checkpoints.torch_weights import read_torch_weights
+    from rescompile.keras_backend.weights import layer_weights
 
-    return read_torch_weights(path, graph, weights_format, allow_partial)
+    return layer_weights(read_torch_weights(path, graph, weights_format, allow_partial=allow_partial), graph)
 
 
 def _keras_specs_hint(model) -> str:

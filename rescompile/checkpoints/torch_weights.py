@@ -1,6 +1,7 @@
-"""torchvision/timm state dicts as Keras weights: tensors found by the IR-derived names, checked
-key by key (every missing, unexpected and mis-shaped key in one error), converted to Keras'
-layouts (conv kernels OIHW -> HWIO, the classifier's (out, in) -> (in, out))."""
+"""torchvision/timm state dicts as a weight store keyed by IR node: tensors found by the IR-derived
+names, checked key by key (every missing, unexpected and mis-shaped key in one error), converted
+to the store's layouts (conv kernels OIHW -> HWIO, 1-D conv kernels (O, I, k) -> (k, I, O), the
+classifier's (out, in) -> (in, out))."""
 
 from __future__ import annotations
 
@@ -16,59 +17,59 @@ from rescompile.checkpoints.naming import (
     NamingError,
     Param,
     detect,
-    layer_params,
+    node_params,
     unused_prefixes,
 )
 from rescompile.checkpoints.state_dict import read_state_dict
-from rescompile.errors import RescompileError, printable
-from rescompile.keras_backend.model import listing
+from rescompile.errors import RescompileError, listing, printable
+from rescompile.ir.weights import WeightStore
 
 MAX_KEY = 100
 """Characters of a file's key shown in a message (torchvision's and timm's ResNets' longest has 41)."""
 
 
-def to_keras(array: np.ndarray) -> np.ndarray:
-    """A torch tensor in Keras' layout, as float32: conv (O, I, kh, kw) -> (kh, kw, I, O), dense
-    (out, in) -> (in, out), vectors as they are."""
+def to_store(array: np.ndarray) -> np.ndarray:
+    """A torch tensor in the store's layout, as float32: conv (O, I, kh, kw) -> (kh, kw, I, O),
+    1-D conv (O, I, k) -> (k, I, O), dense (out, in) -> (in, out), vectors as they are."""
     if array.dtype.kind not in "fiu":
         raise ValueError(f"{array.dtype} values")
-    axes = {4: (2, 3, 1, 0), 2: (1, 0)}.get(array.ndim)
+    axes = {4: (2, 3, 1, 0), 3: (2, 1, 0), 2: (1, 0)}.get(array.ndim)
     return np.asarray(array.transpose(axes) if axes else array, dtype="float32")
 
 
 def read_torch_weights(
-    path: Path, graph: ir.Graph, convention: str | None = None, allow_partial: bool = False
-) -> dict[str, list[np.ndarray]]:
-    """Keras layer name -> weights from a torchvision- or timm-named checkpoint (`convention`:
-    detected from the keys when None). Head layers the file lacks or has another shape of (a new
-    classifier) are left out, for the caller to report as new; so are incomplete layers when
+    path: Path, graph: ir.Graph, convention: str | None = None, *, allow_partial: bool = False
+) -> WeightStore:
+    """The weights of `graph`'s nodes from a torchvision- or timm-named checkpoint (`convention`:
+    detected from the keys when None). Head nodes the file lacks or has another shape of (a new
+    classifier) are left out, for the caller to report as new; so are incomplete nodes when
     `allow_partial` (the caller warns of them)."""
     if convention is not None and convention not in CONVENTIONS:
         raise RescompileError(f"--weights-format must be one of {', '.join(CONVENTIONS)}, got {convention!r}")
     state = read_state_dict(path)
     convention = convention or detect(list(state))
     try:
-        layers = layer_params(graph, convention)
+        nodes = node_params(graph, convention)
     except NamingError as exc:
         raise RescompileError(f"{path}: {exc}") from None
     stem = next(node.name for node in graph.nodes if isinstance(node, ir.Conv))
     used: set[str] = set()
-    missing, misshaped, weights = [], [], {}
-    for layer in layers:
-        arrays = []
-        for param in layer.params:
+    missing, misshaped, store = [], [], {}
+    for node in nodes:
+        arrays = {}
+        for param, part in zip(node.params, node.parts, strict=True):
             array = state.get(param.key)
             used.add(param.key)
-            if array is None or not _fits(array.shape, param, adapts=layer.layer == stem):
-                if not layer.head:
+            if array is None or not _fits(array.shape, param, adapts=node.node == stem):
+                if not node.head:
                     (missing if array is None else misshaped).append(_shape_note(param, array))
                 continue
             try:
-                arrays.append(to_keras(array))
+                arrays[part] = to_store(array)
             except ValueError as exc:
                 raise RescompileError(f"{path}: {param.key} has {exc}") from None
-        if layer.params and len(arrays) == len(layer.params):
-            weights[layer.layer] = arrays
+        if node.params and len(arrays) == len(node.params):
+            store[node.node] = arrays
     unused = unused_prefixes(graph)
     unexpected = [
         _shown(key)
@@ -76,7 +77,7 @@ def read_torch_weights(
         if key not in used and not key.endswith(IGNORED) and not key.startswith(unused)
     ]
     _report(path, convention, graph.name, missing, unexpected, misshaped, allow_partial)
-    return weights
+    return store
 
 
 def _fits(shape: tuple[int, ...], param: Param, adapts: bool) -> bool:
