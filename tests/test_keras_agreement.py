@@ -7,19 +7,11 @@ from pathlib import Path
 import pytest
 
 from rescompile import ir
-from rescompile.spec.library import find_specs
 from tests.keras_helpers import generated_model
+from tests.library_cover import library_params
 
 pytest.importorskip("keras")
-# Thousands of layers, or 68-127M parameters whose block kinds smaller specs cover: CI runs them with -m slow.
-SLOW = ("resnet1202", "preact_resnet1001", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet101_2")
-SLOW += ("resnext29_16x64d", "wide_resnet50_2", "wrn28_10", "resnet101", "resnet152", "resnet152v2")
-SLOW += ("resnet50d_cifar10",)  # resnet50d under resnet50_cifar10's head: both run by default
-SLOW += ("resnet101_v1.5", "resnet152_v1.5")  # resnet50_v1.5's blocks, deeper
-SPECS = [
-    pytest.param(path, marks=pytest.mark.slow) if path.stem in SLOW else path
-    for path in find_specs([Path("specs")])
-]
+SPECS = library_params()  # the specs that cover every printed part by default, the rest with -m slow
 
 
 def _expected_shape(node: ir.Node, graph: ir.Graph) -> tuple:

@@ -16,25 +16,11 @@ from rescompile.keras_backend.model import recursion_limit
 from rescompile.keras_backend.weights import weight_store
 from rescompile.onnx_backend.emit import ExportOptions, export_onnx
 from rescompile.onnx_backend.recount import recount
-from rescompile.spec.library import find_specs
 from tests.keras_helpers import generated_model, randomize_batchnorm
+from tests.library_cover import library_params
 
 keras = pytest.importorskip("keras")
-DEEPEST = ("resnet1202", "preact_resnet1001")  # thousands of layers: minutes each on a CPU
-# 101 and 152 layers: the block kinds of their 50-layer twins, 23-40 s each; CI runs them with -m slow.
-# Also the deeper twins of block kinds the default run covers (plain18, resnet20/56, resnet50v2).
-LARGE = ("resnet101", "resnet152", "resnet101v2", "resnet152v2", "plain34", "resnet110", "preact_resnet164")
-# ResNeXt/WRN: the 101-layer and widest twins of what resnext50, wide50, ResNeXt-29 8x64d, WRN-16-8 cover.
-LARGE += ("resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2", "resnext29_16x64d")
-LARGE += ("wrn28_10", "resnet101_v1.5", "resnet152_v1.5")  # resnet50_v1.5's blocks, deeper
-# Twins of kinds the default run checks (CIFAR ResNet-20/56, plain-20, WRN-16-8, ResNet-18, ResNeXt-50,
-# ResNet-110 without drop-path, which ONNX leaves out) and the transfer head (tests/test_transfer.py).
-LARGE += ("resnet32", "resnet44", "plain32", "plain44", "plain56", "wrn40_4", "resnet34")
-LARGE += ("resnet110_stochastic_depth", "resnext29_8x64d", "resnet50_cifar10", "resnet50d_cifar10")
-SPECS = [
-    pytest.param(path, marks=pytest.mark.slow) if path.stem in DEEPEST + LARGE else path
-    for path in find_specs([Path("specs")])
-]
+SPECS = library_params()  # the specs that cover every printed part by default, the rest with -m slow
 
 
 def _session(model: onnx.ModelProto) -> ort.InferenceSession:
