@@ -67,9 +67,7 @@ def our_export(analysis, model, path: Path, **options) -> float:
 
     start = time.perf_counter()
     onnx.save(
-        export_onnx(
-            analysis.spec, analysis.graph, weight_store(model, analysis.graph), ExportOptions(**options)
-        ),
+        export_onnx(analysis.network, weight_store(model, analysis.graph), ExportOptions(**options)),
         path,
     )
     return time.perf_counter() - start

@@ -394,7 +394,7 @@ def build_command(
 
         path = out / f"{result.analysis.spec.name}.onnx"
         weights = weight_store(result.model, result.analysis.graph)
-        export_with_record(weights, result.analysis, result.record, path)
+        export_with_record(weights, result.analysis, path, record=result.record)
         typer.echo(f"wrote {path}")
 
 
@@ -440,7 +440,7 @@ def export_command(
         source = resolve_spec(source)
     spec = resolve_spec(spec) if spec is not None else None
     if not int8:
-        analysis = export(source, out, spec, options, weights, weights_format)
+        analysis = export(source, out, options, spec=spec, weights=weights, weights_format=weights_format)
         typer.echo(f"wrote {out} ({analysis.spec.name}, {analysis.graph.input.shape[0]}px)")
         return
     from rescompile.commands.export import export_int8
@@ -449,7 +449,9 @@ def export_command(
     def images(size: int):
         return calibration_images(calibration, size, calibration_size)
 
-    analysis, count = export_int8(source, out, spec, options, images, weights, weights_format)
+    analysis, count = export_int8(
+        source, out, options, calibration=images, spec=spec, weights=weights, weights_format=weights_format
+    )
     typer.echo(f"wrote {out} (INT8, {analysis.spec.name}, calibrated on {count} images)")
 
 
@@ -467,7 +469,7 @@ def predict_command(
     """Top-k classes of images, preprocessed as the model's metadata says."""
     from rescompile.serve.predict import predict
 
-    results, used = predict(model, images, top_k, provider, spec)
+    results, used = predict(model, images, k=top_k, provider=provider, spec=spec)
     if as_json or fmt == "json":
         payload = [
             {"image": r.image, "top": [{"class": c, "name": n, "p": p} for c, n, p in r.classes]}

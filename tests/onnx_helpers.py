@@ -65,8 +65,7 @@ def export_spec(
     analysis = analyze(spec, Target(input_size=input_size))
     carried = model_record(analysis) if record else None
     exported = export_onnx(
-        analysis.spec,
-        analysis.graph,
+        analysis.network,
         random_weights(analysis.graph),
         ExportOptions(record=carried, **options),
     )

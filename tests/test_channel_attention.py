@@ -47,7 +47,7 @@ def test_keras_and_onnx_compute_the_same_gated_network(tmp_path) -> None:
         if layer.name.endswith("_eca_conv"):
             layer.set_weights([np.random.default_rng(1).normal(0, 1, w.shape) for w in layer.get_weights()])
     x = np.random.default_rng(0).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
-    exported = export_onnx(analysis.spec, graph, weight_store(model, graph), ExportOptions())
+    exported = export_onnx(analysis.network, weight_store(model, graph), ExportOptions())
     session = ort.InferenceSession(exported.SerializeToString(), providers=["CPUExecutionProvider"])
     got = session.run(None, {"input": x})[0]
     assert np.abs(got - model.predict(x, verbose=0)).max() < 1e-4

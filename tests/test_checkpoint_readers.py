@@ -60,7 +60,7 @@ def test_each_reference_checkpoint_exported_to_onnx_gives_torchs_logits(name: st
     to the ONNX emitter (BN folded) and onnxruntime reproduces torch's outputs."""
     analysis = analyze(FIXTURES / f"{name}.yaml")
     weights = read_torch_weights(FIXTURES / f"{name}.safetensors", analysis.graph)
-    exported = export_onnx(analysis.spec, analysis.graph, weights, ExportOptions())
+    exported = export_onnx(analysis.network, weights, ExportOptions())
     session = ort.InferenceSession(exported.SerializeToString(), providers=["CPUExecutionProvider"])
     assert_close_to_scale(session.run(None, {"input": REFS["input"]})[0], REFS[name], relative=1e-5)
 

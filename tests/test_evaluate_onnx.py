@@ -42,7 +42,7 @@ def models(tmp_path_factory) -> dict:
     record = model_record(result.analysis, preprocess=PREPROCESS, class_names=NAMES)
     save_model(result.model, folder / "r20.keras", record)
     export_with_record(
-        weight_store(result.model, result.analysis.graph), result.analysis, record, folder / "r20.onnx"
+        weight_store(result.model, result.analysis.graph), result.analysis, folder / "r20.onnx", record=record
     )
     return {
         "folder": folder,

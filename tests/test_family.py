@@ -87,7 +87,7 @@ def test_squeeze_excitation_positions_in_the_ir_keras_and_onnx(position: str, tm
     randomize_batchnorm(model, graph=graph, x=np.concatenate([x, x[::-1] * 0.5]))
     feature = "conv5_x_block3_out"
     options = ExportOptions(outputs=[feature, "predictions"])
-    exported = export_onnx(analysis.spec, graph, weight_store(model, graph), options)
+    exported = export_onnx(analysis.network, weight_store(model, graph), options)
     ops = [node.op_type for node in exported.graph.node]
     assert ops.count("Sigmoid") == ops.count("Mul") == ops.count("GlobalAveragePool") - 1 == 16
     assert "BatchNormalization" not in ops, "BN folded"
@@ -112,9 +112,7 @@ def test_avg_down_shortcut_averages_before_its_unstrided_projection() -> None:
     assert model.get_layer("conv3_x_block1_0_conv").strides == (1, 1)
     assert model.get_layer("conv2_x_block1_0_conv").strides == (1, 1)
     assert "conv2_x_block1_0_pool" not in {layer.name for layer in model.layers}, "no pool at stride 1"
-    exported = export_onnx(
-        analysis.spec, analysis.graph, weight_store(model, analysis.graph), ExportOptions()
-    )
+    exported = export_onnx(analysis.network, weight_store(model, analysis.graph), ExportOptions())
     pools = [n for n in exported.graph.node if n.op_type == "AveragePool"]
     assert len(pools) == 3 and all(onnx.helper.get_attribute_value(p.attribute[0]) for p in pools)
 
@@ -144,9 +142,7 @@ def test_stochastic_depth_rules_train_stochastically_and_vanish_at_inference(
     assert np.array_equal(*inference)
     training = [np.asarray(model(x, training=True)) for _ in range(2)]
     assert not np.allclose(*training), "residuals are dropped at random in training"
-    exported = export_onnx(
-        analysis.spec, analysis.graph, weight_store(model, analysis.graph), ExportOptions()
-    )
+    exported = export_onnx(analysis.network, weight_store(model, analysis.graph), ExportOptions())
     assert not {"Dropout", "RandomUniformLike"} & {n.op_type for n in exported.graph.node}
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 
 from rescompile import ir
-from rescompile.ir.network import compile_network
+from rescompile.ir.network import Network, compile_network
 from rescompile.ir.weights import WeightStore, parts
 from rescompile.keras_backend.printer import render_keras
 from rescompile.onnx_backend.emit import ExportOptions, export_onnx
@@ -38,8 +38,8 @@ TINY = {  # a padded strided conv, a projection, SE, ECA, drop-path, dense
 }
 
 
-def _graph() -> ir.Graph:
-    return compile_network(Spec.model_validate(TINY)).whole
+def _network() -> Network:
+    return compile_network(Spec.model_validate(TINY))
 
 
 def _store(graph: ir.Graph) -> WeightStore:
@@ -90,10 +90,10 @@ def _check(name: str, text: str) -> None:
 
 
 def test_the_keras_printer_writes_the_golden_module() -> None:
-    _check("tiny_module.py.txt", render_keras(_graph(), "tiny"))
+    _check("tiny_module.py.txt", render_keras(_network().whole, "tiny"))
 
 
 def test_the_onnx_emitter_writes_the_golden_graph() -> None:
-    graph = _graph()
-    model = export_onnx(Spec.model_validate(TINY), graph, _store(graph), ExportOptions())
+    network = _network()
+    model = export_onnx(network, _store(network.graph), ExportOptions())
     _check("tiny_onnx.txt", _listing(model))

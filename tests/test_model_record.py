@@ -115,7 +115,7 @@ def test_int8_calibrates_with_the_run_preprocessing(run: dict, monkeypatch, tmp_
         return calibration_images(run["probes"][0].parent, size, 8)
 
     monkeypatch.setattr(quantize, "quantize", capture)
-    export_int8(run["run"] / "model.keras", tmp_path / "q.onnx", None, ExportOptions(), images)
+    export_int8(run["run"] / "model.keras", tmp_path / "q.onnx", ExportOptions(), calibration=images)
     record = read_keras_record(run["run"] / "model.keras")
     assert seen["preprocessing"] == record.preprocess
 

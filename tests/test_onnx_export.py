@@ -72,7 +72,7 @@ def test_onnxruntime_equals_keras_and_recount_equals_analysis(path: Path, tmp_pa
     weights = weight_store(model, analysis.graph)
     for fold in (True, False):
         options = ExportOptions(fold_bn=fold, outputs=[feature, "predictions"])
-        exported = export_onnx(analysis.spec, analysis.graph, weights, options)
+        exported = export_onnx(analysis.network, weights, options)
         got_features, got_probabilities = _session(exported).run(None, {"input": x})
         got_features = got_features.transpose(0, 2, 3, 1)  # NCHW -> NHWC
         # Bound: 1e-4, or the network's own sensitivity to float32 rounding where that is larger
@@ -81,7 +81,7 @@ def test_onnxruntime_equals_keras_and_recount_equals_analysis(path: Path, tmp_pa
         assert np.abs(got_features - features).max() < max(1e-4 * scale, 4 * feature_noise)
         assert np.abs(got_probabilities - probabilities).max() < max(1e-4, 4 * probability_noise)
         assert features.std() > 1e-3 * max(1.0, float(np.abs(features).max())), "features must not be trivial"
-        half = export_onnx(analysis.spec, analysis.graph, weights, ExportOptions(fold_bn=fold, fp16=True))
+        half = export_onnx(analysis.network, weights, ExportOptions(fold_bn=fold, fp16=True))
         assert np.abs(_session(half).run(None, {"input": x})[0] - probabilities).max() < max(
             1e-2, 4 * fp16_noise
         )
@@ -105,9 +105,7 @@ def test_fp16_export_is_close(spec: str) -> None:
     analysis, model = generated_model(spec)
     randomize_batchnorm(model)
     x = np.random.default_rng(0).normal(0, 1, (2, *analysis.graph.input.shape)).astype("float32")
-    exported = export_onnx(
-        analysis.spec, analysis.graph, weight_store(model, analysis.graph), ExportOptions(fp16=True)
-    )
+    exported = export_onnx(analysis.network, weight_store(model, analysis.graph), ExportOptions(fp16=True))
     assert exported.graph.initializer[0].data_type == onnx.TensorProto.FLOAT16
     got = _session(exported).run(None, {"input": x})[0]
     assert np.abs(got - model.predict(x, verbose=0)).max() < 1e-2
@@ -117,9 +115,7 @@ def test_resnet50_at_224_is_exact() -> None:
     analysis, model = generated_model("specs/keras/resnet50.yaml")
     randomize_batchnorm(model)
     x = np.random.default_rng(0).uniform(-1, 1, (2, 224, 224, 3)).astype("float32")
-    exported = export_onnx(
-        analysis.spec, analysis.graph, weight_store(model, analysis.graph), ExportOptions()
-    )
+    exported = export_onnx(analysis.network, weight_store(model, analysis.graph), ExportOptions())
     assert np.abs(_session(exported).run(None, {"input": x})[0] - model.predict(x, verbose=0)).max() < 1e-4
 
 
@@ -127,7 +123,7 @@ def test_graph_is_clean_with_metadata_and_dynamic_batch() -> None:
     analysis, model = generated_model("specs/cifar/resnet20.yaml")
     names = [f"class{i}" for i in range(10)]
     exported = export_onnx(
-        analysis.spec, analysis.graph, weight_store(model, analysis.graph), ExportOptions(class_names=names)
+        analysis.network, weight_store(model, analysis.graph), ExportOptions(class_names=names)
     )
     ops = [node.op_type for node in exported.graph.node]
     assert ops.count("Transpose") == 1 and "BatchNormalization" not in ops
@@ -138,9 +134,7 @@ def test_graph_is_clean_with_metadata_and_dynamic_batch() -> None:
     session = _session(exported)
     for batch in (1, 5):
         assert session.run(None, {"input": np.zeros((batch, 32, 32, 3), "float32")})[0].shape == (batch, 10)
-    nchw = export_onnx(
-        analysis.spec, analysis.graph, weight_store(model, analysis.graph), ExportOptions(layout="nchw")
-    )
+    nchw = export_onnx(analysis.network, weight_store(model, analysis.graph), ExportOptions(layout="nchw"))
     assert "Transpose" not in [node.op_type for node in nchw.graph.node]
     x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
     a = _session(nchw).run(None, {"input": x.transpose(0, 3, 1, 2)})[0]

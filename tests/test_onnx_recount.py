@@ -39,8 +39,8 @@ def files(tmp_path_factory) -> dict[str, Path]:
     result = build_spec(SPEC, folder, save=False)
     paths = {"fp32": folder / "resnet20.onnx", "unfolded": folder / "unfolded.onnx"}
     weights = weight_store(result.model, result.analysis.graph)
-    write_onnx(weights, result.analysis, paths["fp32"], ExportOptions())
-    write_onnx(weights, result.analysis, paths["unfolded"], ExportOptions(fold_bn=False))
+    write_onnx(weights, result.analysis, paths["fp32"], options=ExportOptions())
+    write_onnx(weights, result.analysis, paths["unfolded"], options=ExportOptions(fold_bn=False))
     calibration = np.random.default_rng(0).uniform(0, 255, (32, 32, 32, 3)).astype("float32")
     paths["int8"] = folder / "resnet20_int8.onnx"
     quantize(paths["fp32"], paths["int8"], calibration, {"scale": 1 / 255})

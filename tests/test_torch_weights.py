@@ -267,13 +267,11 @@ def test_export_of_a_spec_with_a_checkpoint_writes_its_onnx_and_preprocessing(tm
 
     weights = str(FIXTURES / "timm_seresnet.safetensors")
     out = tmp_path / "seresnet.onnx"
-    export(
-        FIXTURES / "timm_seresnet.yaml", out, None, ExportOptions(), weights=weights, weights_format="timm"
-    )
+    export(FIXTURES / "timm_seresnet.yaml", out, ExportOptions(), weights=weights, weights_format="timm")
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert_close_to_scale(
         session.run(None, {"input": REFS["input"]})[0], REFS["timm_seresnet"], relative=1e-5
     )
     assert json.loads(session.get_modelmeta().custom_metadata_map["preprocess"]) == IMAGENET
     with pytest.raises(RescompileError, match=f"--weights is for a SPEC: {out} carries its own weights"):
-        export(out, tmp_path / "again.onnx", None, ExportOptions(), weights=weights)
+        export(out, tmp_path / "again.onnx", ExportOptions(), weights=weights)

@@ -69,8 +69,7 @@ def test_imagenet_backbone_weights_load_and_onnx_matches(notop_weights: tuple, t
     assert_close_to_scale(backbone.predict(images, verbose=0), expected)
     randomize_batchnorm(result.model, graph=result.analysis.graph)
     exported = export_onnx(
-        result.analysis.spec,
-        result.analysis.graph,
+        result.analysis.network,
         weight_store(result.model, result.analysis.graph),
         ExportOptions(),
     )

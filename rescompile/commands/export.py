@@ -23,8 +23,9 @@ from rescompile.progress import Steps
 def export(
     source: Path,
     output: Path,
-    spec: Path | None,
     options: ExportOptions,
+    *,
+    spec: Path | None = None,
     weights: str | None = None,
     weights_format: str | None = None,
 ) -> Analysis:
@@ -50,7 +51,10 @@ def export(
             analysis, record = analysis_for_model(model, source, spec)
         steps.advance(f"emitting {len(analysis.graph.nodes)} IR nodes as ONNX")
         write_onnx(
-            weight_store(model, analysis.graph), analysis, output, onnx_options(options, analysis, record)
+            weight_store(model, analysis.graph),
+            analysis,
+            output,
+            options=onnx_options(options, analysis, record),
         )
     return analysis
 
@@ -58,9 +62,10 @@ def export(
 def export_int8(
     source: Path,
     output: Path,
-    spec: Path | None,
     options: ExportOptions,
+    *,
     calibration: Callable[[int], np.ndarray],
+    spec: Path | None = None,
     weights: str | None = None,
     weights_format: str | None = None,
 ) -> tuple[Analysis, int]:
@@ -74,7 +79,7 @@ def export_int8(
         raise RescompileError(f"-o {output}: the output file must end in .onnx")
     with tempfile.TemporaryDirectory() as scratch:
         fp32 = Path(scratch) / "fp32.onnx"
-        analysis = export(source, fp32, spec, options, weights, weights_format)
+        analysis = export(source, fp32, options, spec=spec, weights=weights, weights_format=weights_format)
         images = calibration(analysis.graph.input.shape[0])
         if len(images) < DEFAULT_CALIBRATION // 4:
             print(

@@ -17,6 +17,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from rescompile import __version__, ir
+from rescompile.ir.network import Network
 from rescompile.ir.weights import WeightStore
 from rescompile.spec.artifact import ModelRecord
 from rescompile.spec.preprocessing import Preprocessing
@@ -319,8 +320,9 @@ ONNX_OPS: dict[type[ir.Node], OnnxOp] = {
 has one)."""
 
 
-def export_onnx(spec: Spec, graph: ir.Graph, weights: WeightStore, options: ExportOptions) -> onnx.ModelProto:
-    """Build the ONNX model of `graph` with `weights` (keyed by IR node)."""
+def export_onnx(network: Network, weights: WeightStore, options: ExportOptions) -> onnx.ModelProto:
+    """Build the ONNX model of the compiled network's graph with `weights` (keyed by IR node)."""
+    spec, graph = network.spec, network.graph
     emitter = _Emitter(graph, weights, options)
     graph_input = emitter.input()
     for node in graph.nodes[1:]:

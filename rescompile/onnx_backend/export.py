@@ -24,7 +24,7 @@ def onnx_options(options: ExportOptions, analysis: Analysis, record: ModelRecord
     )
 
 
-def write_onnx(weights: WeightStore, analysis: Analysis, output: Path, options: ExportOptions) -> None:
+def write_onnx(weights: WeightStore, analysis: Analysis, output: Path, *, options: ExportOptions) -> None:
     """Emit the analysed network with `weights` as ONNX and write the file atomically."""
     import onnx
 
@@ -32,11 +32,13 @@ def write_onnx(weights: WeightStore, analysis: Analysis, output: Path, options: 
 
     if output.suffix != ".onnx":
         raise RescompileError(f"-o {output}: the output file must end in .onnx")
-    onnx_model = export_onnx(analysis.spec, analysis.graph, weights, options)
+    onnx_model = export_onnx(analysis.network, weights, options)
     write_atomic(output, lambda tmp: onnx.save(onnx_model, tmp))
 
 
-def export_with_record(weights: WeightStore, analysis: Analysis, record: ModelRecord, output: Path) -> None:
+def export_with_record(
+    weights: WeightStore, analysis: Analysis, output: Path, *, record: ModelRecord
+) -> None:
     """Export a model just built or trained, with the default options completed from its record
     (`build --onnx`, and a training run's model.onnx)."""
-    write_onnx(weights, analysis, output, onnx_options(ExportOptions(), analysis, record))
+    write_onnx(weights, analysis, output, options=onnx_options(ExportOptions(), analysis, record))

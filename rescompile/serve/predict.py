@@ -52,7 +52,7 @@ def _keras(model_path: Path, images: list[Path], spec: Path | None) -> tuple[np.
 
 
 def predict(
-    model: Path, images: list[Path], k: int, provider: str, spec: Path | None = None
+    model: Path, images: list[Path], *, k: int, provider: str, spec: Path | None = None
 ) -> tuple[list[Prediction], str]:
     """Top-k predictions per image and the engine that produced them."""
     if k < 1:

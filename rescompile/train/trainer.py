@@ -358,7 +358,9 @@ def _train(options: TrainOptions, recipe: Recipe | None, shard: Shard) -> RunSum
     preprocess = checkpoint_preprocess(options.weights)
     if preprocess is not None:  # a PyTorch checkpoint's own input normalisation (spec.json keeps it)
         spec = spec.model_copy(update={"preprocess": Preprocess.model_validate(preprocess.model_dump())})
-    run = _prepare(options, recipe, state, spec, spec_path, shard)  # bad data: nothing written
+    run = _prepare(
+        options, recipe, state, spec=spec, spec_path=spec_path, shard=shard
+    )  # bad data: nothing written
     analysis = run.analysis
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(run_dir):
@@ -499,7 +501,7 @@ class _Run:
 
 
 def _prepare(
-    options: TrainOptions, recipe: Recipe, state: RunState, spec: Spec, spec_path: Path, shard: Shard
+    options: TrainOptions, recipe: Recipe, state: RunState, *, spec: Spec, spec_path: Path, shard: Shard
 ) -> _Run:
     """Open the data (splits, hold-out, normalisation), fit a fresh run's recipe to small data and
     work out the run's length. Validation holds out `recipe.validation` training images; with 0 it
@@ -752,7 +754,7 @@ def _finish(run: _Run, model) -> RunSummary:
         from rescompile.onnx_backend.export import export_with_record
 
         export_with_record(
-            weight_store(final.model, analysis.graph), analysis, record, run.dir / "model.onnx"
+            weight_store(final.model, analysis.graph), analysis, run.dir / "model.onnx", record=record
         )
     if run.rows:
         plot_curves(run.rows, run.dir, f"{analysis.spec.name} on {inputs.name}, run {run.dir.name}")
