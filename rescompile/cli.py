@@ -755,12 +755,13 @@ def gradients_command(
 ) -> None:
     """Gradient norm of every weighted layer on one batch, against depth (log scale)."""
     from rescompile.experiments import gradients
+    from rescompile.spec import load_spec
     from rescompile.spec.library import resolve_spec
 
     if not specs and not no_batchnorm:
         raise RescompileError("name at least one SPEC or --no-batchnorm SPEC")
-    named = [resolve_spec(spec) for spec in specs or []]
-    unnormalised = [resolve_spec(spec) for spec in no_batchnorm or []]
+    named = [load_spec(resolve_spec(spec)) for spec in specs or []]
+    unnormalised = [load_spec(resolve_spec(spec)) for spec in no_batchnorm or []]
     for profile in gradients.run(named, unnormalised, out, initializer=initializer, batch=batch_size):
         typer.echo(
             f"{profile.label}: backprop signal first/last = {profile.signal_first_to_last:.3g}, "

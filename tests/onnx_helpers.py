@@ -16,41 +16,20 @@ from rescompile.onnx_backend.emit import ExportOptions, export_onnx
 
 
 def random_weights(graph: ir.Graph, seed: int = 0) -> WeightStore:
-    """Weights for every weighted node of `graph`, keyed by node (ir/weights.py's layouts): kernels
+    """Weights for every weighted node of `graph`, keyed by node in the store's layouts: kernels
     scaled by their fan-in (activations stay of order one), BatchNorm near the identity."""
     rng = np.random.default_rng(seed)
     store: WeightStore = {}
     for node in graph.nodes:
-        channels = node.shape[2]
-        if isinstance(node, ir.Conv):
-            fan_in = node.kernel * node.kernel * graph.node(node.inputs[0]).shape[2] // node.groups
-            kernel = rng.normal(
-                0, fan_in**-0.5, (node.kernel, node.kernel, fan_in // node.kernel**2, channels)
-            )
-            store[node.name] = {
-                "kernel": kernel,
-                **({"bias": rng.normal(0, 0.1, channels)} if node.bias else {}),
-            }
-        elif isinstance(node, ir.SqueezeExcite):
-            store[node.name] = {
-                "reduce_kernel": rng.normal(0, channels**-0.5, (1, 1, channels, node.reduced)),
-                "reduce_bias": np.zeros(node.reduced),
-                "expand_kernel": rng.normal(0, node.reduced**-0.5, (1, 1, node.reduced, channels)),
-                "expand_bias": np.zeros(channels),
-            }
-        elif isinstance(node, ir.ChannelAttention):
-            store[node.name] = {"kernel": rng.normal(0, 1, (node.kernel, 1, 1))}
-        elif isinstance(node, ir.BatchNorm):
-            gamma, variance = rng.uniform(0.5, 1.5, (2, channels))
-            beta, mean = rng.normal(0, 0.1, (2, channels))
-            store[node.name] = {"gamma": gamma, "beta": beta, "mean": mean, "var": variance}
-        elif isinstance(node, ir.Dense):
-            fan_in = graph.node(node.inputs[0]).shape[2]
-            store[node.name] = {
-                "kernel": rng.normal(0, fan_in**-0.5, (fan_in, channels)),
-                "bias": np.zeros(channels),
-            }
-    return {name: {part: a.astype(np.float32) for part, a in parts.items()} for name, parts in store.items()}
+        for part, shape in graph.weight_shapes(node).items():
+            if part in ("gamma", "var"):
+                array = rng.uniform(0.5, 1.5, shape)
+            elif len(shape) == 1:  # biases, offsets and means
+                array = rng.normal(0, 0.1, shape)
+            else:
+                array = rng.normal(0, float(np.prod(shape[:-1])) ** -0.5, shape)
+            store.setdefault(node.name, {})[part] = array.astype(np.float32)
+    return store
 
 
 def export_spec(

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from rescompile.experiments.gradients import gradient_profile
+from rescompile.experiments.gradients import profile_spec
+from rescompile.spec import load_spec
 from tests.synthetic import write_cifar_tarball
 
 pytest.importorskip("tensorflow")
@@ -23,8 +24,8 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 def test_backprop_signal_vanishes_in_a_deep_plain_net_without_bn_but_not_in_its_residual_twin() -> None:
     # Glorot initialisation (Keras' default), no BatchNorm: what He init and BN were invented to fix.
     options = {"batchnorm": False, "initializer": "glorot_uniform"}
-    plain = gradient_profile(Path("specs/plain/plain56.yaml"), options)
-    residual = gradient_profile(Path("specs/cifar/resnet56.yaml"), options)
+    plain = profile_spec(load_spec("specs/plain/plain56.yaml"), options)
+    residual = profile_spec(load_spec("specs/cifar/resnet56.yaml"), options)
     assert len(plain.layers) == 56 and plain.layers[0] == "conv1_conv" and plain.layers[-1] == "predictions"
     assert plain.signal_first_to_last < 1e-6, plain.signal_first_to_last
     assert residual.signal_first_to_last > 1e-1, residual.signal_first_to_last

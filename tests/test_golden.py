@@ -12,7 +12,7 @@ import onnx
 
 from rescompile import ir
 from rescompile.ir.network import Network, compile_network
-from rescompile.ir.weights import WeightStore, parts
+from rescompile.ir.weights import WeightStore
 from rescompile.keras_backend.printer import render_keras
 from rescompile.onnx_backend.emit import ExportOptions, export_onnx
 from rescompile.spec.schema import Spec
@@ -43,32 +43,11 @@ def _network() -> Network:
 
 
 def _store(graph: ir.Graph) -> WeightStore:
-    """Weights of the shapes Keras would make, counting up: a listing shows their shapes only."""
-    store: WeightStore = {}
-    for node in graph.nodes:
-        for part in parts(node):
-            store.setdefault(node.name, {})[part] = np.ones(_shape(graph, node, part), np.float32)
-    return store
-
-
-def _shape(graph: ir.Graph, node: ir.Node, part: str) -> tuple[int, ...]:
-    channels = graph.node(node.inputs[0]).shape[2]
-    if isinstance(node, ir.Conv):
-        return (
-            (node.kernel, node.kernel, channels // node.groups, node.filters)
-            if part == "kernel"
-            else (node.filters,)
-        )
-    if isinstance(node, ir.Dense):
-        return (channels, node.units) if part == "kernel" else (node.units,)
-    if isinstance(node, ir.SqueezeExcite):
-        c, r = channels, node.reduced
-        return {"reduce_kernel": (1, 1, c, r), "reduce_bias": (r,), "expand_kernel": (1, 1, r, c)}.get(
-            part, (c,)
-        )
-    if isinstance(node, ir.ChannelAttention):
-        return (node.kernel, 1, 1)
-    return (channels,)
+    """Weights of the store's shapes (a listing shows their shapes only)."""
+    return {
+        node.name: {part: np.ones(shape, np.float32) for part, shape in graph.weight_shapes(node).items()}
+        for node in graph.nodes
+    }
 
 
 def _listing(model: onnx.ModelProto) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from rescompile import ir
+from rescompile.keras_backend.weights import keras_layers
 from tests.keras_helpers import generated_model
 from tests.library_cover import library_params
 
@@ -33,12 +34,6 @@ def test_counts_and_shapes_agree_with_the_ir(path: Path) -> None:
     ir_names = {name for node in analysis.graph.nodes for name in node.layer_names()}
     assert set(layers) <= ir_names, f"Keras layers the IR does not name: {sorted(set(layers) - ir_names)}"
     weighted = {name for name, layer in layers.items() if layer.weights}
-    se = {
-        f"{n.name}_{part}"
-        for n in analysis.graph.nodes
-        if isinstance(n, ir.SqueezeExcite)
-        for part in ("reduce", "expand")
-    }
-    assert weighted == se | {
-        n.name for n in analysis.graph.nodes if isinstance(n, (ir.Conv, ir.BatchNorm, ir.Dense))
+    assert weighted == {
+        layer for node in analysis.graph.nodes for layer, _ in keras_layers(node, analysis.graph)
     }

@@ -34,6 +34,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     from rescompile.onnx_backend.emit import ExportOptions
     from rescompile.onnx_backend.export import write_onnx
     from rescompile.onnx_backend.quantize import quantize
+    from rescompile.spec.preprocessing import Preprocessing
 
     folder = tmp_path_factory.mktemp("onnx")
     result = build_spec(SPEC, folder, save=False)
@@ -43,7 +44,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     write_onnx(weights, result.analysis, paths["unfolded"], options=ExportOptions(fold_bn=False))
     calibration = np.random.default_rng(0).uniform(0, 255, (32, 32, 32, 3)).astype("float32")
     paths["int8"] = folder / "resnet20_int8.onnx"
-    quantize(paths["fp32"], paths["int8"], calibration, {"scale": 1 / 255})
+    quantize(paths["fp32"], paths["int8"], calibration, preprocessing=Preprocessing(scale=1 / 255))
     return paths
 
 

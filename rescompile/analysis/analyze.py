@@ -64,12 +64,18 @@ class Analysis:
 def analyze(path: str | Path, target: Target = OWN, options: dict | None = None) -> Analysis:
     """Load, compile, cost and check one spec file for `target` (optionally with `options`
     overridden: the network is then renamed `<name>_<option>_<value>`)."""
-    spec = load_spec(path)
-    if options:
-        suffix = "_".join(f"{key}_{str(value).lower()}" for key, value in sorted(options.items()))
-        updated = spec.options.model_copy(update=options)
-        spec = spec.model_copy(update={"options": updated, "name": f"{spec.name}_{suffix}"})
-    return analyze_network(compile_network(spec, target), compared=not options)
+    return analyze_network(
+        compile_network(overridden(load_spec(path), options), target), compared=not options
+    )
+
+
+def overridden(spec: Spec, options: dict | None) -> Spec:
+    """`spec` with `options` overridden and renamed `<name>_<option>_<value>` (itself without)."""
+    if not options:
+        return spec
+    suffix = "_".join(f"{key}_{str(value).lower()}" for key, value in sorted(options.items()))
+    updated = spec.options.model_copy(update=options)
+    return spec.model_copy(update={"options": updated, "name": f"{spec.name}_{suffix}"})
 
 
 def analyze_network(network: Network, compared: bool = True) -> Analysis:

@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from rescompile import ir
+from rescompile.analysis.analyze import Analysis, analyze_network, overridden
 from rescompile.fileio import write_text_atomic
+from rescompile.ir.network import compile_network
 from rescompile.options import GRADIENTS_BATCH
-from rescompile.spec import load_spec
+from rescompile.spec import Spec
 
 
 @dataclass
@@ -66,18 +68,19 @@ def _captured_outputs(model, names: list[str], tape, outputs: dict):
 
 
 def gradient_profile(
-    spec: Path, options: dict | None = None, batch: int = GRADIENTS_BATCH, seed: int = 0
+    analysis: Analysis, *, network: str, setting: str, batch: int = GRADIENTS_BATCH, seed: int = 0
 ) -> GradientProfile:
-    """Build the spec (options overridden, e.g. batchnorm off), take gradients on one batch."""
+    """Build the compiled network (of the spec called `network`, `setting` saying what was
+    overridden) and take gradients on one batch."""
     import keras
     import tensorflow as tf
 
-    from rescompile.keras_backend.build import build_spec
+    from rescompile.keras_backend.build import build
 
     keras.utils.set_random_seed(seed)
     with tempfile.TemporaryDirectory() as scratch:
-        result = build_spec(spec, Path(scratch), save=False, options=options)
-    model, graph = result.model, result.analysis.graph
+        model = build(analysis, Path(scratch), save=False).model
+    graph = analysis.graph
     weighted = [n.name for n in graph.nodes if isinstance(n, (ir.Conv, ir.Dense)) and n.main_path]
     rng = np.random.default_rng(seed)
     x = rng.normal(0, 1, (batch, *graph.input.shape)).astype("float32")
@@ -91,15 +94,21 @@ def gradient_profile(
         loss = -tf.reduce_mean(tf.reduce_sum(y * tf.math.log(probabilities + 1e-12), axis=-1))
     kernel_gradients, signal_gradients = tape.gradient(loss, [kernels, [outputs[n] for n in weighted]])
     return GradientProfile(
-        label=result.analysis.spec.name,
+        label=analysis.spec.name,
         layers=weighted,
         kernel_norms=[float(tf.norm(g).numpy()) for g in kernel_gradients],
         signal_norms=[float(tf.norm(g).numpy()) for g in signal_gradients],
-        network=load_spec(spec).name,
-        setting=in_words(options),
+        network=network,
+        setting=setting,
         inputs=f"one batch of {batch} random N(0, 1) images of {'×'.join(map(str, graph.input.shape))}"
         f" with random labels (seed {seed})",
     )
+
+
+def profile_spec(spec: Spec, options: dict | None = None, *, batch: int = GRADIENTS_BATCH) -> GradientProfile:
+    """The gradient profile of `spec` with `options` overridden (e.g. batchnorm off), compiled once."""
+    analysis = analyze_network(compile_network(overridden(spec, options)), compared=not options)
+    return gradient_profile(analysis, network=spec.name, setting=in_words(options), batch=batch)
 
 
 def in_words(options: dict | None) -> str:
@@ -145,8 +154,8 @@ def plot_profiles(profiles: list[GradientProfile], path: Path) -> None:
 
 
 def run(
-    specs: list[Path],
-    no_batchnorm: list[Path],
+    specs: list[Spec],
+    no_batchnorm: list[Spec],
     out: Path,
     *,
     initializer: str | None = None,
@@ -160,9 +169,9 @@ def run(
     networks = [(spec, None) for spec in specs] + [(spec, options) for spec in no_batchnorm]
     profiles = []
     with Steps("gradients experiment", len(networks)) as steps:
-        for spec, overridden in networks:
-            steps.advance(f"{load_spec(spec).name} ({in_words(overridden)})")
-            profiles.append(gradient_profile(spec, overridden, batch))
+        for spec, changed in networks:
+            steps.advance(f"{spec.name} ({in_words(changed)})")
+            profiles.append(profile_spec(spec, changed, batch=batch))
     out.mkdir(parents=True, exist_ok=True)
     plot_profiles(profiles, out / "gradients.png")
     payload = [

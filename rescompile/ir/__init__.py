@@ -30,6 +30,10 @@ class Node:
         """Every layer name this node gives a framework model (its own and its helpers')."""
         return (self.name,)
 
+    def weight_shapes(self, in_channels: int) -> dict[str, tuple[int, ...]]:
+        """The node's weights in a store (ir/weights.py), by part, in the store's layouts."""
+        return {}
+
 
 @dataclass(frozen=True, kw_only=True)
 class Input(Node):
@@ -59,6 +63,10 @@ class Conv(Node):
     def layer_names(self) -> tuple[str, ...]:
         return (self.name, self.pad_name) if self.pad_name else (self.name,)
 
+    def weight_shapes(self, in_channels: int) -> dict[str, tuple[int, ...]]:
+        kernel = (self.kernel, self.kernel, in_channels // self.groups, self.filters)
+        return {"kernel": kernel, "bias": (self.filters,)} if self.bias else {"kernel": kernel}
+
 
 @dataclass(frozen=True, kw_only=True)
 class BatchNorm(Node):
@@ -66,6 +74,9 @@ class BatchNorm(Node):
 
     epsilon: float
     momentum: float
+
+    def weight_shapes(self, in_channels: int) -> dict[str, tuple[int, ...]]:
+        return dict.fromkeys(("gamma", "beta", "mean", "var"), (in_channels,))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,6 +152,15 @@ class SqueezeExcite(Node):
     def layer_names(self) -> tuple[str, ...]:
         return (f"{self.name}_squeeze", f"{self.name}_reduce", f"{self.name}_expand", self.name)
 
+    def weight_shapes(self, in_channels: int) -> dict[str, tuple[int, ...]]:
+        c, r = in_channels, self.reduced
+        return {
+            "reduce_kernel": (1, 1, c, r),
+            "reduce_bias": (r,),
+            "expand_kernel": (1, 1, r, c),
+            "expand_bias": (c,),
+        }
+
 
 @dataclass(frozen=True, kw_only=True)
 class ChannelAttention(Node):
@@ -153,6 +173,9 @@ class ChannelAttention(Node):
     def layer_names(self) -> tuple[str, ...]:
         parts = ("squeeze", "sequence", "conv", "gate")
         return (*(f"{self.name}_{part}" for part in parts), self.name)
+
+    def weight_shapes(self, in_channels: int) -> dict[str, tuple[int, ...]]:
+        return {"kernel": (self.kernel, 1, 1)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -187,6 +210,9 @@ class Dense(Node):
 
     units: int
     activation: Literal["softmax", "linear", "relu"]
+
+    def weight_shapes(self, in_channels: int) -> dict[str, tuple[int, ...]]:
+        return {"kernel": (in_channels, self.units), "bias": (self.units,)}
 
 
 ShortcutKind = Literal["identity", "project", "zeropad", "maxpool", "none"]
@@ -251,6 +277,10 @@ class Graph:
     def node(self, name: str) -> Node:
         """The node called `name`."""
         return self._by_name[name]
+
+    def weight_shapes(self, node: Node) -> dict[str, tuple[int, ...]]:
+        """`node`'s weights by part (ir/weights.py), for the channels of its input."""
+        return node.weight_shapes(self._by_name[node.inputs[0]].shape[2]) if node.inputs else {}
 
     def is_vector(self, name: str) -> bool:
         """True for tensors that are vectors per image (after pooling or flattening)."""

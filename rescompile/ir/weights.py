@@ -1,6 +1,7 @@
 """Weights keyed by IR node: where the backends and importers meet.
 
-A store maps a node's name to its named arrays, in one layout whichever framework filled it:
+A store maps a node's name to its named arrays (the parts and shapes `Graph.weight_shapes` gives,
+from each node class's `weight_shapes`), in one layout whichever framework filled it:
 
   Conv           kernel (kh, kw, in / groups, out); bias (out) where the node has one
   BatchNorm      gamma, beta, mean, var (channels)
@@ -16,22 +17,5 @@ from __future__ import annotations
 
 import numpy as np
 
-from rescompile import ir
-
 NodeWeights = dict[str, np.ndarray]
 WeightStore = dict[str, NodeWeights]
-
-
-def parts(node: ir.Node) -> tuple[str, ...]:
-    """The named arrays node `node` holds in a store (none for ops without weights)."""
-    if isinstance(node, ir.Conv):
-        return ("kernel", "bias") if node.bias else ("kernel",)
-    if isinstance(node, ir.BatchNorm):
-        return ("gamma", "beta", "mean", "var")
-    if isinstance(node, ir.Dense):
-        return ("kernel", "bias")
-    if isinstance(node, ir.SqueezeExcite):
-        return ("reduce_kernel", "reduce_bias", "expand_kernel", "expand_bias")
-    if isinstance(node, ir.ChannelAttention):
-        return ("kernel",)
-    return ()

@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 
 from rescompile import ir
-from rescompile.ir.weights import WeightStore, parts
+from rescompile.ir.weights import WeightStore
 
 
-def keras_layers(node: ir.Node) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """The Keras layers that hold node `node`'s weights, each with the store parts it holds."""
+def keras_layers(node: ir.Node, graph: ir.Graph) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The Keras layers that hold node `node`'s weights, each with the store parts it holds (in
+    Keras' weight order): the node's own layer, or the sublayers a gate is built of."""
     if isinstance(node, ir.SqueezeExcite):
         return (
             (f"{node.name}_reduce", ("reduce_kernel", "reduce_bias")),
@@ -18,8 +19,8 @@ def keras_layers(node: ir.Node) -> tuple[tuple[str, tuple[str, ...]], ...]:
         )
     if isinstance(node, ir.ChannelAttention):
         return ((f"{node.name}_conv", ("kernel",)),)
-    held = parts(node)
-    return ((node.name, held),) if held else ()
+    parts = tuple(graph.weight_shapes(node))
+    return ((node.name, parts),) if parts else ()
 
 
 def weight_store(model, graph: ir.Graph) -> WeightStore:
@@ -27,7 +28,7 @@ def weight_store(model, graph: ir.Graph) -> WeightStore:
     layers = {layer.name: layer for layer in model.layers}
     store: WeightStore = {}
     for node in graph.nodes:
-        for layer, names in keras_layers(node):
+        for layer, names in keras_layers(node, graph):
             arrays = [np.asarray(weight) for weight in layers[layer].get_weights()]
             store.setdefault(node.name, {}).update(zip(names, arrays, strict=True))
     return store
@@ -38,7 +39,7 @@ def layer_weights(store: WeightStore, graph: ir.Graph) -> dict[str, list[np.ndar
     weights = {}
     for node in graph.nodes:
         held = store.get(node.name, {})
-        for layer, names in keras_layers(node):
+        for layer, names in keras_layers(node, graph):
             if all(name in held for name in names):
                 weights[layer] = [held[name] for name in names]
     return weights
