@@ -141,7 +141,7 @@ def _records(analyses: list[Analysis], per_stage: bool) -> list[dict]:
     for a in analyses:
         rows = stage_rows(a) if per_stage else [StageRow("total", "", 0, a.cost)]
         for row in rows:
-            record = {"spec": a.spec.name, "file": a.path}
+            record = {"spec": a.name, "file": a.path}
             if per_stage:
                 record.update(stage=row.name, output=row.output, blocks=row.blocks)
             record.update(

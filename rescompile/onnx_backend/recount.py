@@ -36,16 +36,9 @@ FIRST_OF_PAIR = _pairs()
 WEIGHTED = {"Conv", "Gemm", "MatMul"}
 
 
-@dataclass(frozen=True)
-class OnnxSpec:
-    """Stands in for an Analysis' Spec in the table records: the network's name."""
-
-    name: str
-
-
 @dataclass
 class OnnxCount:
-    """Counts read off an ONNX file, shaped like an Analysis for the table templates.
+    """Counts read off an ONNX file, for the cost tables as an Analysis is (name, path, cost, checks).
 
     With `bn_folded`, the BatchNorm layers live in the convolutions' kernels and biases: the
     file has no BN parameters or statistics, a bias per folded convolution, and no activations
@@ -65,11 +58,6 @@ class OnnxCount:
     reference_error: str = ""
     checks: list = field(default_factory=list)
     ok: bool = True
-
-    @property
-    def spec(self) -> OnnxSpec:
-        """What `spec.name` gives for an Analysis."""
-        return OnnxSpec(self.name)
 
     @property
     def notes(self) -> list[str]:
