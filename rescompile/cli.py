@@ -440,7 +440,7 @@ def export_command(
         source = resolve_spec(source)
     spec = resolve_spec(spec) if spec is not None else None
     if not int8:
-        analysis = export(source, out, options, spec=spec, weights=weights, weights_format=weights_format)
+        analysis, _ = export(source, out, options, spec=spec, weights=weights, weights_format=weights_format)
         typer.echo(f"wrote {out} ({analysis.spec.name}, {analysis.graph.input.shape[0]}px)")
         return
     from rescompile.commands.export import export_int8

@@ -32,7 +32,7 @@ def test_counts_and_shapes_agree_with_the_ir(path: Path) -> None:
         assert node.name in layers, f"IR node {node.name} has no Keras layer"
         assert tuple(layers[node.name].output.shape) == _expected_shape(node, analysis.graph), node.name
     ir_names = {name for node in analysis.graph.nodes for name in node.layer_names()}
-    assert set(layers) <= ir_names, f"Keras layers the IR does not name: {sorted(set(layers) - ir_names)}"
+    assert set(layers) == ir_names, f"named by one side only: {sorted(set(layers) ^ ir_names)}"
     weighted = {name for name, layer in layers.items() if layer.weights}
     assert weighted == {
         layer for node in analysis.graph.nodes for layer, _ in keras_layers(node, analysis.graph)

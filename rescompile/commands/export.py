@@ -28,10 +28,11 @@ def export(
     spec: Path | None = None,
     weights: str | None = None,
     weights_format: str | None = None,
-) -> Analysis:
+) -> tuple[Analysis, ExportOptions]:
     """Export MODEL.keras (described by the record it carries, or --spec) or SPEC (freshly
     initialised, or with `weights` loaded as `build --weights` loads them); the ONNX file carries
-    the model's record and preprocessing."""
+    the model's record and preprocessing. Returns the network and the options completed from the
+    record (its preprocessing, class names and outputs), as written."""
     spec_source = source.suffix in (".yaml", ".yml")
     if weights is not None and not spec_source:
         raise RescompileError(f"--weights is for a SPEC: {source} carries its own weights")
@@ -50,13 +51,9 @@ def export(
             model = load_keras_model(source)
             analysis, record = analysis_for_model(model, source, spec)
         steps.advance(f"emitting {len(analysis.graph.nodes)} IR nodes as ONNX")
-        write_onnx(
-            weight_store(model, analysis.graph),
-            analysis,
-            output,
-            options=onnx_options(options, analysis, record),
-        )
-    return analysis
+        written = onnx_options(options, analysis, record)
+        write_onnx(weight_store(model, analysis.graph), analysis, output, options=written)
+    return analysis, written
 
 
 def export_int8(
@@ -73,13 +70,15 @@ def export_int8(
     images preprocessed as the model's record says (a run's per-pixel mean included); returns the
     calibration count."""
     from rescompile.onnx_backend import DEFAULT_CALIBRATION
-    from rescompile.onnx_backend.quantize import quantize, stored_preprocessing
+    from rescompile.onnx_backend.quantize import quantize
 
     if output.suffix != ".onnx":
         raise RescompileError(f"-o {output}: the output file must end in .onnx")
     with tempfile.TemporaryDirectory() as scratch:
         fp32 = Path(scratch) / "fp32.onnx"
-        analysis = export(source, fp32, options, spec=spec, weights=weights, weights_format=weights_format)
+        analysis, written = export(
+            source, fp32, options, spec=spec, weights=weights, weights_format=weights_format
+        )
         images = calibration(analysis.graph.input.shape[0])
         if len(images) < DEFAULT_CALIBRATION // 4:
             print(
@@ -88,7 +87,7 @@ def export_int8(
                 file=sys.stderr,
                 flush=True,
             )
-        preprocessing = stored_preprocessing(fp32)
+        preprocessing = written.preprocess  # the model's own, as the fp32 file records it
         write_atomic(
             output, lambda tmp: quantize(fp32, tmp, images, preprocessing=preprocessing), suffix=".onnx"
         )

@@ -11,14 +11,6 @@ from rescompile.progress import Steps
 from rescompile.spec.preprocessing import Preprocessing
 
 
-def stored_preprocessing(path: Path) -> Preprocessing:
-    """The preprocessing an ONNX file written by rescompile records in its `preprocess` metadata."""
-    import onnx
-
-    props = {prop.key: prop.value for prop in onnx.load(str(path), load_external_data=False).metadata_props}
-    return Preprocessing.model_validate_json(props["preprocess"])
-
-
 def description(stem_float: bool, images: int) -> str:
     """The `quantization` metadata of an INT8 file: the format quantize() writes."""
     stem = ", stem float32" if stem_float else ""
