@@ -128,7 +128,7 @@ def test_batch_sizes_reach_evaluate_and_the_gradients_experiment(monkeypatch, tm
         seen["evaluate"] = options
         return evaluate.Evaluation(0.5, None, np.eye(2, dtype=int), ["a", "b"], "test", tmp_path / "c.png")
 
-    def fake_profile(spec: Path, options: dict | None = None, batch: int = 0) -> gradients.GradientProfile:
+    def fake_profile(analysis, *, network: str, setting: str, batch: int = 0) -> gradients.GradientProfile:
         seen.setdefault("gradients", []).append(batch)
         return gradients.GradientProfile("n", ["a", "b"], [1.0, 2.0], [1.0, 2.0], "n", "as written", "x")
 

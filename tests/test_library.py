@@ -22,7 +22,7 @@ from rescompile.spec.library import find_library_spec, library_dir, library_spec
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
 
-LIBRARY_SIZE = 46
+LIBRARY_SIZE = 47
 """Specs in specs/ (their `_*.yaml` bases aside): every count below is of this library."""
 
 

@@ -45,6 +45,7 @@ def test_file_names_are_shown_as_written_not_read_as_markup() -> None:
 def test_the_gradients_experiment_names_each_network_it_profiles(monkeypatch, tmp_path: Path) -> None:
     from rescompile import progress
     from rescompile.experiments import gradients
+    from rescompile.spec import load_spec
 
     screen = io.StringIO()
 
@@ -56,14 +57,14 @@ def test_the_gradients_experiment_names_each_network_it_profiles(monkeypatch, tm
             super().advance(what)
             self.bar.refresh()
 
-    def profile(spec: Path, options: dict | None = None, *args, **kwargs) -> gradients.GradientProfile:
+    def profile(analysis, *, network: str, setting: str, batch: int = 0) -> gradients.GradientProfile:
         layers = ["conv1", "predictions"]
-        return gradients.GradientProfile(spec.stem, layers, [1.0, 0.5], [1.0, 0.5], spec.stem, "", "a batch")
+        return gradients.GradientProfile(network, layers, [1.0, 0.5], [1.0, 0.5], network, setting, "a batch")
 
     monkeypatch.setattr(progress, "Steps", OnScreen)
     monkeypatch.setattr(gradients, "gradient_profile", profile)
-    specs = [Path("specs/cifar/resnet20.yaml")]
-    gradients.run(specs, [Path("specs/plain/plain20.yaml")], tmp_path, initializer="glorot_uniform")
+    specs = [load_spec("specs/cifar/resnet20.yaml")]
+    gradients.run(specs, [load_spec("specs/plain/plain20.yaml")], tmp_path, initializer="glorot_uniform")
     text = screen.getvalue()
     assert "gradients experiment: cifar_resnet20 (as written)" in text and "0/2" in text
     assert (

@@ -116,7 +116,7 @@ def build(
         raise RescompileError(f"--weights {weights}: file not found")
     from rescompile.keras_backend.model import stages_to_freeze
 
-    frozen = stages_to_freeze(freeze, analysis.graph)
+    frozen = stages_to_freeze(freeze, len(analysis.graph.stages))
     _check_writable(out)
     source_path = out / f"{analysis.spec.name}.py"
     for name in (source_path.name, f"{analysis.spec.name}.keras", f"{analysis.spec.name}.onnx"):

@@ -213,13 +213,14 @@ def restore_seed_states(model, states: list[list[int]]) -> None:
         variable.assign(np.asarray(state, dtype=variable.dtype))
 
 
-def stages_to_freeze(text: str | None, graph: ir.Graph) -> int:
-    """`--freeze`: `backbone` (the stem and every stage) or a number of stages, checked."""
+def stages_to_freeze(text: str | None, stages: int) -> int:
+    """`--freeze`: `backbone` (the stem and every one of the network's `stages`) or a number of
+    stages, checked."""
     if text is None:
         return 0
-    count = len(graph.stages) if text == "backbone" else int(text) if text.isdigit() else -1
-    if not 0 <= count <= len(graph.stages):
-        raise RescompileError(f"--freeze must be backbone or 0..{len(graph.stages)}, got {text!r}")
+    count = stages if text == "backbone" else int(text) if text.isdigit() else -1
+    if not 0 <= count <= stages:
+        raise RescompileError(f"--freeze must be backbone or 0..{stages}, got {text!r}")
     return count
 
 

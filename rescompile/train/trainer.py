@@ -247,7 +247,7 @@ def _initialise(model, graph, run: _Run) -> None:
             weights_format=options.weights_format,
         )
         print(f"loaded {loaded} layers from {options.weights}", flush=True)
-    stages = stages_to_freeze(options.freeze, graph)
+    stages = stages_to_freeze(options.freeze, len(graph.stages))
     if stages:
         print(f"froze {len(freeze(model, graph, stages))} layers (stem and {stages} stages)", flush=True)
 
@@ -358,6 +358,7 @@ def _train(options: TrainOptions, recipe: Recipe | None, shard: Shard) -> RunSum
     preprocess = checkpoint_preprocess(options.weights)
     if preprocess is not None:  # a PyTorch checkpoint's own input normalisation (spec.json keeps it)
         spec = spec.model_copy(update={"preprocess": Preprocess.model_validate(preprocess.model_dump())})
+    stages_to_freeze(options.freeze, len(spec.stages))  # refused before the data is opened
     run = _prepare(
         options, recipe, state, spec=spec, spec_path=spec_path, shard=shard
     )  # bad data: nothing written
@@ -532,7 +533,6 @@ def _prepare(
     )
     target = Target(input_size=inputs.image_size, classes=len(inputs.class_names))
     analysis = analyze_network(compile_network(spec, target))
-    stages_to_freeze(options.freeze, analysis.graph)  # refused before anything is written
     if options.check_memory:
         require_memory(analysis, recipe.batch_size, training=True)
     steps_per_epoch = inputs.steps_per_epoch(recipe.batch_size, shard)
