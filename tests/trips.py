@@ -4,7 +4,7 @@ Run a command in-process under `sys.setprofile` and record, in call order, each 
 defined in a `rescompile.*` module that receives the datum: as an argument (positional, keyword,
 *args, **kwargs), or held one level deep by an argument (an attribute, e.g. a dataclass or pydantic
 field, or an element of a list/tuple/set/dict argument). Each call maps to its module's layer in
-tests/test_layout.py's LAYERS. A *climb* is a step of the trip from a lower layer to a strictly
+tests/commands/test_layout.py's LAYERS. A *climb* is a step of the trip from a lower layer to a strictly
 higher one: the datum went back up towards the CLI and was passed down again.
 
 `python -m tests.trips` prints three trips (train's options, export's source, gradients' specs).
@@ -26,7 +26,7 @@ import types
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePath
 
-from tests.test_layout import LAYER_OF, _part
+from tests.commands.test_layout import LAYER_OF, _part
 
 ROOT = Path(__file__).resolve().parent.parent
 Step = tuple[str, str, int]

@@ -133,7 +133,7 @@ COST_RULES: dict[type[ir.Node], Callable[..., Cost]] = {
     ir.GlobalPool: _output_only,
     ir.Dense: _dense,
 }
-"""The cost rule of each IR op (the registry: tests/test_op_registry.py checks every node class
+"""The cost rule of each IR op (the registry: tests/ir/test_op_registry.py checks every node class
 has one)."""
 
 

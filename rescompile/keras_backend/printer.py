@@ -170,7 +170,7 @@ KERAS_OPS: dict[type[ir.Node], KerasOp] = {
     ir.GlobalPool: KerasOp(_global_pool),
     ir.Dense: KerasOp(_dense, "dense"),
 }
-"""The Keras entry of each IR op (the registry: tests/test_op_registry.py checks every node class
+"""The Keras entry of each IR op (the registry: tests/ir/test_op_registry.py checks every node class
 has one)."""
 
 

@@ -316,7 +316,7 @@ ONNX_OPS: dict[type[ir.Node], OnnxOp] = {
     ),
     ir.Dense: OnnxOp(_Emitter.dense, {"Gemm": frozenset({"Relu", "Softmax"})}),
 }
-"""The ONNX entry of each IR op (the registry: tests/test_op_registry.py checks every node class
+"""The ONNX entry of each IR op (the registry: tests/ir/test_op_registry.py checks every node class
 has one)."""
 
 

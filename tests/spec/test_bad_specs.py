@@ -25,7 +25,7 @@ CORPUS = Path("tests/bad_specs")
 def _expected() -> dict[str, list[str]]:
     """Each file's errors in order: EXPECTED.tsv has a line per error, naming its file first."""
     found: dict[str, list[str]] = {}
-    for line in (Path(__file__).parent / "bad_specs/EXPECTED.tsv").read_text().splitlines():
+    for line in (Path(__file__).parents[1] / "bad_specs/EXPECTED.tsv").read_text().splitlines():
         name, message = line.split("\t", 1)
         found.setdefault(name, []).append(message)
     return found
@@ -35,7 +35,7 @@ EXPECTED = _expected()
 
 
 def test_corpus_is_large_and_fully_described() -> None:
-    files = {p.name for p in (Path(__file__).parent / "bad_specs").glob("*.yaml")}
+    files = {p.name for p in (Path(__file__).parents[1] / "bad_specs").glob("*.yaml")}
     assert len(files) >= 25
     assert files == set(EXPECTED)
 
@@ -66,7 +66,7 @@ def test_python_tags_are_never_constructed(tmp_path: Path) -> None:
 
 
 LIBRARY = [
-    p for p in Path(__file__).parent.parent.joinpath("specs").rglob("*.yaml") if not p.name.startswith("_")
+    p for p in Path(__file__).parents[2].joinpath("specs").rglob("*.yaml") if not p.name.startswith("_")
 ]
 JUNK = st.one_of(
     st.integers(-(10**9), 10**9),

@@ -21,7 +21,7 @@ from rescompile.spec.json_schema import spec_json_schema
 from rescompile.spec.loader import load_spec
 from rescompile.spec.yamlsrc import load_yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = sorted((ROOT / "specs").rglob("*.yaml"))
 BAD = ROOT / "tests" / "bad_specs"
 CORPUS = sorted(path.name for path in BAD.glob("*.yaml"))

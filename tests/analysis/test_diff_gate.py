@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from rescompile.cli import app
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BASE = """\
 source: a test network
 input: {size: 32, channels: 3}

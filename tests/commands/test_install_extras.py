@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from rescompile import doctor
-from tests.test_light_install import WITHOUT_KERAS
+from tests.commands.test_light_install import WITHOUT_KERAS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WITHOUT_ONNXRUNTIME = WITHOUT_KERAS.replace('"jax"}', '"jax", "onnxruntime"}')
 
 

@@ -8,7 +8,7 @@ from rescompile.cpu import parse_cpuinfo
 from rescompile.errors import RescompileError
 from rescompile.train import compute
 from rescompile.train.compute import auto_precision, resolve_precision
-from tests.test_cpu import CASCADE_LAKE, GRAVITON3, SAPPHIRE_RAPIDS, SKYLAKE_X, ZEN3_AVX2
+from tests.serve.test_cpu import CASCADE_LAKE, GRAVITON3, SAPPHIRE_RAPIDS, SKYLAKE_X, ZEN3_AVX2
 
 ZEN4 = """\
 processor\t: 0

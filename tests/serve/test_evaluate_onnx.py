@@ -66,7 +66,7 @@ def test_onnx_and_keras_score_the_same_folder_and_cifar_alike(models: dict) -> N
 
 
 def test_evaluate_onnx_in_the_light_install_prints_what_keras_prints(models: dict) -> None:
-    from tests.test_light_install import light
+    from tests.commands.test_light_install import light
 
     data = str(models["images"])
     done = light("evaluate", str(models["onnx"]), "--data", data, "--out", str(models["folder"]))

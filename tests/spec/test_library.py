@@ -19,7 +19,7 @@ from rescompile.cli import app
 from rescompile.errors import RescompileError
 from rescompile.spec.library import find_library_spec, library_dir, library_specs, resolve_spec
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 LIBRARY_SIZE = 47

@@ -1,8 +1,9 @@
 """The ResNet family beyond the two papers: grouped convolutions (ResNeXt), wide and dropout blocks
 (WRN), squeeze-and-excitation, ResNet-D's average-pool shortcut, stochastic depth. Counts are
-checked against the papers by tests/test_paper_numbers.py and Keras/ONNX agreement by
-tests/test_keras_agreement.py and tests/test_onnx_export.py for every library spec; here: what
-each construct does, in the IR, in Keras and in ONNX, and that it trains and resumes exactly."""
+checked against the papers by tests/analysis/test_paper_numbers.py and Keras/ONNX agreement by
+tests/backends/test_keras_agreement.py and tests/backends/test_onnx_export.py for every library
+spec; here: what each construct does, in the IR, in Keras and in ONNX, and that it trains and
+resumes exactly."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The light install `rescompile[cpu]` (no TensorFlow/Keras): the compiler and the ONNX side work,
 and a command that needs Keras says which extra to install. Simulated by making tensorflow, keras
-and h5py unimportable in a fresh interpreter (tests/test_install_extras.py also hides onnxruntime,
+and h5py unimportable in a fresh interpreter (tests/commands/test_install_extras.py also hides onnxruntime,
 as the bare base install has none); CI also runs the table/diff commands in a venv without them."""
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ def _complete(words: str, cwd: Path) -> list[str]:
     """What bash completion offers for the last word of `words` (click's completion protocol)."""
     env = {
         **os.environ,
-        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
         "_RESCOMPILE_COMPLETE": "complete_bash",
         "COMP_WORDS": words,
         "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
@@ -120,7 +120,7 @@ def test_tensorflows_native_log_lines_never_reach_stderr() -> None:
 
 
 def test_train_checks_data_before_importing_tensorflow(tmp_path: Path) -> None:
-    from tests.test_light_install import light
+    from tests.commands.test_light_install import light
 
     for option in ("--data", "--val-data"):
         done = light(

@@ -287,7 +287,7 @@ def test_train_on_an_image_folder_then_evaluate_every_image_with_ten_crops(
 ) -> None:
     import json
 
-    from tests.test_train import cli
+    from tests.train.test_train import cli
 
     data = tmp_path / "data"
     data.mkdir()
@@ -318,7 +318,7 @@ def test_train_on_an_image_folder_then_evaluate_every_image_with_ten_crops(
 
 
 def test_a_damaged_image_named_with_control_characters_is_one_line_with_strict(tmp_path: Path) -> None:
-    from tests.test_train import cli
+    from tests.train.test_train import cli
 
     root = write_image_folder(tmp_path / "data", 30, seed=5)
     bad = root / "class1" / "cut\nshort\x1b[31m.jpg"

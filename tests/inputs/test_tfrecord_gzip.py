@@ -146,7 +146,7 @@ def test_the_tfrecord_reader_does_not_import_tensorflow() -> None:
         capture_output=True,
         text=True,
         check=True,
-        cwd=Path(__file__).parents[1],
+        cwd=Path(__file__).parents[2],
     )
     assert done.stdout.strip() == "False"
 

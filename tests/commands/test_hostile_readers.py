@@ -33,7 +33,7 @@ from rescompile.keras_backend.archive import (
     RECURSION_PER_LAYER,
     keras_load_recursion_limit,
 )
-from tests.test_hostile_inputs import CORPUS, assert_one_line_exit_2, onnx_model
+from tests.commands.test_hostile_inputs import CORPUS, assert_one_line_exit_2, onnx_model
 
 MiB = 2**20
 
@@ -689,7 +689,7 @@ def tf_config(cluster: list[str], index: int) -> dict[str, str]:
 
 
 def test_tasks_wait_for_each_other_then_go_on(tmp_path: Path) -> None:
-    from tests.test_multiworker import free_ports
+    from tests.train.test_multiworker import free_ports
 
     cluster = [f"127.0.0.1:{port}" for port in free_ports(2)]
     code = "from rescompile.train.cluster import wait_for_cluster; wait_for_cluster(60); print('ready')"
@@ -704,7 +704,7 @@ def test_tasks_wait_for_each_other_then_go_on(tmp_path: Path) -> None:
 
 
 def test_an_unreachable_worker_is_one_line_after_the_timeout(tmp_path: Path) -> None:
-    from tests.test_multiworker import free_ports
+    from tests.train.test_multiworker import free_ports
 
     cluster = [f"127.0.0.1:{port}" for port in free_ports(2)]
     run = tmp_path / "run"

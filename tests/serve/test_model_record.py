@@ -18,7 +18,7 @@ from tests.numerics import assert_close_to_scale
 from tests.synthetic import colour_images
 
 keras = pytest.importorskip("keras")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:

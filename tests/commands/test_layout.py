@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "rescompile"
+PACKAGE = Path(__file__).resolve().parents[2] / "rescompile"
 
 LAYERS = [
     {"errors", "fileio", "quiet", "resources", "progress", "options", "cpu", "figures"},
