@@ -74,7 +74,7 @@ def our_export(analysis, model, path: Path, **options) -> float:
 
 
 def measure(label: str, run, shape, batch: int, seconds: float) -> float:
-    row = bench_session(run, shape, batch, seconds, warmup=2, min_runs=5)
+    row = bench_session(run, shape, batch, seconds=seconds, warmup=2, min_runs=5)
     print(
         f"  {label:<34} batch {batch:>3}: {row.images_per_second:8.1f} img/s ({row.runs} runs)",
         file=sys.stderr,

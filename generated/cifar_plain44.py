@@ -81,7 +81,7 @@ def stem(x):
 
 def plain_basic(x, filters, stride, name):
     """Post-activation basic block (3x3 / 3x3 convs), no shortcut (a plain network)."""
-    x = conv(x, filters[0], 3, stride, f"{name}_1_conv", bias=False)
+    x = conv(x, filters[0], 3, 1, f"{name}_1_conv", bias=False)
     x = batch_norm(x, f"{name}_1_bn")
     x = relu(x, f"{name}_1_relu")
     x = conv(x, filters[1], 3, 1, f"{name}_2_conv", bias=False)

@@ -89,7 +89,7 @@ def stem(x):
 def basic_identity(x, filters, stride, name):
     """Post-activation basic block (3x3 / 3x3 convs), identity shortcut."""
     shortcut = x
-    x = conv(x, filters[0], 3, stride, f"{name}_1_conv", bias=False)
+    x = conv(x, filters[0], 3, 1, f"{name}_1_conv", bias=False)
     x = batch_norm(x, f"{name}_1_bn")
     x = relu(x, f"{name}_1_relu")
     x = conv(x, filters[1], 3, 1, f"{name}_2_conv", bias=False)

@@ -82,7 +82,7 @@ def preact_basic_projection(x, filters, stride, name):
     x = batch_norm(x, f"{name}_preact_bn")
     x = relu(x, f"{name}_preact_relu")
     shortcut = conv(x, filters[1], 1, stride, f"{name}_0_conv", bias=False)
-    x = conv(x, filters[0], 3, stride, f"{name}_1_conv", bias=False)
+    x = conv(x, filters[0], 3, 1, f"{name}_1_conv", bias=False)
     x = batch_norm(x, f"{name}_1_bn")
     x = relu(x, f"{name}_1_relu")
     x = layers.Dropout(0.3, name=f"{name}_1_dropout")(x)
@@ -96,7 +96,7 @@ def preact_basic_identity(x, filters, stride, name):
     shortcut = x
     x = batch_norm(x, f"{name}_preact_bn")
     x = relu(x, f"{name}_preact_relu")
-    x = conv(x, filters[0], 3, stride, f"{name}_1_conv", bias=False)
+    x = conv(x, filters[0], 3, 1, f"{name}_1_conv", bias=False)
     x = batch_norm(x, f"{name}_1_bn")
     x = relu(x, f"{name}_1_relu")
     x = layers.Dropout(0.3, name=f"{name}_1_dropout")(x)

@@ -112,7 +112,7 @@ def eca_bottleneck_projection(x, filters, stride, name):
     x = conv(x, filters[0], 1, 1, f"{name}_1_conv", bias=False)
     x = batch_norm(x, f"{name}_1_bn")
     x = relu(x, f"{name}_1_relu")
-    x = conv(x, filters[1], 3, stride, f"{name}_2_conv", bias=False)
+    x = conv(x, filters[1], 3, 1, f"{name}_2_conv", bias=False)
     x = batch_norm(x, f"{name}_2_bn")
     x = relu(x, f"{name}_2_relu")
     x = conv(x, filters[2], 1, 1, f"{name}_3_conv", bias=False)
@@ -129,7 +129,7 @@ def eca_bottleneck_identity(x, filters, stride, name):
     x = conv(x, filters[0], 1, 1, f"{name}_1_conv", bias=False)
     x = batch_norm(x, f"{name}_1_bn")
     x = relu(x, f"{name}_1_relu")
-    x = conv(x, filters[1], 3, stride, f"{name}_2_conv", bias=False)
+    x = conv(x, filters[1], 3, 1, f"{name}_2_conv", bias=False)
     x = batch_norm(x, f"{name}_2_bn")
     x = relu(x, f"{name}_2_relu")
     x = conv(x, filters[2], 1, 1, f"{name}_3_conv", bias=False)
@@ -185,9 +185,9 @@ ECA_KERNELS = {
     "conv4_x_block4": 5,
     "conv4_x_block5": 5,
     "conv4_x_block6": 5,
-    "conv5_x_block1": 7,
-    "conv5_x_block2": 7,
-    "conv5_x_block3": 7,
+    "conv5_x_block1": 5,
+    "conv5_x_block2": 5,
+    "conv5_x_block3": 5,
 }
 
 # The stage table: its output's name, its blocks' name (and number), its block rows' filters, and

@@ -76,7 +76,15 @@ def read_torch_weights(
         for key in state
         if key not in used and not key.endswith(IGNORED) and not key.startswith(unused)
     ]
-    _report(path, convention, graph.name, missing, unexpected, misshaped, allow_partial)
+    _report(
+        path,
+        convention,
+        graph.name,
+        missing=missing,
+        unexpected=unexpected,
+        misshaped=misshaped,
+        allow_partial=allow_partial,
+    )
     return store
 
 
@@ -102,6 +110,7 @@ def _report(
     path: Path,
     convention: str,
     network: str,
+    *,
     missing: list[str],
     unexpected: list[str],
     misshaped: list[str],

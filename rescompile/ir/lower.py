@@ -366,14 +366,19 @@ def _channel_attention(b: _Builder, x: ir.Node, block: str) -> ir.Node:
     eca = b.options.eca
     if eca is None:
         return x
-    kernel = eca.kernel or eca_kernel(x.shape[2], eca.gamma, eca.beta)
+    kernel = eca.kernel or eca_kernel(x.shape[2], eca.gamma, eca.beta, rounding=eca.rounding)
     return b.add(ir.ChannelAttention, f"{block}_eca", [x], x.shape, kernel=kernel)
 
 
-def eca_kernel(channels: int, gamma: int, beta: int) -> int:
-    """ECA's adaptive kernel size: |log2(C) / gamma + beta / gamma|, the odd number at or above."""
-    size = int(abs((math.log2(channels) + beta) / gamma))
-    return size if size % 2 else size + 1
+def eca_kernel(channels: int, gamma: int, beta: int, *, rounding: str = "nearest") -> int:
+    """ECA's adaptive kernel size for C channels from t = (log2(C) + beta) / gamma: the odd number
+    nearest t, a tie going down (`nearest`, the paper's |t|odd), or int(t) made odd upwards (`up`)."""
+    t = abs((math.log2(channels) + beta) / gamma)
+    if rounding == "up":
+        size = int(t)
+        return size if size % 2 else size + 1
+    below = math.floor(t) if math.floor(t) % 2 else math.floor(t) - 1
+    return max(1, below if t - below <= below + 2 - t else below + 2)
 
 
 def _survival(b: _Builder, block: int, blocks: int) -> float:
@@ -535,6 +540,14 @@ def _check_fields(spec: Spec) -> list[SpecError]:
     return errors
 
 
+def check_spec(spec: Spec) -> None:
+    """Raise every error of the rules that tie the spec's fields together, as one SpecError (the
+    first, carrying the others): what a spec must pass before it is lowered or compared."""
+    errors = _check_fields(spec)
+    if errors:
+        raise gathered(errors)
+
+
 def _is_stage_output(spec: Spec, name: str) -> bool:
     return name[:1] == "C" and name[1:].isdigit() and 2 <= int(name[1:]) < 2 + len(spec.stages)
 
@@ -563,9 +576,7 @@ def lower(spec: Spec, target: Target = OWN, reference: ir.Graph | None = None) -
     total downsampling. With stage outputs (the target's, else the spec's), the graph holds just
     what computes them.
     """
-    errors = _check_fields(spec)
-    if errors:  # sizes checked on fields that contradict each other would only add noise
-        raise gathered(errors)
+    check_spec(spec)  # sizes checked on fields that contradict each other would only add noise
     strides = None
     size = target.input_size or spec.input.size
     if target.input_size is not None:

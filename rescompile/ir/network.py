@@ -35,6 +35,13 @@ def compile_network(spec: Spec, target: Target = OWN) -> Network:
     """Lower `spec` for `target`: the whole network once, and the target's graph from it (the same
     graph where the target keeps the spec's network)."""
     whole = lower(spec, WHOLE)
+    return retarget(Network(spec, WHOLE, whole, whole), target)
+
+
+def retarget(network: Network, target: Target) -> Network:
+    """The compiled network for another target, its whole graph reused (a command that learns its
+    target late, e.g. from the data, compiles its spec first and retargets it then)."""
+    spec, whole = network.spec, network.whole
     if target.keeps_network(spec) and not target.outputs_of(spec):
         return Network(spec, target, whole, whole)
     return Network(spec, target, lower(spec, target, reference=whole), whole)

@@ -71,9 +71,10 @@ def _check_writable(out: Path) -> None:
         raise RescompileError(f"--out {out}: folder is not writable")
 
 
-def module_source(analysis: Analysis) -> str:
-    """The generated Keras module of the analysed network (printed from its whole graph)."""
-    return render_keras(analysis.network.whole, spec_label(analysis.path))
+def module_source(analysis: Analysis, label: str | None = None) -> str:
+    """The generated Keras module of the analysed network (printed from its whole graph), its
+    header naming the spec file `label` (default: the spec's own)."""
+    return render_keras(analysis.network.whole, spec_label(label or analysis.path))
 
 
 def keras_model(analysis: Analysis, source: str):

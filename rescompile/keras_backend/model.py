@@ -99,7 +99,7 @@ def load_weights(
     before any weight is set: on error the model is unchanged.
     """
     path = Path(_fetch_imagenet(model) if str(path) == "imagenet" else path)
-    saved = _read_saved(path, graph, allow_partial, weights_format)
+    saved = _read_saved(path, graph, allow_partial=allow_partial, weights_format=weights_format)
     stage_of = {node.name: node.stage for node in graph.nodes} if graph is not None else {}
     planned, mismatched, missing, new_head = [], [], [], []
     for layer in model.layers:
@@ -144,7 +144,7 @@ def load_weights(
 
 
 def _read_saved(
-    path: Path, graph: ir.Graph | None, allow_partial: bool, weights_format: str | None
+    path: Path, graph: ir.Graph | None, *, allow_partial: bool, weights_format: str | None
 ) -> dict[str, list[np.ndarray]]:
     """Layer name -> weight arrays in Keras' layouts, from either kind of file."""
     from rescompile.checkpoints.state_dict import is_torch_checkpoint

@@ -7,15 +7,17 @@ from dataclasses import replace
 from pathlib import Path
 
 from rescompile import ir
-from rescompile.analysis.analyze import Analysis, analyze, analyze_record, record_target
+from rescompile.analysis.analyze import Analysis, analyze_network, analyze_record, record_target
 from rescompile.errors import RescompileError
 from rescompile.fileio import write_atomic
+from rescompile.ir.network import compile_network, retarget
 from rescompile.ir.target import Target
 from rescompile.keras_backend.archive import keras_load_recursion_limit
 from rescompile.keras_backend.model import recursion_limit
 from rescompile.spec.artifact import ModelRecord, add_to_keras_file, read_keras_record
 from rescompile.spec.class_lists import named_class_names
 from rescompile.spec.library import resolve_spec
+from rescompile.spec.loader import load_spec
 from rescompile.spec.preprocessing import Preprocessing
 
 
@@ -78,20 +80,14 @@ def analysis_for_model(model, model_path: Path, spec: Path | None) -> tuple[Anal
             )
         return analyze_record(record, model_path), record
     spec = resolve_spec(spec)
+    network = compile_network(load_spec(spec))
     _, height, _, channels = model.input.shape
     if record is not None:
         target = replace(record_target(record), input_size=height, channels=channels)
-        analysis = analyze(spec, target)
-    else:
-        analysis = analyze(spec, Target(input_size=height, channels=channels))
-        include_top, classes = _classifier_in(model, analysis.graph)
-        if (include_top, classes) != (
-            True,
-            analysis.graph.classifier.units if analysis.graph.classifier else None,
-        ):
-            analysis = analyze(
-                spec, Target(input_size=height, channels=channels, classes=classes, include_top=include_top)
-            )
+    else:  # the spec's classifier (named as the IR names it), if the model has it
+        include_top, classes = _classifier_in(model, network.whole)
+        target = Target(input_size=height, channels=channels, classes=classes, include_top=include_top)
+    analysis = analyze_network(retarget(network, target))
     if analysis.spec.name != model.name:
         raise RescompileError(f"{spec} describes {analysis.spec.name}, but the model is {model.name}")
     return analysis, record or model_record(analysis)

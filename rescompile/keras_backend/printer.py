@@ -57,7 +57,8 @@ class Scope:
 def _conv(node: ir.Conv, x: list[str], scope: Scope) -> str:
     pad = f", pad={scope.name(node.pad_name)}" if node.pad_name else ""
     groups = f", groups={node.groups}" if node.groups > 1 else ""
-    stride = scope.stride(node.stride, node.strided)
+    # A spatial conv strides only where it is padded for it: a function without the pad keeps 1.
+    stride = scope.stride(node.stride, node.strided and (node.kernel == 1 or bool(node.pad_name)))
     name = scope.name(node.name)
     return (
         f"conv({x[0]}, {scope.filters(node)}, {node.kernel}, {stride}, {name}, bias={node.bias}{pad}{groups})"
@@ -144,12 +145,14 @@ def _dense(node: ir.Dense, x: list[str], scope: Scope) -> str:
 
 @dataclass(frozen=True)
 class KerasOp:
-    """How one IR op prints: its call, the module's helper function the call uses (if any), and
-    the value it looks up per block (table name and value: see Scope.per_block)."""
+    """How one IR op prints: its call, the module's helper function the call uses (if any), the
+    value it looks up per block (table name and value: see Scope.per_block), and the sublayers
+    that hold its weights where they are not the node's own layer (name suffix, store parts)."""
 
     print: Callable[..., str]
     helper: str = ""
     per_block: Callable[..., tuple[str, float]] | None = None
+    weight_layers: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 KERAS_OPS: dict[type[ir.Node], KerasOp] = {
@@ -162,8 +165,15 @@ KERAS_OPS: dict[type[ir.Node], KerasOp] = {
     ir.ZeroPadShortcut: KerasOp(_zero_pad_shortcut, "zero_pad_shortcut"),
     ir.AvgPool: KerasOp(_avg_pool),
     ir.Upsample: KerasOp(_upsample),
-    ir.SqueezeExcite: KerasOp(_squeeze_excite, "squeeze_excite", _se_width),
-    ir.ChannelAttention: KerasOp(_channel_attention, "channel_attention", _eca_kernel),
+    ir.SqueezeExcite: KerasOp(
+        _squeeze_excite,
+        "squeeze_excite",
+        _se_width,
+        (("_reduce", ("reduce_kernel", "reduce_bias")), ("_expand", ("expand_kernel", "expand_bias"))),
+    ),
+    ir.ChannelAttention: KerasOp(
+        _channel_attention, "channel_attention", _eca_kernel, (("_conv", ("kernel",)),)
+    ),
     ir.DropPath: KerasOp(_drop_path, "drop_path", _drop_rate),
     ir.Flatten: KerasOp(_flatten),
     ir.Dropout: KerasOp(_dropout),

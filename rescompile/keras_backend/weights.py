@@ -7,18 +7,15 @@ import numpy as np
 
 from rescompile import ir
 from rescompile.ir.weights import WeightStore
+from rescompile.keras_backend.printer import KERAS_OPS
 
 
 def keras_layers(node: ir.Node, graph: ir.Graph) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """The Keras layers that hold node `node`'s weights, each with the store parts it holds (in
-    Keras' weight order): the node's own layer, or the sublayers a gate is built of."""
-    if isinstance(node, ir.SqueezeExcite):
-        return (
-            (f"{node.name}_reduce", ("reduce_kernel", "reduce_bias")),
-            (f"{node.name}_expand", ("expand_kernel", "expand_bias")),
-        )
-    if isinstance(node, ir.ChannelAttention):
-        return ((f"{node.name}_conv", ("kernel",)),)
+    Keras' weight order): the sublayers its KERAS_OPS entry names, else the node's own layer."""
+    sublayers = KERAS_OPS[type(node)].weight_layers
+    if sublayers:
+        return tuple((node.name + suffix, parts) for suffix, parts in sublayers)
     parts = tuple(graph.weight_shapes(node))
     return ((node.name, parts),) if parts else ()
 

@@ -335,12 +335,12 @@ def export_onnx(network: Network, weights: WeightStore, options: ExportOptions) 
     metadata = {
         "spec_name": spec.name,
         "spec_hash": spec_hash(spec),
-        "source": spec.source,
+        "source": graph.facts.source,
         "input_size": str(graph.input.shape[0]),
         "input_channels": str(graph.input.shape[2]),
         "layout": options.layout,
         "precision": "float16" if options.fp16 else "float32",
-        "preprocess": (options.preprocess or spec.preprocess).as_json(),
+        "preprocess": (options.preprocess or graph.facts.preprocess).as_json(),
         "class_names": json.dumps(options.class_names),
         "bn_folded": str(options.fold_bn).lower(),
     }

@@ -57,7 +57,7 @@ class Bench:
         with Steps(f"bench {self.model.name}", len(self.sizes)) as steps:
             for size in self.sizes:
                 steps.advance(f"batch size {size}")
-                yield bench_session(run, self.geometry.sample_shape, size, seconds, warmup)
+                yield bench_session(run, self.geometry.sample_shape, size, seconds=seconds, warmup=warmup)
 
 
 def markdown_row(row: BenchRow) -> str:

@@ -317,7 +317,7 @@ class BenchRow:
 
 
 def bench_session(
-    run, input_shape: tuple[int, ...], batch: int, seconds: float, warmup: int, min_runs: int = 10
+    run, input_shape: tuple[int, ...], batch: int, *, seconds: float, warmup: int, min_runs: int = 10
 ) -> BenchRow:
     """Time `run(x)` on random batches: warm-up, then at least `seconds` and `min_runs` runs."""
     x = np.random.default_rng(0).random((batch, *input_shape), dtype=np.float32)  # never float64 first

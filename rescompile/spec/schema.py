@@ -213,12 +213,16 @@ class SqueezeExcitation(Strict):
 class ChannelAttentionOption(Strict):
     """Efficient channel attention (Wang et al. 2020, ECA-Net): each block's residual scaled per
     channel by sigmoid(conv1d(global average pool)), a 1-D convolution across channels without
-    bias; its kernel adapts to the C channels as k = |log2(C) / gamma + beta / gamma|, made odd."""
+    bias; its kernel adapts to the C channels as k = |t|odd, t = log2(C) / gamma + beta / gamma."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"gamma": 2, "beta": 1}]})
 
     gamma: Annotated[StrictInt, Field(ge=1, le=16)] = 2
     beta: Annotated[StrictInt, Field(ge=0, le=16)] = 1
+    rounding: Literal["nearest", "up"] = "nearest"
+    """`nearest`: the paper's |t|odd, the odd number nearest t, a tie going down (k = 5 at 256 to
+    2048 channels: the 80 parameters Wang et al. add to ResNet-50); `up`: int(t) made odd upwards,
+    as the ECA-Net code and timm compute it (k = 7 at 2048 channels; timm's ecaresnet checkpoints)."""
     kernel: Annotated[StrictInt, Field(ge=1, le=MAX_FILTERS, multiple_of=1)] | None = None
     """A fixed odd kernel size for every block instead of the adaptive one."""
 

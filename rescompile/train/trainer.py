@@ -29,7 +29,8 @@ from rescompile.analysis.memory import require_memory
 from rescompile.checkpoints.preprocess import checkpoint_preprocess
 from rescompile.errors import Interrupted, RescompileError, printable
 from rescompile.fileio import remove_stale_temporaries, write_text_atomic
-from rescompile.ir.network import compile_network
+from rescompile.ir.lower import check_spec
+from rescompile.ir.network import Network, compile_network, retarget
 from rescompile.ir.target import Target
 from rescompile.keras_backend.archive import interface, keras_load_recursion_limit, read_keras_config
 from rescompile.keras_backend.model import (
@@ -41,7 +42,7 @@ from rescompile.keras_backend.model import (
 from rescompile.options import EVAL_BATCH, PRECISION_CHOICES, PrecisionChoice
 from rescompile.quiet import import_keras_quietly
 from rescompile.spec import load_spec
-from rescompile.spec.schema import Preprocess, Spec
+from rescompile.spec.schema import Preprocess
 from rescompile.train.compute import resolve_precision
 from rescompile.train.recipe import Recipe, field_value
 from rescompile.train.run_dir import (
@@ -358,9 +359,12 @@ def _train(options: TrainOptions, recipe: Recipe | None, shard: Shard) -> RunSum
     preprocess = checkpoint_preprocess(options.weights)
     if preprocess is not None:  # a PyTorch checkpoint's own input normalisation (spec.json keeps it)
         spec = spec.model_copy(update={"preprocess": Preprocess.model_validate(preprocess.model_dump())})
-    stages_to_freeze(options.freeze, len(spec.stages))  # refused before the data is opened
+    own = analyze_network(compile_network(spec))  # a bad spec is refused before the data is opened
+    stages_to_freeze(options.freeze, len(own.graph.stages))
+    if options.check_memory:
+        require_memory(own, recipe.batch_size, training=True)
     run = _prepare(
-        options, recipe, state, spec=spec, spec_path=spec_path, shard=shard
+        options, recipe, state, network=own.network, spec_path=spec_path, shard=shard
     )  # bad data: nothing written
     analysis = run.analysis
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -426,7 +430,10 @@ def _resumed(options: TrainOptions, recipe: Recipe | None) -> tuple[RunState, Re
     spec_path = run_dir / SPEC
     if not spec_path.is_file():
         raise RescompileError(f"--resume: {run_dir} has no {SPEC}; start a new run")
-    if options.spec is not None and load_spec(options.spec).model_dump() != load_spec(spec_path).model_dump():
+    given = load_spec(options.spec) if options.spec is not None else None
+    if given is not None:
+        check_spec(given)  # a broken SPEC says what is wrong with it, not that it differs
+    if given is not None and given.model_dump() != load_spec(spec_path).model_dump():
         raise RescompileError(
             f"--resume: {options.spec} is not the spec {run_dir} trains ({spec_path});"
             " drop SPEC to continue it"
@@ -474,8 +481,6 @@ class _Run:
     spec_path: Path
     analysis: Analysis
     """The network trained: the spec compiled for the data (its image size and classes)."""
-    source: str
-    """Its generated Keras module."""
     inputs: Inputs
     strategy: object
     """The tf.distribute strategy (made before TensorFlow runs anything: collectives need it)."""
@@ -486,6 +491,8 @@ class _Run:
     """metrics.csv's rows so far."""
     notes: list[str] = field(default_factory=list)
     """What train says after its first line: how the data was split, what small data changed."""
+    source: str = ""
+    """The network's generated Keras module, once printed."""
 
     @property
     def dir(self) -> Path:
@@ -495,14 +502,16 @@ class _Run:
         return _one_hot(data, len(self.inputs.class_names))
 
     def fresh_model(self):
-        """The network's Keras model, freshly initialised (its module written into the run)."""
-        from rescompile.keras_backend.build import build
+        """The network's Keras model, freshly initialised (its module, printed once and named after
+        the run's own spec.json, written into the run)."""
+        from rescompile.keras_backend.build import build, module_source
 
+        self.source = self.source or module_source(self.analysis, label=str(self.spec_path))
         return build(self.analysis, self.dir, save=False, check_memory=False, source=self.source)
 
 
 def _prepare(
-    options: TrainOptions, recipe: Recipe, state: RunState, *, spec: Spec, spec_path: Path, shard: Shard
+    options: TrainOptions, recipe: Recipe, state: RunState, *, network: Network, spec_path: Path, shard: Shard
 ) -> _Run:
     """Open the data (splits, hold-out, normalisation), fit a fresh run's recipe to small data and
     work out the run's length. Validation holds out `recipe.validation` training images; with 0 it
@@ -510,7 +519,6 @@ def _prepare(
     import keras
 
     from rescompile.inputs.sources import open_data
-    from rescompile.keras_backend.build import module_source
     from rescompile.train.inputs import inputs_from, training_images
 
     strategy = strategy_for(options.distribute)
@@ -527,14 +535,12 @@ def _prepare(
         opened,
         recipe,
         state.seed,
-        spec=spec.preprocess,
-        size=spec.input.size,
+        spec=network.spec.preprocess,
+        size=network.spec.input.size,
         strict=options.strict,
     )
     target = Target(input_size=inputs.image_size, classes=len(inputs.class_names))
-    analysis = analyze_network(compile_network(spec, target))
-    if options.check_memory:
-        require_memory(analysis, recipe.batch_size, training=True)
+    analysis = analyze_network(retarget(network, target))
     steps_per_epoch = inputs.steps_per_epoch(recipe.batch_size, shard)
     if steps_per_epoch == 0:
         raise RescompileError(
@@ -543,16 +549,16 @@ def _prepare(
         )
     epochs, total_steps = _length(recipe, steps_per_epoch)
     if options.resume:
-        _check_resumed_state(options.out, state, epochs, total_steps, inputs)
+        _check_resumed_state(options.out, state, inputs, epochs=epochs, total_steps=total_steps)
     keras.utils.set_random_seed(state.seed)
     keras.mixed_precision.set_global_policy(options.precision)
     return _Run(
-        options, recipe, state, spec_path, analysis, module_source(analysis), inputs, strategy,
-        steps_per_epoch, epochs, total_steps, notes=notes + inputs.notes,
+        options, recipe, state, spec_path, analysis, inputs, strategy, steps_per_epoch, epochs, total_steps,
+        notes=notes + inputs.notes,
     )  # fmt: skip
 
 
-def _check_resumed_state(run_dir: Path, state: RunState, epochs: int, total_steps: int, inputs) -> None:
+def _check_resumed_state(run_dir: Path, state: RunState, inputs, *, epochs: int, total_steps: int) -> None:
     """A resumed run's state.json against the run's own recipe (its length), its data (classes
     and image size) and its checkpoint, before anything is written."""
     checkpoint = run_dir / "checkpoint.keras"
