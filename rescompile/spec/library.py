@@ -166,14 +166,3 @@ def find_specs(paths: list[str | Path]) -> list[Path]:
     if not found:
         raise RescompileError(f"no spec files in {', '.join(map(str, paths))}")
     return found
-
-
-def find_library_spec(name: str, library: Path | None = None) -> Path:
-    """The spec file of the library (default: the one shipped in the package) whose network is
-    called `name`."""
-    library = library_dir() if library is None else library
-    if library.is_dir():
-        for path in find_specs([library]):
-            if load_spec(path).name == name:
-                return path
-    raise RescompileError(f"no spec named {name!r} in {library}/: pass --spec SPEC")
